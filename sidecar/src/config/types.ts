@@ -1,0 +1,108 @@
+import type { LbPolicy } from '../lb/picker.js';
+
+/**
+ * The validated, defaulted, frozen configuration. Durations are milliseconds here; in YAML they are strings
+ * with a unit ("250ms", "2s", "1m"). The same policy shapes are used in static config, in the control
+ * plane's config and on the wire.
+ */
+
+export interface EndpointConfig {
+  readonly address: string; // host:port
+  readonly weight: number; // integer 1..1000, default 1
+  readonly capacity: number; // integer >= 1, default 100
+  readonly cost: number; // > 0, default 1.0
+  readonly zone?: string | undefined;
+}
+
+export interface HashOnConfig {
+  readonly header?: string | undefined; // lower-cased header name
+  readonly cookie?: string | undefined;
+}
+
+export interface HealthCheckConfig {
+  readonly http?: { readonly path: string; readonly expectedStatuses: readonly number[]; readonly host?: string | undefined } | undefined;
+  readonly tcp?: Record<string, never> | undefined;
+  readonly grpc?: { readonly service: string } | undefined;
+  readonly intervalMs: number; // default 2s
+  readonly timeoutMs: number; // default 1s
+  readonly healthyThreshold: number; // default 2
+  readonly unhealthyThreshold: number; // default 3
+}
+
+export interface OutlierDetectionConfig {
+  readonly consecutive5xx: number; // default 5
+  readonly consecutiveGatewayFailure: number; // default 3
+  readonly intervalMs: number; // default 5s
+  readonly baseEjectionTimeMs: number; // default 30s
+  readonly maxEjectionTimeMs: number; // default 300s
+  readonly maxEjectionPercent: number; // default 50
+  readonly successRateMinimumHosts: number; // default 3
+  readonly successRateRequestVolume: number; // default 100
+  readonly successRateStdevFactor: number; // default 1.9
+  readonly failurePercentageThreshold: number; // default 85
+  readonly failurePercentageMinimumHosts: number; // default 3
+  readonly failurePercentageRequestVolume: number; // default 50
+}
+
+export interface CircuitBreakerConfig {
+  readonly errorThresholdPercentage: number; // default 50
+  readonly volumeThreshold: number; // default 20
+  readonly rollingWindowMs: number; // default 10s
+  readonly resetTimeoutMs: number; // default 5s
+}
+
+export interface LimitsConfig {
+  readonly maxConcurrent: number; // default 1024
+  readonly maxPending: number; // default 1024
+  readonly maxRetries: number; // default 64
+}
+
+export type RetryOn = 'connect-failure' | 'reset' | 'gateway-error' | '5xx' | 'timeout' | 'retriable-status';
+
+export interface RetryConfig {
+  readonly attempts: number; // retries after the first try, integer 0..10, default 2
+  readonly on: readonly RetryOn[]; // default [connect-failure, reset, gateway-error]
+  readonly statuses: readonly number[]; // for 'retriable-status', default []
+  readonly perTryTimeoutMs: number; // default 1s
+  readonly backoff: { readonly baseMs: number; readonly maxMs: number }; // default 25ms, 250ms
+  readonly budget: { readonly ratio: number; readonly minPerSecond: number }; // default 0.2, 10
+}
+
+/** Policy of one upstream service (what the control plane pushes per service). */
+export interface ServiceConfig {
+  readonly lb: LbPolicy; // default round-robin
+  readonly hashOn?: HashOnConfig | undefined; // ring-hash / maglev only
+  readonly endpoints: readonly EndpointConfig[];
+  /** Optional local port that forwards to this service alone (Consul-style upstream listener). */
+  readonly listen?: string | undefined; // host:port
+  readonly healthCheck?: HealthCheckConfig | undefined;
+  readonly outlierDetection?: OutlierDetectionConfig | undefined;
+  readonly circuitBreaker?: CircuitBreakerConfig | undefined;
+  readonly limits: LimitsConfig;
+  readonly retry: RetryConfig;
+  readonly timeoutMs: number; // overall request deadline, default 15s
+  readonly connectTimeoutMs: number; // default 2s
+  readonly slowStartMs: number; // default 30s
+  readonly panicThreshold: number; // percent, default 50
+}
+
+export interface AccessLogConfig {
+  readonly enabled: boolean; // default true
+  readonly sampleRate: number; // 0..1, default 1
+}
+
+export interface SidecarConfig {
+  readonly service: string;
+  readonly instance: string; // default <service>-<hostname>-<inbound port>
+  readonly admin: { readonly listen: string }; // default 127.0.0.1:15000
+  readonly inbound?: {
+    readonly listen: string; // default 0.0.0.0:15006
+    readonly target: string; // URL of the local app, e.g. http://127.0.0.1:8080
+    readonly maxConcurrent: number; // default 256
+  } | undefined;
+  readonly outbound: { readonly listen: string }; // default 127.0.0.1:15001
+  readonly controlPlane?: { readonly addresses: readonly string[] } | undefined;
+  readonly services: Readonly<Record<string, ServiceConfig>>;
+  readonly log: { readonly level: 'trace' | 'debug' | 'info' | 'warn' | 'error' | 'silent'; readonly accessLog: AccessLogConfig };
+  readonly metrics: { readonly enabled: boolean };
+}

@@ -1,0 +1,15 @@
+import { defineConfig } from 'vitest/config';
+
+export default defineConfig({
+  test: {
+    include: ['test/**/*.test.ts'],
+    testTimeout: 30_000,
+    hookTimeout: 30_000,
+    pool: 'forks',
+    coverage: {
+      provider: 'v8',
+      include: ['sidecar/src/**/*.ts', 'control-plane/src/**/*.ts'],
+      reporter: ['text-summary', 'text'],
+    },
+  },
+});
