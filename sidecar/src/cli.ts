@@ -1,0 +1,92 @@
+import { readFileSync } from 'node:fs';
+import { ConfigError } from './core/errors.js';
+import { Sidecar } from './main.js';
+import { runDemo } from './demo.js';
+
+const USAGE = `usage: outrigger <command> [options]
+
+commands:
+  sidecar --config FILE     run a sidecar proxy (SIGHUP reloads FILE, SIGTERM drains and stops)
+  demo [--port N]           run a sidecar in front of three local demo instances it starts;
+                            N is the outbound port (default 15001; admin is N-1, the demo service's own port N+1)
+  version                   print the version
+  help                      this text
+`;
+
+function flag(args: readonly string[], name: string): string | undefined {
+  const i = args.indexOf(name);
+  if (i >= 0) return args[i + 1];
+  const eq = args.find((a) => a.startsWith(`${name}=`));
+  return eq?.slice(name.length + 1);
+}
+
+function fail(message: string): never {
+  process.stderr.write(`outrigger: ${message}\n`);
+  process.exit(2);
+}
+
+/** Stops `stop` on SIGTERM/SIGINT exactly once, then exits. */
+function exitOnSignals(stop: () => Promise<void>): void {
+  let stopping = false;
+  const onSignal = (signal: NodeJS.Signals): void => {
+    if (stopping) return;
+    stopping = true;
+    process.stderr.write(`outrigger: ${signal}: draining and stopping\n`);
+    stop().then(
+      () => process.exit(0),
+      (err: unknown) => {
+        process.stderr.write(`outrigger: error while stopping: ${String(err)}\n`);
+        process.exit(1);
+      },
+    );
+  };
+  process.on('SIGTERM', onSignal);
+  process.on('SIGINT', onSignal);
+}
+
+async function runSidecar(args: readonly string[]): Promise<void> {
+  const configFile = flag(args, '--config') ?? flag(args, '-c');
+  if (configFile === undefined) fail('sidecar: --config FILE is required');
+  let sidecar: Sidecar;
+  try {
+    sidecar = await Sidecar.start({ configFile });
+  } catch (err) {
+    if (err instanceof ConfigError) fail(`invalid configuration:\n${err.message}`);
+    fail(err instanceof Error ? err.message : String(err));
+  }
+  process.on('SIGHUP', () => {
+    void sidecar.reload();
+  });
+  exitOnSignals(() => sidecar.stop());
+}
+
+export async function main(argv: readonly string[]): Promise<void> {
+  const [command, ...args] = argv;
+  switch (command) {
+    case 'sidecar':
+      await runSidecar(args);
+      return;
+    case 'demo': {
+      const port = Number(flag(args, '--port') ?? '15001');
+      if (!Number.isInteger(port) || port < 2 || port > 65534) fail('demo: --port must be an integer 2..65534');
+      const demo = await runDemo({ outboundPort: port });
+      exitOnSignals(() => demo.stop());
+      return;
+    }
+    case 'version':
+    case '--version': {
+      const pkg = JSON.parse(readFileSync(new URL('../../../package.json', import.meta.url), 'utf8')) as { version: string };
+      process.stdout.write(`outrigger ${pkg.version}\n`);
+      return;
+    }
+    case undefined:
+    case 'help':
+    case '--help':
+    case '-h':
+      process.stdout.write(USAGE);
+      return;
+    default:
+      process.stderr.write(USAGE);
+      fail(`unknown command "${command}"`);
+  }
+}

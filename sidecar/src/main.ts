@@ -1,0 +1,220 @@
+import type { Server } from 'node:http';
+import { ClusterManager } from './cluster/cluster.js';
+import type { SidecarConfig } from './config/types.js';
+import { loadSidecarConfig } from './config/load.js';
+import { systemClock, type Clock } from './core/clock.js';
+import { systemRandom, type Random } from './core/random.js';
+import { createAdminServer } from './admin/server.js';
+import { InboundProxy } from './proxy/inbound.js';
+import { closeServer, createProxyServer, listen } from './proxy/listen.js';
+import { OutboundProxy } from './proxy/outbound.js';
+import { PoolRegistry } from './proxy/pools.js';
+import { AccessLog, createLogger, flushLogger, type Logger } from './telemetry/logger.js';
+import { Metrics } from './telemetry/metrics.js';
+
+export interface SidecarOptions {
+  /** Path of sidecar.yaml; required for SIGHUP reloads. */
+  readonly configFile?: string | undefined;
+  /** An already loaded configuration (tests); otherwise loaded from configFile. */
+  readonly config?: SidecarConfig | undefined;
+  readonly clock?: Clock | undefined;
+  readonly random?: Random | undefined;
+  readonly logger?: Logger | undefined;
+}
+
+export interface SidecarAddresses {
+  readonly admin: string;
+  readonly outbound: string;
+  readonly inbound: string | undefined;
+  /** Per-service local ports (Consul style), by service name. */
+  readonly services: Readonly<Record<string, string>>;
+}
+
+/** How long in-flight requests may take to finish on shutdown. */
+const DRAIN_GRACE_MS = 10_000;
+
+/** The composition root: config → clusters → proxies → listeners, plus admin, metrics and logs. */
+export class Sidecar {
+  private config: SidecarConfig;
+  private version = 1;
+  private loadedAt: number;
+  private lastReloadError: string | undefined;
+  private readonly clock: Clock;
+  readonly logger: Logger;
+  readonly metrics: Metrics;
+  readonly clusters: ClusterManager;
+  private readonly pools = new PoolRegistry();
+  private readonly accessLog: AccessLog;
+  private readonly outbound: OutboundProxy;
+  private inbound: InboundProxy | undefined;
+  private readonly servers: { admin?: Server; outbound?: Server; inbound?: Server } = {};
+  private readonly serviceServers = new Map<string, { server: Server; listen: string; address: string }>();
+  private _addresses: { admin: string; outbound: string; inbound: string | undefined } = { admin: '', outbound: '', inbound: undefined };
+  private isReady = false;
+  private stopping = false;
+
+  private constructor(
+    config: SidecarConfig,
+    private readonly options: SidecarOptions,
+  ) {
+    this.config = config;
+    this.clock = options.clock ?? systemClock;
+    const random = options.random ?? systemRandom;
+    this.loadedAt = this.clock.wallNow();
+    this.logger = options.logger ?? createLogger(config.log.level);
+    this.metrics = new Metrics(config.metrics.enabled);
+    this.accessLog = new AccessLog(this.logger, random, config.log.accessLog.sampleRate, config.log.accessLog.enabled);
+    this.clusters = new ClusterManager({ clock: this.clock, random, onEndpointsRemoved: (eps) => this.pools.release(eps) });
+    this.clusters.apply(config.services);
+    this.metrics.watchClusters(() => this.clusters.all());
+    this.metrics.setConfigVersion(this.version);
+    const deps = { clock: this.clock, accessLog: this.accessLog };
+    this.outbound = new OutboundProxy(this.clusters, this.pools, this.metrics, deps);
+    if (config.inbound) {
+      this.inbound = new InboundProxy(
+        { service: config.service, target: config.inbound.target, maxConcurrent: config.inbound.maxConcurrent, timeoutMs: 60_000 },
+        this.metrics,
+        deps,
+      );
+    }
+  }
+
+  static async start(options: SidecarOptions): Promise<Sidecar> {
+    let config = options.config;
+    if (config === undefined) {
+      if (options.configFile === undefined) throw new Error('a sidecar needs a configuration file');
+      config = await loadSidecarConfig(options.configFile);
+    }
+    const sidecar = new Sidecar(config, options);
+    try {
+      await sidecar.listenAll();
+    } catch (err) {
+      await sidecar.stop();
+      throw err;
+    }
+    return sidecar;
+  }
+
+  private async listenAll(): Promise<void> {
+    const cfg = this.config;
+    this.servers.admin = createAdminServer({
+      clusters: () => this.clusters.all(),
+      configView: () => this.configView(),
+      ready: () => this.isReady && !this.stopping,
+      metrics: this.metrics,
+    });
+    this._addresses.admin = await listen(this.servers.admin, cfg.admin.listen);
+    this.servers.outbound = createProxyServer(this.outbound.handle);
+    this._addresses.outbound = await listen(this.servers.outbound, cfg.outbound.listen);
+    if (cfg.inbound && this.inbound) {
+      this.servers.inbound = createProxyServer(this.inbound.handle);
+      this._addresses.inbound = await listen(this.servers.inbound, cfg.inbound.listen);
+    }
+    await this.reconcileServiceListeners();
+    this.isReady = true;
+    this.logger.info({ addresses: this.addresses, services: Object.keys(cfg.services), version: this.version }, 'sidecar started');
+  }
+
+  /** Opens a listener for each service that declares `listen`, closes those no longer declared. */
+  private async reconcileServiceListeners(): Promise<void> {
+    const wanted = new Map<string, string>();
+    for (const [name, svc] of Object.entries(this.config.services)) if (svc.listen !== undefined) wanted.set(name, svc.listen);
+    for (const [name, entry] of this.serviceServers) {
+      if (wanted.get(name) !== entry.listen) {
+        this.serviceServers.delete(name);
+        await closeServer(entry.server, DRAIN_GRACE_MS);
+      }
+    }
+    for (const [name, addr] of wanted) {
+      if (this.serviceServers.has(name)) continue;
+      const server = createProxyServer(this.outbound.handlerFor(name));
+      const address = await listen(server, addr);
+      this.serviceServers.set(name, { server, listen: addr, address });
+    }
+  }
+
+  get addresses(): SidecarAddresses {
+    const services: Record<string, string> = {};
+    for (const [name, entry] of this.serviceServers) services[name] = entry.address;
+    return { ...this._addresses, services };
+  }
+
+  get configVersion(): number {
+    return this.version;
+  }
+
+  configView(): unknown {
+    return {
+      version: this.version,
+      source: 'static',
+      file: this.options.configFile ?? null,
+      loadedAt: new Date(this.loadedAt).toISOString(),
+      lastReloadError: this.lastReloadError ?? null,
+      lastNack: null,
+      config: this.config,
+    };
+  }
+
+  /**
+   * Re-reads the config file (SIGHUP). A bad file keeps the old config and logs why; requests in flight
+   * are not touched (endpoints that stay keep their pools; pools of removed endpoints drain).
+   */
+  async reload(): Promise<boolean> {
+    const file = this.options.configFile;
+    if (file === undefined) return false;
+    let next: SidecarConfig;
+    try {
+      next = await loadSidecarConfig(file);
+    } catch (err) {
+      this.lastReloadError = err instanceof Error ? err.message : String(err);
+      this.logger.error({ err: this.lastReloadError, file }, 'config reload rejected; keeping the previous configuration');
+      return false;
+    }
+    try {
+      await this.apply(next);
+    } catch (err) {
+      this.lastReloadError = err instanceof Error ? err.message : String(err);
+      this.logger.error({ err: this.lastReloadError, file }, 'config reload could not be applied fully');
+      return false;
+    }
+    this.lastReloadError = undefined;
+    return true;
+  }
+
+  private async apply(next: SidecarConfig): Promise<void> {
+    const prev = this.config;
+    for (const key of ['admin', 'outbound'] as const) {
+      if (prev[key].listen !== next[key].listen) this.logger.warn({ key: `${key}.listen` }, 'listen address changes need a restart; keeping the old one');
+    }
+    if (prev.inbound?.listen !== next.inbound?.listen) this.logger.warn({ key: 'inbound.listen' }, 'inbound listener changes need a restart');
+    this.config = next;
+    this.clusters.apply(next.services);
+    this.outbound.invalidate();
+    if (next.inbound && this.inbound) {
+      this.inbound.update({ service: next.service, target: next.inbound.target, maxConcurrent: next.inbound.maxConcurrent, timeoutMs: 60_000 });
+    }
+    this.accessLog.configure(next.log.accessLog.enabled, next.log.accessLog.sampleRate);
+    this.logger.level = next.log.level;
+    this.version++;
+    this.loadedAt = this.clock.wallNow();
+    this.metrics.setConfigVersion(this.version);
+    await this.reconcileServiceListeners();
+    this.logger.info({ version: this.version, services: Object.keys(next.services) }, 'configuration applied');
+  }
+
+  /** Stops accepting, lets in-flight requests finish (bounded), closes pools, flushes logs. */
+  async stop(graceMs: number = DRAIN_GRACE_MS): Promise<void> {
+    if (this.stopping) return;
+    this.stopping = true;
+    const closing: Promise<void>[] = [];
+    for (const s of [this.servers.outbound, this.servers.inbound]) if (s) closing.push(closeServer(s, graceMs));
+    for (const { server } of this.serviceServers.values()) closing.push(closeServer(server, graceMs));
+    await Promise.all(closing);
+    this.clusters.close();
+    await this.pools.close();
+    await this.inbound?.close();
+    if (this.servers.admin) await closeServer(this.servers.admin, 0);
+    this.logger.info('sidecar stopped');
+    flushLogger(this.logger);
+  }
+}

@@ -1,0 +1,119 @@
+import { Counter, Gauge, Histogram, Registry } from 'prom-client';
+import type { Endpoint } from '../core/endpoint.js';
+import { TrafficStats, type Direction } from './stats.js';
+
+/** Read-only view of the clusters that the metrics read at scrape time. */
+export interface ClusterView {
+  readonly name: string;
+  readonly endpoints: readonly Endpoint[];
+}
+
+/**
+ * The Prometheus metrics of DESIGN.md section 3. The request path never calls prom-client label lookups:
+ * it counts into TrafficStats (plain numbers) and observes into a histogram child cached per service;
+ * gauges and counters are filled from those numbers when Prometheus scrapes.
+ */
+export class Metrics {
+  readonly registry = new Registry();
+  private readonly traffic = new Map<string, TrafficStats>();
+  private readonly duration: Histogram<'direction' | 'service'>;
+  private clusters: () => Iterable<ClusterView> = () => [];
+  private configVersion = 0;
+  private cpConnected = 0;
+
+  constructor(readonly enabled: boolean) {
+    const traffic = this.traffic;
+    new Counter({
+      name: 'outrigger_requests_total',
+      help: 'Requests handled by the sidecar, by direction, service and response status code.',
+      labelNames: ['direction', 'service', 'code'],
+      registers: [this.registry],
+      collect() {
+        this.reset();
+        for (const s of traffic.values()) {
+          const codes = s.codes;
+          for (let c = 100; c < 600; c++) {
+            const n = codes[c]!;
+            if (n > 0) this.inc({ direction: s.direction, service: s.service, code: String(c) }, n);
+          }
+        }
+      },
+    });
+    this.duration = new Histogram({
+      name: 'outrigger_request_duration_seconds',
+      help: 'Time from request arrival to the end of the response, by direction and service.',
+      labelNames: ['direction', 'service'],
+      buckets: [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 10],
+      registers: [this.registry],
+    });
+    const self = this;
+    new Gauge({
+      name: 'outrigger_upstream_inflight',
+      help: 'Requests in flight to each upstream endpoint.',
+      labelNames: ['service', 'endpoint'],
+      registers: [this.registry],
+      collect() {
+        this.reset();
+        for (const c of self.clusters()) for (const e of c.endpoints) this.set({ service: c.name, endpoint: e.address }, e.inflight);
+      },
+    });
+    new Gauge({
+      name: 'outrigger_endpoint_eligible',
+      help: '1 when no health source marks the endpoint bad, else 0.',
+      labelNames: ['service', 'endpoint'],
+      registers: [this.registry],
+      collect() {
+        this.reset();
+        for (const c of self.clusters()) for (const e of c.endpoints) this.set({ service: c.name, endpoint: e.address }, e.flags === 0 ? 1 : 0);
+      },
+    });
+    new Gauge({
+      name: 'outrigger_config_version',
+      help: 'Version of the configuration in effect (static config counts reloads).',
+      registers: [this.registry],
+      collect() {
+        this.set(self.configVersion);
+      },
+    });
+    new Gauge({
+      name: 'outrigger_control_plane_connected',
+      help: '1 while the sidecar holds a stream to the control plane, else 0.',
+      registers: [this.registry],
+      collect() {
+        this.set(self.cpConnected);
+      },
+    });
+  }
+
+  /** The counters for one (direction, service); created once, then reused by the request path. */
+  trafficStats(direction: Direction, service: string): TrafficStats {
+    const key = `${direction}\u0000${service}`;
+    let s = this.traffic.get(key);
+    if (!s) {
+      const child = this.enabled ? this.duration.labels({ direction, service }) : undefined;
+      s = new TrafficStats(direction, service, child ? (sec) => child.observe(sec) : () => {});
+      this.traffic.set(key, s);
+    }
+    return s;
+  }
+
+  watchClusters(source: () => Iterable<ClusterView>): void {
+    this.clusters = source;
+  }
+
+  setConfigVersion(v: number): void {
+    this.configVersion = v;
+  }
+
+  setControlPlaneConnected(connected: boolean): void {
+    this.cpConnected = connected ? 1 : 0;
+  }
+
+  async render(): Promise<string> {
+    return this.registry.metrics();
+  }
+
+  get contentType(): string {
+    return this.registry.contentType;
+  }
+}
