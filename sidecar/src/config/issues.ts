@@ -10,11 +10,15 @@ export const UNKNOWN_KEY_PREFIX = 'expected one of the keys ';
 
 /**
  * Extra fields a schema's custom issue may carry in `params`: `suffix` is appended after "got ...";
- * `got` replaces the JSON of the input (e.g. for values shown by name rather than content).
+ * `got` replaces the JSON of the input.
  */
 export interface IssueParams {
   readonly suffix?: string;
   readonly got?: string;
+  /** Show the raw value found at the issue's path in the parsed document (what the user wrote, e.g. "1s"). */
+  readonly fromRoot?: boolean;
+  /** With `fromRoot`: what to show when the document has no value there (the key was left to its default). */
+  readonly whenMissing?: string;
 }
 
 const MAX_GOT = 80;
@@ -33,6 +37,7 @@ export function formatPath(path: readonly PropertyKey[]): string {
 /** JSON of a value, truncated; "nothing" for a missing value. */
 export function describeValue(value: unknown): string {
   if (value === undefined) return 'nothing';
+  if (typeof value === 'number' && !Number.isFinite(value)) return String(value); // JSON would say null
   let json: string;
   try {
     json = JSON.stringify(value) ?? String(value);
@@ -110,8 +115,9 @@ export function formatIssues(issues: readonly z.core.$ZodIssue[], root: unknown)
       continue;
     }
     const params: IssueParams = issue.code === 'custom' ? ((issue.params ?? {}) as IssueParams) : {};
-    const value = 'input' in issue ? issue.input : valueAt(root, path);
-    push(`${formatPath(path)}: ${issue.message}, got ${params.got ?? describeValue(value)}${params.suffix ?? ''}`);
+    const value = 'input' in issue && params.fromRoot !== true ? issue.input : valueAt(root, path);
+    const got = params.got ?? (value === undefined && params.whenMissing !== undefined ? params.whenMissing : describeValue(value));
+    push(`${formatPath(path)}: ${issue.message}, got ${got}${params.suffix ?? ''}`);
   }
   return lines;
 }

@@ -103,11 +103,8 @@ export class Exchange implements Dispatcher.DispatchHandler {
   onResponseEnd(_c: Dispatcher.DispatchController, trailers: IncomingHttpHeaders): void {
     const res = this.res;
     if (!this.clientGone) {
-      for (const k in trailers) {
-        // Trailers can only be sent on a chunked response; anything else would be dropped by Node anyway.
-        if (!res.hasHeader('content-length')) res.addTrailers(trailers as Record<string, string>);
-        break;
-      }
+      // Trailers can only be sent on a chunked response (no content-length).
+      if (hasAny(trailers) && !res.hasHeader('content-length')) res.addTrailers(trailers as Record<string, string>);
       res.end();
     }
     this.finish(undefined);
@@ -155,6 +152,11 @@ export class Exchange implements Dispatcher.DispatchHandler {
       });
     }
   }
+}
+
+function hasAny(obj: object): boolean {
+  for (const _ in obj) return true;
+  return false;
 }
 
 /**

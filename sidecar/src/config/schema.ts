@@ -1,0 +1,459 @@
+import { hostname } from 'node:os';
+import { z } from 'zod';
+import type { LbPolicy } from '../lb/picker.js';
+import { checkHostPort, listenersCollide, parseHostPort } from './address.js';
+import { DURATION_EXPECTED, durationProblem, formatDuration, parseDuration } from './duration.js';
+import { formatPath, type IssueParams, UNKNOWN_KEY_PREFIX } from './issues.js';
+import type {
+  CircuitBreakerConfig,
+  EndpointConfig,
+  HashOnConfig,
+  HealthCheckConfig,
+  LimitsConfig,
+  OutlierDetectionConfig,
+  RetryConfig,
+  RetryOn,
+  ServiceConfig,
+  SidecarConfig,
+} from './types.js';
+
+/**
+ * zod schemas for sidecar.yaml (DESIGN.md §3). They take the YAML key names (durations as strings with a
+ * unit) and produce the shapes of types.ts (durations in ms, defaults filled in). Every message is phrased
+ * "expected ..."; issues.ts adds the key path and the value that was got. Objects are strict: an unknown
+ * key is an error, because a typo silently ignored is worse than a refusal.
+ */
+
+export const LB_POLICIES = [
+  'random',
+  'weighted-random',
+  'round-robin',
+  'weighted-round-robin',
+  'least-request',
+  'least-load',
+  'peak-ewma',
+  'ring-hash',
+  'maglev',
+] as const satisfies readonly LbPolicy[];
+// Fails to compile when picker.ts gains a policy this list lacks.
+const _allPolicies: readonly (typeof LB_POLICIES)[number][] = [] as LbPolicy[];
+
+export const HASH_POLICIES: readonly LbPolicy[] = ['ring-hash', 'maglev'];
+
+export const RETRY_ON = ['connect-failure', 'reset', 'gateway-error', '5xx', 'timeout', 'retriable-status'] as const satisfies readonly RetryOn[];
+const _allRetryOn: readonly (typeof RETRY_ON)[number][] = [] as RetryOn[];
+
+export const LOG_LEVELS = ['trace', 'debug', 'info', 'warn', 'error', 'silent'] as const satisfies readonly SidecarConfig['log']['level'][];
+
+export const DEFAULT_ADMIN_LISTEN = '127.0.0.1:15000';
+export const DEFAULT_INBOUND_LISTEN = '0.0.0.0:15006';
+export const DEFAULT_OUTBOUND_LISTEN = '127.0.0.1:15001';
+
+// ---------------------------------------------------------------------------------------------------------
+// Building blocks
+
+/** A strict object whose unknown-key message lists the allowed keys (read back by issues.ts). */
+function strict<T extends z.core.$ZodLooseShape>(shape: T, what = 'a mapping') {
+  const keys = Object.keys(shape).join(', ');
+  return z.strictObject(shape, {
+    error: (iss) => (iss.code === 'unrecognized_keys' ? `${UNKNOWN_KEY_PREFIX}${keys}` : `expected ${what}`),
+  });
+}
+
+function int(min: number, max?: number) {
+  const msg = max === undefined ? `expected integer >= ${min}` : `expected integer ${min}..${max}`;
+  const s = z.number({ error: msg }).int({ error: msg }).min(min, { error: msg });
+  return max === undefined ? s : s.max(max, { error: msg });
+}
+
+/** A finite number in [min, max], or (min, max] when `exclusiveMin`. */
+function num(min: number, max: number | undefined, exclusiveMin = false) {
+  const lower = exclusiveMin ? `> ${min}` : `>= ${min}`;
+  const msg = max === undefined ? `expected number ${lower}` : exclusiveMin ? `expected number ${lower} and <= ${max}` : `expected number ${min}..${max}`;
+  const s = z.number({ error: msg });
+  const bounded = exclusiveMin ? s.gt(min, { error: msg }) : s.min(min, { error: msg });
+  return max === undefined ? bounded : bounded.max(max, { error: msg });
+}
+
+const bool = () => z.boolean({ error: 'expected true or false' });
+
+/** A duration string ("250ms", "2s", "1m", "1h") → ms. */
+function duration(allowZero = false) {
+  return z
+    .string({
+      error: (iss) =>
+        typeof iss.input === 'number'
+          ? `${DURATION_EXPECTED}; a plain number has no unit (write e.g. "${iss.input}ms" or "${iss.input}s")`
+          : DURATION_EXPECTED,
+    })
+    .transform((text, ctx): number => {
+      const problem = durationProblem(text);
+      if (problem !== undefined) {
+        ctx.addIssue({ code: 'custom', message: problem, input: text });
+        return z.NEVER;
+      }
+      const ms = parseDuration(text);
+      if (!allowZero && ms === 0) {
+        ctx.addIssue({ code: 'custom', message: 'expected a duration greater than 0', input: text });
+        return z.NEVER;
+      }
+      return ms;
+    });
+}
+
+function hostPort(allowPortZero: boolean) {
+  return z.string({ error: 'expected host:port (IPv4, hostname or [IPv6])' }).superRefine((text, ctx) => {
+    const r = checkHostPort(text, allowPortZero);
+    if ('problem' in r) ctx.addIssue({ code: 'custom', message: r.problem, input: text });
+  });
+}
+/** Where an upstream instance or the control plane is reached: port 1..65535. */
+const address = () => hostPort(false);
+/** Where the sidecar listens: port 0 binds an ephemeral port (tests). */
+const listenAddress = () => hostPort(true);
+
+const SERVICE_NAME = /^[a-z0-9]([a-z0-9.-]*[a-z0-9])?$/;
+const SERVICE_NAME_EXPECTED = 'expected a service name of lower-case letters, digits, "-" and "." that starts and ends with a letter or digit';
+const serviceName = () =>
+  z
+    .string({ error: SERVICE_NAME_EXPECTED })
+    .max(253, { error: `${SERVICE_NAME_EXPECTED} (at most 253 characters)` })
+    .regex(SERVICE_NAME, { error: SERVICE_NAME_EXPECTED });
+
+const TOKEN = /^[!#$%&'*+.^_`|~0-9A-Za-z-]+$/;
+const headerName = () =>
+  z
+    .string({ error: 'expected an HTTP header name' })
+    .regex(TOKEN, { error: 'expected an HTTP header name' })
+    .transform((h) => h.toLowerCase());
+const cookieName = () => z.string({ error: 'expected a cookie name' }).regex(TOKEN, { error: 'expected a cookie name' });
+
+const httpUrl = () =>
+  z.string({ error: 'expected an http:// URL such as http://127.0.0.1:8080' }).superRefine((text, ctx) => {
+    let url: URL | undefined;
+    try {
+      url = new URL(text);
+    } catch {
+      url = undefined;
+    }
+    if (url === undefined || url.protocol !== 'http:' || url.hostname === '') {
+      ctx.addIssue({ code: 'custom', message: 'expected an http:// URL such as http://127.0.0.1:8080', input: text });
+    } else if (url.username !== '' || url.password !== '' || url.pathname !== '/' || url.search !== '' || url.hash !== '') {
+      ctx.addIssue({ code: 'custom', message: 'expected an http:// URL with only scheme, host and port (no path, query or credentials)', input: text });
+    }
+  });
+
+// ---------------------------------------------------------------------------------------------------------
+// One upstream service's policy
+
+const endpointSchema = strict(
+  {
+    address: address(),
+    weight: int(1, 1000).default(1),
+    capacity: int(1).default(100),
+    cost: num(0, undefined, true).default(1),
+    zone: z.string({ error: 'expected a zone name' }).min(1, { error: 'expected a non-empty zone name' }).optional(),
+  },
+  'an endpoint mapping such as { address: 127.0.0.1:9001 }',
+).transform((e): EndpointConfig => ({ address: e.address, weight: e.weight, capacity: e.capacity, cost: e.cost, zone: e.zone }));
+
+const hashOnSchema = strict({ header: headerName().optional(), cookie: cookieName().optional() }, 'a mapping such as { header: x-user-id }')
+  .superRefine((h, ctx) => {
+    if ((h.header === undefined) === (h.cookie === undefined)) {
+      ctx.addIssue({ code: 'custom', message: 'expected exactly one of header or cookie', input: h });
+    }
+  })
+  .transform((h): HashOnConfig => (h.header !== undefined ? { header: h.header } : { cookie: h.cookie }));
+
+const healthCheckSchema = strict({
+  http: strict({
+    path: z.string({ error: 'expected a URL path starting with "/"' }).regex(/^\/\S*$/, { error: 'expected a URL path starting with "/"' }),
+    expectedStatuses: z
+      .array(int(100, 599), { error: 'expected a list of HTTP status codes' })
+      .min(1, { error: 'expected a non-empty list of HTTP status codes' })
+      .default([200]),
+    host: z.string({ error: 'expected a Host header value' }).min(1, { error: 'expected a non-empty Host header value' }).optional(),
+  }).optional(),
+  tcp: strict({}, 'an empty mapping: tcp: {}')
+    .nullable()
+    .transform((): Record<string, never> => ({}))
+    .optional(),
+  grpc: strict({ service: z.string({ error: 'expected a gRPC service name' }).default('') })
+    .nullable()
+    .transform((g) => ({ service: g?.service ?? '' }))
+    .optional(),
+  interval: duration().default(2_000),
+  timeout: duration().default(1_000),
+  healthyThreshold: int(1, 100).default(2),
+  unhealthyThreshold: int(1, 100).default(3),
+})
+  .superRefine((h, ctx) => {
+    const kinds = [h.http, h.tcp, h.grpc].filter((k) => k !== undefined).length;
+    if (kinds !== 1) {
+      ctx.addIssue({
+        code: 'custom',
+        message: 'expected exactly one of http: { path: /healthz }, tcp: {} or grpc: {}',
+        input: { http: h.http, tcp: h.tcp, grpc: h.grpc },
+        params: { got: kinds === 0 ? 'none' : 'several' } satisfies IssueParams,
+      });
+    }
+  })
+  .transform(
+    (h): HealthCheckConfig => ({
+      http: h.http,
+      tcp: h.tcp,
+      grpc: h.grpc,
+      intervalMs: h.interval,
+      timeoutMs: h.timeout,
+      healthyThreshold: h.healthyThreshold,
+      unhealthyThreshold: h.unhealthyThreshold,
+    }),
+  );
+
+const outlierDetectionSchema = strict({
+  consecutive5xx: int(1).default(5),
+  consecutiveGatewayFailure: int(1).default(3),
+  interval: duration().default(5_000),
+  baseEjectionTime: duration().default(30_000),
+  maxEjectionTime: duration().default(300_000),
+  maxEjectionPercent: num(0, 100).default(50),
+  successRateMinimumHosts: int(1).default(3),
+  successRateRequestVolume: int(1).default(100),
+  successRateStdevFactor: num(0, undefined, true).default(1.9),
+  failurePercentageThreshold: num(0, 100).default(85),
+  failurePercentageMinimumHosts: int(1).default(3),
+  failurePercentageRequestVolume: int(1).default(50),
+})
+  .superRefine((o, ctx) => {
+    if (o.maxEjectionTime < o.baseEjectionTime) {
+      ctx.addIssue({
+        code: 'custom',
+        path: ['maxEjectionTime'],
+        message: `expected maxEjectionTime >= baseEjectionTime (${formatDuration(o.baseEjectionTime)})`,
+        params: { fromRoot: true, whenMissing: `"${formatDuration(o.maxEjectionTime)}" (the default)` } satisfies IssueParams,
+      });
+    }
+  })
+  .transform(
+    (o): OutlierDetectionConfig => ({
+      consecutive5xx: o.consecutive5xx,
+      consecutiveGatewayFailure: o.consecutiveGatewayFailure,
+      intervalMs: o.interval,
+      baseEjectionTimeMs: o.baseEjectionTime,
+      maxEjectionTimeMs: o.maxEjectionTime,
+      maxEjectionPercent: o.maxEjectionPercent,
+      successRateMinimumHosts: o.successRateMinimumHosts,
+      successRateRequestVolume: o.successRateRequestVolume,
+      successRateStdevFactor: o.successRateStdevFactor,
+      failurePercentageThreshold: o.failurePercentageThreshold,
+      failurePercentageMinimumHosts: o.failurePercentageMinimumHosts,
+      failurePercentageRequestVolume: o.failurePercentageRequestVolume,
+    }),
+  );
+
+const circuitBreakerSchema = strict({
+  errorThresholdPercentage: num(0, 100, true).default(50),
+  volumeThreshold: int(0).default(20),
+  rollingWindow: duration().default(10_000),
+  resetTimeout: duration().default(5_000),
+}).transform(
+  (c): CircuitBreakerConfig => ({
+    errorThresholdPercentage: c.errorThresholdPercentage,
+    volumeThreshold: c.volumeThreshold,
+    rollingWindowMs: c.rollingWindow,
+    resetTimeoutMs: c.resetTimeout,
+  }),
+);
+
+const limitsSchema = strict({
+  maxConcurrent: int(1).default(1024),
+  maxPending: int(0).default(1024),
+  maxRetries: int(0).default(64),
+}).transform((l): LimitsConfig => ({ maxConcurrent: l.maxConcurrent, maxPending: l.maxPending, maxRetries: l.maxRetries }));
+
+const RETRY_ON_EXPECTED = `expected one of ${RETRY_ON.join(', ')}`;
+
+const retrySchema = strict({
+  attempts: int(0, 10).default(2),
+  on: z
+    .array(z.enum(RETRY_ON, { error: RETRY_ON_EXPECTED }), { error: `expected a list of retry conditions (${RETRY_ON.join(', ')})` })
+    .default(['connect-failure', 'reset', 'gateway-error']),
+  statuses: z.array(int(100, 599), { error: 'expected a list of HTTP status codes' }).default([]),
+  perTryTimeout: duration().default(1_000),
+  backoff: strict({ base: duration().default(25), max: duration().default(250) }).prefault({}),
+  budget: strict({ ratio: num(0, 1).default(0.2), minPerSecond: num(0, undefined).default(10) }).prefault({}),
+})
+  .superRefine((r, ctx) => {
+    if (r.backoff.max < r.backoff.base) {
+      ctx.addIssue({
+        code: 'custom',
+        path: ['backoff', 'max'],
+        message: `expected backoff.max >= backoff.base (${formatDuration(r.backoff.base)})`,
+        params: { fromRoot: true, whenMissing: `"${formatDuration(r.backoff.max)}" (the default)` } satisfies IssueParams,
+      });
+    }
+    const wantsStatuses = r.on.includes('retriable-status');
+    if (wantsStatuses && r.statuses.length === 0) {
+      ctx.addIssue({ code: 'custom', path: ['statuses'], message: 'expected a non-empty list of HTTP status codes when on includes retriable-status', input: r.statuses });
+    } else if (!wantsStatuses && r.statuses.length > 0) {
+      ctx.addIssue({ code: 'custom', path: ['statuses'], message: 'expected statuses only together with on: [retriable-status, ...]', input: r.statuses });
+    }
+  })
+  .transform(
+    (r): RetryConfig => ({
+      attempts: r.attempts,
+      on: r.on,
+      statuses: r.statuses,
+      perTryTimeoutMs: r.perTryTimeout,
+      backoff: { baseMs: r.backoff.base, maxMs: r.backoff.max },
+      budget: { ratio: r.budget.ratio, minPerSecond: r.budget.minPerSecond },
+    }),
+  );
+
+/**
+ * Policy of one upstream service, as written under `services.<name>` in sidecar.yaml and as the control plane
+ * pushes it. Parses to ServiceConfig.
+ */
+export const serviceSchema = strict({
+  lb: z.enum(LB_POLICIES, { error: `expected one of ${LB_POLICIES.join(' | ')}` }).default('round-robin'),
+  hashOn: hashOnSchema.optional(),
+  endpoints: z.array(endpointSchema, { error: 'expected a list of endpoints such as [{ address: 127.0.0.1:9001 }]' }).default([]),
+  listen: listenAddress().optional(),
+  healthCheck: healthCheckSchema.optional(),
+  outlierDetection: outlierDetectionSchema.optional(),
+  circuitBreaker: circuitBreakerSchema.optional(),
+  limits: limitsSchema.prefault({}),
+  retry: retrySchema.prefault({}),
+  timeout: duration().default(15_000),
+  connectTimeout: duration().default(2_000),
+  slowStart: duration(true).default(30_000),
+  panicThreshold: num(0, 100).default(50),
+})
+  .superRefine((s, ctx) => {
+    // hashOn is required for ring-hash / maglev; other policies ignore it (the DESIGN.md example keeps one
+    // beside least-load, and the control plane may switch lb without dropping it).
+    if (HASH_POLICIES.includes(s.lb) && s.hashOn === undefined) {
+      ctx.addIssue({
+        code: 'custom',
+        path: ['hashOn'],
+        message: `expected hashOn: { header: <name> } or { cookie: <name> } because lb is ${s.lb}`,
+        params: { fromRoot: true } satisfies IssueParams,
+      });
+    }
+    const seen = new Map<string, number>();
+    s.endpoints.forEach((e, i) => {
+      const first = seen.get(e.address);
+      if (first === undefined) seen.set(e.address, i);
+      else {
+        ctx.addIssue({
+          code: 'custom',
+          path: ['endpoints', i, 'address'],
+          message: 'expected each endpoint address once',
+          input: e.address,
+          params: { suffix: ` (also endpoints[${first}])` } satisfies IssueParams,
+        });
+      }
+    });
+  })
+  .transform(
+    (s): ServiceConfig => ({
+      lb: s.lb,
+      hashOn: s.hashOn,
+      endpoints: s.endpoints,
+      listen: s.listen,
+      healthCheck: s.healthCheck,
+      outlierDetection: s.outlierDetection,
+      circuitBreaker: s.circuitBreaker,
+      limits: s.limits,
+      retry: s.retry,
+      timeoutMs: s.timeout,
+      connectTimeoutMs: s.connectTimeout,
+      slowStartMs: s.slowStart,
+      panicThreshold: s.panicThreshold,
+    }),
+  );
+
+// ---------------------------------------------------------------------------------------------------------
+// The sidecar's file
+
+/** The sidecar's file (sidecar.yaml). Parses to SidecarConfig, `instance` defaulted from the host name. */
+export const sidecarSchema = strict({
+  service: serviceName(),
+  instance: z
+    .string({ error: 'expected an instance name without spaces' })
+    .regex(/^\S{1,253}$/, { error: 'expected an instance name without spaces (at most 253 characters)' })
+    .optional(),
+  admin: strict({ listen: listenAddress().default(DEFAULT_ADMIN_LISTEN) }).prefault({}),
+  inbound: strict({
+    listen: listenAddress().default(DEFAULT_INBOUND_LISTEN),
+    target: httpUrl(),
+    maxConcurrent: int(1).default(256),
+  }).optional(),
+  outbound: strict({ listen: listenAddress().default(DEFAULT_OUTBOUND_LISTEN) }).prefault({}),
+  controlPlane: strict({
+    addresses: z
+      .array(address(), { error: 'expected a list of control plane addresses (host:port)' })
+      .min(1, { error: 'expected at least one control plane address' }),
+  }).optional(),
+  services: z
+    .record(serviceName(), serviceSchema, { error: 'expected a mapping of service name to policy' })
+    .nullable()
+    .optional()
+    .transform((s): Record<string, ServiceConfig> => s ?? {}),
+  log: strict({
+    level: z.enum(LOG_LEVELS, { error: `expected one of ${LOG_LEVELS.join(', ')}` }).default('info'),
+    accessLog: strict({ enabled: bool().default(true), sampleRate: num(0, 1).default(1) }).prefault({}),
+  }).prefault({}),
+  metrics: strict({ enabled: bool().default(true) }).prefault({}),
+})
+  .superRefine((c, ctx) => {
+    // Every listener needs its own socket.
+    const listeners: { key: (string | number)[]; address: string }[] = [
+      { key: ['admin', 'listen'], address: c.admin.listen },
+      ...(c.inbound !== undefined ? [{ key: ['inbound', 'listen'], address: c.inbound.listen }] : []),
+      { key: ['outbound', 'listen'], address: c.outbound.listen },
+      ...Object.entries(c.services).flatMap(([name, s]) => (s.listen !== undefined ? [{ key: ['services', name, 'listen'], address: s.listen }] : [])),
+    ];
+    listeners.forEach((l, i) => {
+      const hp = parseHostPort(l.address);
+      const clash = listeners.slice(0, i).find((earlier) => listenersCollide(parseHostPort(earlier.address), hp));
+      if (clash !== undefined) {
+        ctx.addIssue({
+          code: 'custom',
+          path: l.key,
+          message: 'expected a listen address no other listener uses',
+          input: l.address,
+          params: { suffix: ` (${formatPath(clash.key)} is ${JSON.stringify(clash.address)})` } satisfies IssueParams,
+        });
+      }
+    });
+    // Without a control plane, nobody else can supply endpoints.
+    if (c.controlPlane === undefined) {
+      for (const [name, s] of Object.entries(c.services)) {
+        if (s.endpoints.length === 0) {
+          ctx.addIssue({
+            code: 'custom',
+            path: ['services', name, 'endpoints'],
+            message: 'expected at least one endpoint (there is no controlPlane to supply them)',
+            params: { fromRoot: true } satisfies IssueParams,
+          });
+        }
+      }
+    }
+  })
+  .transform(
+    (c): SidecarConfig => ({
+      service: c.service,
+      instance: c.instance ?? `${c.service}-${hostname()}-${parseHostPort(c.inbound?.listen ?? DEFAULT_INBOUND_LISTEN).port}`,
+      admin: c.admin,
+      inbound: c.inbound,
+      outbound: c.outbound,
+      controlPlane: c.controlPlane,
+      services: c.services,
+      log: c.log,
+      metrics: c.metrics,
+    }),
+  );
+
+export type ServiceInput = z.input<typeof serviceSchema>;
+export type SidecarInput = z.input<typeof sidecarSchema>;
