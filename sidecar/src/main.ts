@@ -193,8 +193,8 @@ export class Sidecar {
     if (next.inbound && this.inbound) {
       this.inbound.update({ service: next.service, target: next.inbound.target, maxConcurrent: next.inbound.maxConcurrent, timeoutMs: 60_000 });
     }
-    this.accessLog.configure(next.log.accessLog.enabled, next.log.accessLog.sampleRate);
     this.logger.level = next.log.level;
+    this.accessLog.configure(next.log.accessLog.enabled, next.log.accessLog.sampleRate);
     this.version++;
     this.loadedAt = this.clock.wallNow();
     this.metrics.setConfigVersion(this.version);

@@ -133,3 +133,22 @@ export abstract class DrawPicker implements Picker {
     return i < 0 ? first : this.endpoints[i];
   }
 }
+
+/**
+ * The weighted set ordered by address (control path). The consistent-hashing pickers build from this so
+ * that every sidecar derives the same ring / table from the same endpoints whatever order it received
+ * them in (Maglev's table depends on the population order; ring ties are broken by index).
+ */
+export function weightedSetByAddress(endpoints: readonly Endpoint[]): WeightedSet {
+  const set = weightedSet(endpoints);
+  const order = set.endpoints.map((_, i) => i);
+  order.sort((a, b) => {
+    const x = set.endpoints[a]!.address;
+    const y = set.endpoints[b]!.address;
+    return x < y ? -1 : x > y ? 1 : a - b;
+  });
+  return {
+    endpoints: order.map((i) => set.endpoints[i]!),
+    weights: Float64Array.from(order, (i) => set.weights[i]!),
+  };
+}

@@ -1,0 +1,822 @@
+// Outrigger benchmark harness: the sidecar against nginx, HAProxy and a plain http-proxy
+// forwarder, all in front of the same three nginx backends on 127.0.0.1.
+// See bench/README.md for what it measures and how to read the output.
+//
+//   npm run bench                                   # build, then every target
+//   npm run bench -- --only direct,nginx,sidecar    # a subset
+//   node bench/run.mjs --help
+import { spawn, spawnSync } from 'node:child_process';
+import fs from 'node:fs';
+import http from 'node:http';
+import net from 'node:net';
+import os from 'node:os';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+
+const BENCH_DIR = path.dirname(fileURLToPath(import.meta.url));
+const REPO_DIR = path.dirname(BENCH_DIR);
+const WORK_DIR = path.join(BENCH_DIR, '.work');
+const RUN_DIR = path.join(WORK_DIR, 'run');
+const HOST = '127.0.0.1';
+const SIDECAR_HOST_HEADER = 'bench';
+const ALL_TARGETS = ['direct', 'nginx', 'haproxy', 'http-proxy', 'sidecar'];
+const LABELS = { direct: 'direct (no proxy)', nginx: 'nginx', haproxy: 'HAProxy', 'http-proxy': 'http-proxy', sidecar: 'Outrigger sidecar' };
+const TOOLS = { nginx: 'nginx', haproxy: 'haproxy', wrk: 'wrk', h2load: 'nghttp2-client' };
+
+// Targets the sidecar is held to (informational: they print PASS/MISS, they do not fail the run).
+const GOALS = { vsNginx: 0.5, vsHttpProxy: 1.8, addedP50Ms: 0.3, p99Ms: 1.5, rssMb: 80 };
+
+// ---------------------------------------------------------------------------------------------
+// Options
+
+function usage() {
+  return `Usage: node bench/run.mjs [options]   (normally: npm run bench -- [options])
+
+  --only LIST        comma-separated subset of: ${ALL_TARGETS.join(',')}   (default: all)
+  --duration SEC     length of the wrk throughput run and of the h2load latency run (default 10)
+  --warmup SEC       wrk warm-up before each target's measurements (default 2)
+  --connections N    wrk connections for the throughput run (default 50)
+  --rate N           total request rate of the latency run, spread over 10 h2load clients (default 2000)
+  --help             this text
+`;
+}
+
+function parseArgs(argv) {
+  const opts = { only: [...ALL_TARGETS], duration: 10, warmup: 2, connections: 50, rate: 2000, clients: 10 };
+  for (let i = 0; i < argv.length; i++) {
+    const arg = argv[i];
+    const [flag, inline] = arg.includes('=') ? [arg.slice(0, arg.indexOf('=')), arg.slice(arg.indexOf('=') + 1)] : [arg, undefined];
+    const value = () => {
+      const v = inline ?? argv[++i];
+      if (v === undefined) throw new Error(`${flag} needs a value`);
+      return v;
+    };
+    const int = (min) => {
+      const v = Number(value());
+      if (!Number.isInteger(v) || v < min) throw new Error(`${flag} must be an integer >= ${min}`);
+      return v;
+    };
+    switch (flag) {
+      case '--only': {
+        const names = value().split(',').map((s) => s.trim()).filter(Boolean);
+        const unknown = names.filter((n) => !ALL_TARGETS.includes(n));
+        if (unknown.length) throw new Error(`unknown target(s) ${unknown.join(', ')}; choose from ${ALL_TARGETS.join(',')}`);
+        opts.only = ALL_TARGETS.filter((t) => names.includes(t));
+        break;
+      }
+      case '--duration': opts.duration = int(1); break;
+      case '--warmup': opts.warmup = int(0); break;
+      case '--connections': opts.connections = int(1); break;
+      case '--rate': opts.rate = int(opts.clients); break;
+      case '--help': case '-h': process.stdout.write(usage()); process.exit(0); break;
+      default: throw new Error(`unknown option ${arg}\n\n${usage()}`);
+    }
+  }
+  if (opts.rate % opts.clients !== 0) throw new Error(`--rate must be a multiple of ${opts.clients} (h2load's --rps is per client)`);
+  return opts;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Small helpers
+
+const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
+const log = (msg) => process.stdout.write(`${msg}\n`);
+
+function run(cmd, args, opts = {}) {
+  return spawnSync(cmd, args, { encoding: 'utf8', ...opts });
+}
+
+function tail(file, lines = 20) {
+  try {
+    return fs.readFileSync(file, 'utf8').trimEnd().split('\n').slice(-lines).join('\n');
+  } catch {
+    return '(no output)';
+  }
+}
+
+/** Absolute path of a command: PATH first, then the sbin dirs a non-root PATH often lacks. */
+function which(name) {
+  const r = run('sh', ['-c', `command -v ${name}`]);
+  if (r.status === 0 && r.stdout.trim()) return r.stdout.trim();
+  for (const dir of ['/usr/sbin', '/usr/local/sbin', '/sbin']) {
+    const p = path.join(dir, name);
+    try {
+      fs.accessSync(p, fs.constants.X_OK);
+      return p;
+    } catch {
+      // not there
+    }
+  }
+  return null;
+}
+
+/** Finds nginx, haproxy, wrk and h2load; installs the missing ones with apt-get. */
+function ensureTools() {
+  let missing = Object.keys(TOOLS).filter((t) => !which(t));
+  if (missing.length) {
+    const pkgs = missing.map((t) => TOOLS[t]);
+    log(`Installing missing tools (${missing.join(', ')}) with apt-get: ${pkgs.join(' ')}`);
+    const isRoot = typeof process.getuid === 'function' && process.getuid() === 0;
+    const prefix = isRoot ? [] : which('sudo') ? ['sudo', '-n'] : null;
+    if (!prefix) throw new Error(`missing ${missing.join(', ')}; install them: apt-get install -y ${pkgs.join(' ')}`);
+    const env = { ...process.env, DEBIAN_FRONTEND: 'noninteractive' };
+    for (const args of [['apt-get', 'update'], ['apt-get', 'install', '-y', '--no-install-recommends', ...pkgs]]) {
+      const full = [...prefix, ...args];
+      const r = spawnSync(full[0], full.slice(1), { stdio: 'inherit', env });
+      if (r.status !== 0) throw new Error(`${full.join(' ')} failed (exit ${r.status})`);
+    }
+    missing = Object.keys(TOOLS).filter((t) => !which(t));
+    if (missing.length) throw new Error(`still missing after apt-get: ${missing.join(', ')}`);
+  }
+  return Object.fromEntries(Object.keys(TOOLS).map((t) => [t, which(t)]));
+}
+
+/** n distinct free ports: hold n listeners on port 0 at once, then release them. */
+async function freePorts(n) {
+  const servers = [];
+  try {
+    for (let i = 0; i < n; i++) {
+      const srv = net.createServer();
+      servers.push(srv);
+      await new Promise((resolve, reject) => {
+        srv.once('error', reject);
+        srv.listen(0, HOST, resolve);
+      });
+    }
+    return servers.map((s) => s.address().port);
+  } finally {
+    await Promise.all(servers.map((s) => new Promise((resolve) => s.close(() => resolve()))));
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Child processes: every child gets its own process group, so that a stop reaches nginx and
+// HAProxy workers too. Anything still alive when this process exits (normally, on error, on
+// SIGINT/SIGTERM) is killed.
+
+const children = new Set();
+
+function startChild(name, cmd, args, { env, cwd = RUN_DIR } = {}) {
+  const logFile = path.join(RUN_DIR, `${name}.out.log`);
+  const fd = fs.openSync(logFile, 'w');
+  const proc = spawn(cmd, args, { cwd, env: env ?? process.env, stdio: ['ignore', fd, fd], detached: true });
+  fs.closeSync(fd);
+  const child = { name, proc, pid: proc.pid, logFile, exited: false, exitInfo: null };
+  child.done = new Promise((resolve) => {
+    proc.once('exit', (code, signal) => {
+      child.exited = true;
+      child.exitInfo = signal ? `signal ${signal}` : `exit code ${code}`;
+      children.delete(child);
+      resolve();
+    });
+    proc.once('error', (err) => {
+      child.exited = true;
+      child.exitInfo = err.message;
+      children.delete(child);
+      resolve();
+    });
+  });
+  children.add(child);
+  return child;
+}
+
+function signalGroup(child, signal) {
+  if (child.exited || !child.pid) return;
+  try {
+    process.kill(-child.pid, signal);
+  } catch {
+    try {
+      process.kill(child.pid, signal);
+    } catch {
+      // already gone
+    }
+  }
+}
+
+async function stopChild(child, graceMs = 3000) {
+  if (!child || child.exited) return;
+  signalGroup(child, 'SIGTERM');
+  const timer = setTimeout(() => signalGroup(child, 'SIGKILL'), graceMs);
+  await child.done;
+  clearTimeout(timer);
+  // The leader is gone; make sure nothing else in its group lingers.
+  try {
+    process.kill(-child.pid, 'SIGKILL');
+  } catch {
+    // group empty
+  }
+}
+
+function killAllNow() {
+  for (const child of children) signalGroup(child, 'SIGKILL');
+}
+
+process.on('exit', killAllNow);
+for (const sig of ['SIGINT', 'SIGTERM', 'SIGHUP']) {
+  process.on(sig, () => {
+    log(`\nReceived ${sig}: stopping ${children.size} child process(es).`);
+    for (const child of children) signalGroup(child, 'SIGTERM');
+    setTimeout(() => process.exit(130), 500).unref();
+  });
+}
+
+/** Runs a bounded load-generator command to completion; killed if it overruns. */
+async function runTool(name, cmd, args, timeoutMs) {
+  const child = startChild(name, cmd, args);
+  let timedOut = false;
+  const timer = setTimeout(() => {
+    timedOut = true;
+    signalGroup(child, 'SIGKILL');
+  }, timeoutMs);
+  await child.done;
+  clearTimeout(timer);
+  const output = fs.readFileSync(child.logFile, 'utf8');
+  if (timedOut) throw new Error(`${name} did not finish within ${Math.round(timeoutMs / 1000)} s and was killed:\n${tail(child.logFile)}`);
+  return { output, exitInfo: child.exitInfo, ok: child.exitInfo === 'exit code 0' };
+}
+
+// ---------------------------------------------------------------------------------------------
+// HTTP probes
+
+function httpGet(port, { path: urlPath = '/', host = SIDECAR_HOST_HEADER, timeoutMs = 2000 } = {}) {
+  return new Promise((resolve) => {
+    const req = http.get({ host: HOST, port, path: urlPath, headers: { host }, agent: false, timeout: timeoutMs }, (res) => {
+      let body = '';
+      res.setEncoding('utf8');
+      res.on('data', (c) => { body += c; });
+      res.on('end', () => resolve({ status: res.statusCode, body }));
+      res.on('error', (err) => resolve({ status: 0, error: err.message }));
+    });
+    req.on('timeout', () => req.destroy(new Error('timeout')));
+    req.on('error', (err) => resolve({ status: 0, error: err.message }));
+  });
+}
+
+/** Polls GET port/path until 200, or throws (early if the child exits). */
+async function waitFor200(child, port, urlPath, timeoutMs) {
+  const deadline = performance.now() + timeoutMs;
+  let last = null;
+  while (performance.now() < deadline) {
+    if (child?.exited) throw new Error(`${child.name} exited (${child.exitInfo}) before it was ready:\n${tail(child.logFile)}`);
+    last = await httpGet(port, { path: urlPath, timeoutMs: 1000 });
+    if (last.status === 200) return last;
+    await sleep(100);
+  }
+  const what = last ? (last.status ? `HTTP ${last.status}` : last.error) : 'no answer';
+  throw new Error(`GET http://${HOST}:${port}${urlPath} did not return 200 within ${timeoutMs / 1000} s (last: ${what})${child ? `\n${tail(child.logFile)}` : ''}`);
+}
+
+// ---------------------------------------------------------------------------------------------
+// /proc sampling: RSS and CPU time of a process group (nginx/HAProxy master + workers, node).
+
+function groupPids(pgid) {
+  const pids = [];
+  for (const entry of fs.readdirSync('/proc')) {
+    if (!/^\d+$/.test(entry)) continue;
+    try {
+      const stat = fs.readFileSync(`/proc/${entry}/stat`, 'utf8');
+      const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+      if (Number(fields[2]) === pgid) pids.push(Number(entry));
+    } catch {
+      // raced with an exit
+    }
+  }
+  return pids;
+}
+
+function rssKb(pid) {
+  try {
+    const m = /^VmRSS:\s+(\d+)\s+kB/m.exec(fs.readFileSync(`/proc/${pid}/status`, 'utf8'));
+    return m ? Number(m[1]) : 0;
+  } catch {
+    return 0;
+  }
+}
+
+const CLK_TCK = (() => {
+  const r = run('getconf', ['CLK_TCK']);
+  return Number(r.stdout?.trim()) || 100;
+})();
+
+/** utime + stime of the pids, in seconds. */
+function cpuSeconds(pids) {
+  let ticks = 0;
+  for (const pid of pids) {
+    try {
+      const stat = fs.readFileSync(`/proc/${pid}/stat`, 'utf8');
+      const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+      ticks += Number(fields[11]) + Number(fields[12]);
+    } catch {
+      // gone
+    }
+  }
+  return ticks / CLK_TCK;
+}
+
+/** Samples the summed VmRSS of pids every 250 ms until stopped; returns the max in MB. */
+function startRssSampler(pids) {
+  let maxKb = pids.reduce((sum, p) => sum + rssKb(p), 0);
+  const timer = setInterval(() => {
+    const kb = pids.reduce((sum, p) => sum + rssKb(p), 0);
+    if (kb > maxKb) maxKb = kb;
+  }, 250);
+  return () => {
+    clearInterval(timer);
+    return maxKb / 1024;
+  };
+}
+
+// ---------------------------------------------------------------------------------------------
+// Load generators
+
+const UNITS_MS = { us: 0.001, ms: 1, s: 1000, m: 60000, h: 3600000 };
+function wrkDurationMs(text) {
+  const m = /^([\d.]+)(us|ms|s|m|h)$/.exec(text);
+  return m ? Number(m[1]) * UNITS_MS[m[2]] : NaN;
+}
+
+function parseWrk(output) {
+  const num = (re) => {
+    const m = re.exec(output);
+    return m ? Number(m[1]) : 0;
+  };
+  const rpsMatch = /Requests\/sec:\s+([\d.]+)/.exec(output);
+  if (!rpsMatch) throw new Error(`could not parse wrk output:\n${output}`);
+  const latency = /Latency\s+(\S+)\s+(\S+)\s+(\S+)/.exec(output);
+  const dist = {};
+  for (const m of output.matchAll(/^\s+(50|75|90|99)%\s+(\S+)$/gm)) dist[m[1]] = wrkDurationMs(m[2]);
+  const socket = /Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)/.exec(output);
+  return {
+    rps: Number(rpsMatch[1]),
+    requests: num(/(\d+) requests in/),
+    latencyAvgMs: latency ? wrkDurationMs(latency[1]) : NaN,
+    latencyMaxMs: latency ? wrkDurationMs(latency[3]) : NaN,
+    p50Ms: dist['50'] ?? NaN,
+    p99Ms: dist['99'] ?? NaN,
+    non2xx: num(/Non-2xx or 3xx responses: (\d+)/),
+    socketErrors: socket ? { connect: +socket[1], read: +socket[2], write: +socket[3], timeout: +socket[4] } : { connect: 0, read: 0, write: 0, timeout: 0 },
+  };
+}
+
+function wrkArgs(port, seconds, connections) {
+  return ['-t1', `-c${connections}`, `-d${seconds}s`, '--latency', '-H', `Host: ${SIDECAR_HOST_HEADER}`, `http://${HOST}:${port}/`];
+}
+
+async function runWrk(tools, name, port, seconds, connections) {
+  const res = await runTool(name, tools.wrk, wrkArgs(port, seconds, connections), (seconds + 30) * 1000);
+  if (!res.ok) throw new Error(`wrk failed (${res.exitInfo}):\n${res.output}`);
+  return parseWrk(res.output);
+}
+
+/** Nearest-rank percentile of a sorted array. */
+function percentile(sorted, p) {
+  if (sorted.length === 0) return NaN;
+  const rank = Math.ceil((p / 100) * sorted.length);
+  return sorted[Math.min(sorted.length, Math.max(1, rank)) - 1];
+}
+
+async function runH2load(tools, name, port, opts) {
+  const logFile = path.join(RUN_DIR, `${name}.tsv`);
+  fs.rmSync(logFile, { force: true });
+  // With --h1, a "-H host: ..." header is sent in addition to the Host that h2load derives from
+  // :authority (nginx answers the duplicate with 400); setting :authority sets the single Host.
+  const args = ['--h1', '-t', '1', '-c', String(opts.clients), '--rps', String(opts.rate / opts.clients), '-D', String(opts.duration),
+    '--log-file', logFile, '-H', `:authority: ${SIDECAR_HOST_HEADER}`, `http://${HOST}:${port}/`];
+  const res = await runTool(name, tools.h2load, args, (opts.duration + 30) * 1000);
+  if (!res.ok) throw new Error(`h2load failed (${res.exitInfo}):\n${res.output}`);
+  // --log-file rows: start time (µs since epoch) \t HTTP status (-1 = failed) \t µs until end of response.
+  const times = [];
+  const statuses = new Map();
+  for (const line of fs.readFileSync(logFile, 'utf8').split('\n')) {
+    if (!line) continue;
+    const [, status, micros] = line.split('\t');
+    statuses.set(status, (statuses.get(status) ?? 0) + 1);
+    if (status === '200') times.push(Number(micros) / 1000);
+  }
+  times.sort((a, b) => a - b);
+  const total = [...statuses.values()].reduce((a, b) => a + b, 0);
+  const bad = Object.fromEntries([...statuses].filter(([s]) => !s.startsWith('2')));
+  return {
+    requests: total,
+    achievedRps: total / opts.duration,
+    failures: bad,
+    p50Ms: percentile(times, 50),
+    p90Ms: percentile(times, 90),
+    p99Ms: percentile(times, 99),
+    p999Ms: percentile(times, 99.9),
+    maxMs: times.length ? times[times.length - 1] : NaN,
+  };
+}
+
+// ---------------------------------------------------------------------------------------------
+// Configs
+
+function nginxCommon(dir) {
+  return `worker_processes 1;
+pid ${dir}/nginx.pid;
+error_log ${dir}/error.log warn;
+events { worker_connections 4096; }
+`;
+}
+
+function nginxHttpCommon(dir) {
+  return `  access_log off;
+  client_body_temp_path ${dir}/client_body;
+  proxy_temp_path ${dir}/proxy;
+  fastcgi_temp_path ${dir}/fastcgi;
+  uwsgi_temp_path ${dir}/uwsgi;
+  scgi_temp_path ${dir}/scgi;
+  keepalive_timeout 65s;
+  keepalive_requests 1000000;
+`;
+}
+
+function backendsNginxConf(dir, ports) {
+  const servers = ports.map((p) => `  server {
+    listen ${HOST}:${p};
+    location / {
+      default_type text/plain;
+      return 200 "hello, world\\n";
+    }
+  }
+`).join('');
+  return `${nginxCommon(dir)}http {
+${nginxHttpCommon(dir)}${servers}}
+`;
+}
+
+function proxyNginxConf(dir, port, backendPorts) {
+  return `${nginxCommon(dir)}http {
+${nginxHttpCommon(dir)}  upstream backends {
+${backendPorts.map((p) => `    server ${HOST}:${p};\n`).join('')}    keepalive 64;
+    keepalive_requests 1000000;
+  }
+  server {
+    listen ${HOST}:${port};
+    location / {
+      proxy_pass http://backends;
+      proxy_http_version 1.1;
+      proxy_set_header Connection "";
+    }
+  }
+}
+`;
+}
+
+function haproxyCfg(port, backendPorts) {
+  return `global
+  nbthread 1
+  maxconn 10000
+
+defaults
+  mode http
+  option http-keep-alive
+  http-reuse always
+  timeout connect 5s
+  timeout client 30s
+  timeout server 30s
+  timeout http-keep-alive 30s
+
+frontend bench_in
+  bind ${HOST}:${port}
+  default_backend bench_backends
+
+backend bench_backends
+  balance roundrobin
+${backendPorts.map((p, i) => `  server b${i + 1} ${HOST}:${p}\n`).join('')}`;
+}
+
+function sidecarYaml(outPort, adminPort, backendPorts) {
+  return `service: bench-client
+admin: { listen: ${HOST}:${adminPort} }
+outbound: { listen: ${HOST}:${outPort} }
+log: { level: warn, accessLog: { enabled: false } }
+metrics: { enabled: true }
+services:
+  ${SIDECAR_HOST_HEADER}:
+    lb: least-load
+    endpoints:
+${backendPorts.map((p) => `      - { address: ${HOST}:${p} }\n`).join('')}`;
+}
+
+async function startNginx(tools, name, conf) {
+  const dir = path.join(RUN_DIR, name);
+  fs.mkdirSync(dir, { recursive: true });
+  const confFile = path.join(dir, 'nginx.conf');
+  fs.writeFileSync(confFile, conf(dir));
+  const test = run(tools.nginx, ['-t', '-q', '-p', dir, '-e', path.join(dir, 'error.log'), '-c', confFile]);
+  if (test.status !== 0) throw new Error(`nginx -t rejected ${confFile}:\n${test.stderr}`);
+  return startChild(name, tools.nginx, ['-p', dir, '-e', path.join(dir, 'error.log'), '-c', confFile, '-g', 'daemon off;']);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Targets: each start() returns { child, port } once the target answers 200 through it.
+
+function nodeEnv() {
+  return { ...process.env, NODE_ENV: 'production' };
+}
+
+function defineTargets(tools, ports) {
+  const { backends } = ports;
+  return {
+    direct: {
+      start: async () => ({ child: null, port: backends[0] }),
+    },
+    nginx: {
+      start: async () => {
+        const child = await startNginx(tools, 'nginx-proxy', (dir) => proxyNginxConf(dir, ports.nginx, backends));
+        await waitFor200(child, ports.nginx, '/', 10_000);
+        return { child, port: ports.nginx };
+      },
+    },
+    haproxy: {
+      start: async () => {
+        const cfg = path.join(RUN_DIR, 'haproxy.cfg');
+        fs.writeFileSync(cfg, haproxyCfg(ports.haproxy, backends));
+        const check = run(tools.haproxy, ['-c', '-q', '-f', cfg]);
+        if (check.status !== 0) throw new Error(`haproxy -c rejected ${cfg}:\n${check.stdout}${check.stderr}`);
+        const child = startChild('haproxy', tools.haproxy, ['-f', cfg, '-db']);
+        await waitFor200(child, ports.haproxy, '/', 10_000);
+        return { child, port: ports.haproxy };
+      },
+    },
+    'http-proxy': {
+      start: async () => {
+        const child = startChild('http-proxy', process.execPath, ['--no-deprecation', path.join(BENCH_DIR, 'http-proxy-forwarder.mjs'),
+          '--listen', `${HOST}:${ports.httpProxy}`, '--backends', backends.map((p) => `${HOST}:${p}`).join(',')], { env: nodeEnv(), cwd: REPO_DIR });
+        await waitFor200(child, ports.httpProxy, '/', 10_000);
+        return { child, port: ports.httpProxy };
+      },
+    },
+    sidecar: {
+      start: async () => {
+        const cli = path.join(REPO_DIR, 'bin', 'outrigger.js');
+        if (!fs.existsSync(cli)) throw new Error(`${path.relative(REPO_DIR, cli)} not found (run npm run build; is the sidecar CLI there yet?)`);
+        if (!fs.existsSync(path.join(REPO_DIR, 'dist', 'sidecar', 'src', 'main.js'))) {
+          log('  warning: dist/sidecar/src/main.js not found; run `npm run build` (npm run bench does) if the CLI needs it');
+        }
+        const cfg = path.join(RUN_DIR, 'sidecar.yaml');
+        fs.writeFileSync(cfg, sidecarYaml(ports.sidecarOut, ports.sidecarAdmin, backends));
+        const child = startChild('sidecar', process.execPath, [cli, 'sidecar', '--config', cfg], { env: nodeEnv(), cwd: REPO_DIR });
+        await waitFor200(child, ports.sidecarAdmin, '/ready', 10_000);
+        const probe = await httpGet(ports.sidecarOut);
+        if (probe.status !== 200) throw new Error(`sidecar is ready but GET / (Host: ${SIDECAR_HOST_HEADER}) through it returned ${probe.status || probe.error}:\n${tail(child.logFile)}`);
+        return { child, port: ports.sidecarOut };
+      },
+    },
+  };
+}
+
+// ---------------------------------------------------------------------------------------------
+// One target: warm-up, throughput (with RSS/CPU sampling), latency at a fixed rate.
+
+async function benchTarget(name, target, tools, opts, backendChild) {
+  log(`\n== ${LABELS[name]}`);
+  let started = null;
+  try {
+    started = await target.start();
+    const { child, port } = started;
+    log(`  listening on ${HOST}:${port}${child ? ` (pid ${child.pid})` : ''}`);
+
+    if (opts.warmup > 0) {
+      log(`  warm-up: wrk ${opts.warmup}s`);
+      const warm = await runWrk(tools, `${name}.warmup.wrk`, port, opts.warmup, opts.connections);
+      if (warm.non2xx > 0) throw new Error(`returned ${warm.non2xx} non-2xx responses during warm-up (see ${path.join(RUN_DIR, `${name}.warmup.wrk.out.log`)})`);
+    }
+
+    const proxyPids = child ? groupPids(child.pid) : [];
+    const backendPids = groupPids(backendChild.pid);
+    const stopRss = child ? startRssSampler(proxyPids) : null;
+    const cpu0 = { proxy: cpuSeconds(proxyPids), backends: cpuSeconds(backendPids), t: performance.now() };
+    log(`  throughput: wrk -t1 -c${opts.connections} -d${opts.duration}s`);
+    const wrk = await runWrk(tools, `${name}.wrk`, port, opts.duration, opts.connections);
+    const wall = (performance.now() - cpu0.t) / 1000;
+    const maxRssMb = stopRss ? stopRss() : null;
+    const proxyCpuPct = child ? ((cpuSeconds(proxyPids) - cpu0.proxy) / wall) * 100 : null;
+    const backendCpuPct = ((cpuSeconds(backendPids) - cpu0.backends) / wall) * 100;
+    const sockErr = Object.values(wrk.socketErrors).reduce((a, b) => a + b, 0);
+    log(`    ${fmt(wrk.rps, 0)} req/s, wrk latency p50 ${fmt(wrk.p50Ms, 2)} ms / p99 ${fmt(wrk.p99Ms, 2)} ms` +
+      `, non-2xx ${wrk.non2xx}, socket errors ${sockErr}${maxRssMb !== null ? `, max RSS ${fmt(maxRssMb, 1)} MB` : ''}` +
+      `${proxyCpuPct !== null ? `, proxy CPU ${fmt(proxyCpuPct, 0)}%` : ''}, backends CPU ${fmt(backendCpuPct, 0)}%`);
+    if (wrk.non2xx > 0) throw new Error(`returned ${wrk.non2xx} non-2xx responses under wrk (see ${path.join(RUN_DIR, `${name}.wrk.out.log`)})`);
+
+    log(`  latency: h2load --h1 -c ${opts.clients} --rps ${opts.rate / opts.clients} -D ${opts.duration} (${opts.rate} req/s)`);
+    const stopRss2 = child ? startRssSampler(proxyPids) : null;
+    const lat = await runH2load(tools, `${name}.h2load`, port, opts);
+    const maxRssMb2 = stopRss2 ? stopRss2() : null;
+    log(`    ${lat.requests} requests (${fmt(lat.achievedRps, 0)}/s): p50 ${fmt(lat.p50Ms, 3)} ms, p90 ${fmt(lat.p90Ms, 3)} ms, ` +
+      `p99 ${fmt(lat.p99Ms, 3)} ms, p99.9 ${fmt(lat.p999Ms, 3)} ms, max ${fmt(lat.maxMs, 3)} ms`);
+    const failed = Object.values(lat.failures).reduce((a, b) => a + b, 0);
+    if (failed > 0) throw new Error(`non-2xx/failed requests in the latency run: ${JSON.stringify(lat.failures)} (status -1 = failed stream)`);
+    const warnings = [];
+    if (lat.achievedRps < opts.rate * 0.95) warnings.push(`latency run reached only ${fmt(lat.achievedRps, 0)} of ${opts.rate} req/s`);
+    if (sockErr > 0) warnings.push(`wrk socket errors ${JSON.stringify(wrk.socketErrors)}`);
+    for (const w of warnings) log(`  WARNING: ${w}`);
+
+    return {
+      name, ok: true, wrk, lat, proxyCpuPct, backendCpuPct, warnings,
+      maxRssMb: maxRssMb === null ? null : Math.max(maxRssMb, maxRssMb2 ?? 0),
+      errors: wrk.non2xx + sockErr + failed,
+    };
+  } catch (err) {
+    log(`  FAILED: ${err.message}`);
+    return { name, ok: false, error: err.message.split('\n')[0] };
+  } finally {
+    if (started?.child) await stopChild(started.child);
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Report
+
+function fmt(n, digits) {
+  return n === null || n === undefined || Number.isNaN(n) ? '–' : n.toFixed(digits);
+}
+
+function signed(n, digits) {
+  if (n === null || n === undefined || Number.isNaN(n)) return '–';
+  return `${n >= 0 ? '+' : ''}${n.toFixed(digits)}`;
+}
+
+function tableRows(results, opts) {
+  const direct = results.find((r) => r.name === 'direct' && r.ok);
+  const header = ['Target', `req/s (wrk -c${opts.connections})`, 'proxy CPU %', 'backends CPU %', `p50 ms @${opts.rate / 1000}k`, 'p90 ms',
+    'p99 ms', 'p99.9 ms', 'added p50 ms', 'max RSS MB', 'errors'];
+  const rows = results.map((r) => {
+    if (!r.ok) return [LABELS[r.name], `FAILED: ${r.error}`, '', '', '', '', '', '', '', '', ''];
+    const added = direct && r.name !== 'direct' ? r.lat.p50Ms - direct.lat.p50Ms : null;
+    return [LABELS[r.name], fmt(r.wrk.rps, 0), fmt(r.proxyCpuPct, 0), fmt(r.backendCpuPct, 0), fmt(r.lat.p50Ms, 3), fmt(r.lat.p90Ms, 3),
+      fmt(r.lat.p99Ms, 3), fmt(r.lat.p999Ms, 3), r.name === 'direct' ? '0' : signed(added, 3), fmt(r.maxRssMb, 1), String(r.errors)];
+  });
+  return { header, rows };
+}
+
+function textTable({ header, rows }) {
+  const widths = header.map((h, i) => Math.max(h.length, ...rows.map((r) => (r[i].startsWith('FAILED') ? 0 : r[i].length))));
+  const line = (cells) => cells.map((c, i) => (i === 0 ? c.padEnd(widths[i]) : c.padStart(widths[i]))).join('  ').trimEnd();
+  return [line(header), widths.map((w) => '-'.repeat(w)).join('  '),
+    ...rows.map((r) => (r[1].startsWith('FAILED') ? `${r[0].padEnd(widths[0])}  ${r[1]}` : line(r)))].join('\n');
+}
+
+function markdownTable({ header, rows }) {
+  const esc = (s) => s.replace(/\|/g, '\\|');
+  return [`| ${header.map(esc).join(' | ')} |`, `| ${header.map((_, i) => (i === 0 ? '---' : '---:')).join(' | ')} |`,
+    ...rows.map((r) => `| ${r.map(esc).join(' | ')} |`)].join('\n');
+}
+
+/** Ratio lines and goal checks for the sidecar. */
+function comparisons(results) {
+  const get = (n) => results.find((r) => r.name === n && r.ok);
+  const s = get('sidecar');
+  const nginx = get('nginx');
+  const haproxy = get('haproxy');
+  const hp = get('http-proxy');
+  const direct = get('direct');
+  const ratios = [];
+  const checks = [];
+  const ratio = (a, b) => (a && b ? a.wrk.rps / b.wrk.rps : null);
+  if (!s) {
+    ratios.push('sidecar not run (or failed): no ratios');
+  } else {
+    if (nginx) ratios.push(`sidecar / nginx throughput:      ${fmt(ratio(s, nginx), 2)}x`);
+    if (haproxy) ratios.push(`sidecar / HAProxy throughput:    ${fmt(ratio(s, haproxy), 2)}x`);
+    if (hp) ratios.push(`sidecar / http-proxy throughput: ${fmt(ratio(s, hp), 2)}x`);
+    if (direct && nginx) {
+      const sAdd = s.lat.p50Ms - direct.lat.p50Ms;
+      const nAdd = nginx.lat.p50Ms - direct.lat.p50Ms;
+      ratios.push(`added p50 over direct: sidecar ${signed(sAdd, 3)} ms vs nginx ${signed(nAdd, 3)} ms (difference ${signed(sAdd - nAdd, 3)} ms)`);
+    }
+  }
+  const check = (label, value, pass) => {
+    checks.push(`${value === null ? 'SKIP' : pass ? 'PASS' : 'MISS'}  ${label}${value === null ? ' (not measured)' : `: ${value}`}`);
+  };
+  const vsNginx = ratio(s, nginx);
+  check(`sidecar throughput >= ${GOALS.vsNginx}x nginx`, vsNginx === null ? null : `${fmt(vsNginx, 2)}x`, vsNginx >= GOALS.vsNginx);
+  const vsHp = ratio(s, hp);
+  check(`sidecar throughput >= ${GOALS.vsHttpProxy}x http-proxy`, vsHp === null ? null : `${fmt(vsHp, 2)}x`, vsHp >= GOALS.vsHttpProxy);
+  const added = s && direct ? s.lat.p50Ms - direct.lat.p50Ms : null;
+  check(`sidecar adds <= ${GOALS.addedP50Ms} ms p50 over direct`, added === null ? null : `${signed(added, 3)} ms`, added <= GOALS.addedP50Ms);
+  const p99 = s ? s.lat.p99Ms : null;
+  check(`sidecar p99 < ${GOALS.p99Ms} ms at the fixed rate`, p99 === null ? null : `${fmt(p99, 3)} ms`, p99 < GOALS.p99Ms);
+  const rss = s ? s.maxRssMb : null;
+  check(`sidecar max RSS < ${GOALS.rssMb} MB`, rss === null ? null : `${fmt(rss, 1)} MB`, rss < GOALS.rssMb);
+  return { ratios, checks };
+}
+
+function firstLine(cmd, args) {
+  const r = run(cmd, args);
+  return `${r.stdout ?? ''}${r.stderr ?? ''}`.split('\n').find((l) => l.trim())?.trim() ?? '?';
+}
+
+function machineInfo(tools) {
+  let cpuModel = os.cpus()[0]?.model ?? '?';
+  try {
+    const m = /^model name\s*:\s*(.+)$/m.exec(fs.readFileSync('/proc/cpuinfo', 'utf8'));
+    if (m) cpuModel = m[1].trim();
+  } catch {
+    // not Linux
+  }
+  const git = run('git', ['-C', REPO_DIR, 'rev-parse', '--short', 'HEAD']).stdout?.trim();
+  const dirty = run('git', ['-C', REPO_DIR, 'status', '--porcelain']).stdout?.trim();
+  return {
+    date: new Date().toISOString(),
+    nproc: os.availableParallelism(),
+    cpu: cpuModel,
+    memory: `${(os.totalmem() / 2 ** 30).toFixed(1)} GiB`,
+    kernel: `${os.type()} ${os.release()}`,
+    node: process.version,
+    nginx: firstLine(tools.nginx, ['-v']).replace(/^nginx version:\s*/, ''),
+    haproxy: firstLine(tools.haproxy, ['-v']).replace(/ - https?:.*$/, ''),
+    wrk: firstLine(tools.wrk, ['--version']).replace(/\s+Copyright.*$/, ''),
+    h2load: firstLine(tools.h2load, ['--version']),
+    commit: git ? `${git}${dirty ? ' (with uncommitted changes)' : ''}` : '?',
+  };
+}
+
+function markdownReport(machine, opts, table, comp) {
+  return `# Outrigger benchmark run
+
+${machine.date}, commit ${machine.commit}
+
+| Machine | |
+| --- | --- |
+| CPUs (nproc) | ${machine.nproc} |
+| CPU model | ${machine.cpu} |
+| Memory | ${machine.memory} |
+| Kernel | ${machine.kernel} |
+| Node | ${machine.node} |
+| nginx | ${machine.nginx} |
+| HAProxy | ${machine.haproxy} |
+| wrk | ${machine.wrk} |
+| h2load | ${machine.h2load} |
+
+Throughput: \`wrk -t1 -c${opts.connections} -d${opts.duration}s\` after a ${opts.warmup} s warm-up (closed loop, keep-alive).
+Latency: \`h2load --h1 -c ${opts.clients} --rps ${opts.rate / opts.clients} -D ${opts.duration}\` = ${opts.rate} req/s (open loop); percentiles from h2load's per-request log.
+"added p50" = p50 through the proxy minus p50 straight to a backend at the same rate.
+RSS = max summed VmRSS of the proxy's processes, sampled every 250 ms under load. CPU % = proxy (and backend nginx) CPU time / wall time during the wrk run (100% = one core).
+
+${markdownTable(table)}
+
+${comp.ratios.map((l) => `- ${l}`).join('\n')}
+
+Goals (informational):
+
+${comp.checks.map((l) => `- ${l}`).join('\n')}
+`;
+}
+
+// ---------------------------------------------------------------------------------------------
+
+async function main() {
+  const opts = parseArgs(process.argv.slice(2));
+  const nodeMajor = Number(process.versions.node.split('.')[0]);
+  if (nodeMajor < 24) log(`warning: running under Node ${process.version}; the node proxies are spawned with this binary. Use \`npm run bench\` (Node 24 from the node devDependency).`);
+  if (process.platform !== 'linux') throw new Error('the bench reads /proc and installs tools with apt-get: Linux only');
+
+  const tools = ensureTools();
+  fs.rmSync(RUN_DIR, { recursive: true, force: true });
+  fs.mkdirSync(RUN_DIR, { recursive: true });
+  const machine = machineInfo(tools);
+  log(`Outrigger bench: ${opts.only.join(', ')}  |  ${machine.nproc} CPUs, ${machine.cpu}, ${machine.memory}, node ${machine.node}`);
+  log(`work dir: ${path.relative(REPO_DIR, RUN_DIR)} (configs, child logs, h2load request logs)`);
+
+  const [b1, b2, b3, nginxPort, haproxyPort, httpProxyPort, sidecarOut, sidecarAdmin] = await freePorts(8);
+  const ports = { backends: [b1, b2, b3], nginx: nginxPort, haproxy: haproxyPort, httpProxy: httpProxyPort, sidecarOut, sidecarAdmin };
+
+  const results = [];
+  let backendChild = null;
+  try {
+    backendChild = await startNginx(tools, 'backends', (dir) => backendsNginxConf(dir, ports.backends));
+    for (const p of ports.backends) await waitFor200(backendChild, p, '/', 10_000);
+    log(`backends: nginx (1 worker) on ${ports.backends.map((p) => `${HOST}:${p}`).join(', ')}`);
+
+    const targets = defineTargets(tools, ports);
+    for (const name of opts.only) results.push(await benchTarget(name, targets[name], tools, opts, backendChild));
+  } finally {
+    await stopChild(backendChild);
+  }
+
+  const table = tableRows(results, opts);
+  const comp = comparisons(results);
+  log(`\n${textTable(table)}\n`);
+  for (const l of comp.ratios) log(l);
+  log('');
+  for (const l of comp.checks) log(l);
+
+  const md = markdownReport(machine, opts, table, comp);
+  fs.writeFileSync(path.join(WORK_DIR, 'last-run.md'), md);
+  fs.writeFileSync(path.join(WORK_DIR, 'last-run.json'), `${JSON.stringify({ machine, opts, results }, null, 2)}\n`);
+  log(`\nWrote ${path.relative(REPO_DIR, path.join(WORK_DIR, 'last-run.md'))} (and last-run.json)`);
+
+  const failed = results.filter((r) => !r.ok);
+  if (failed.length) {
+    log(`\n${failed.length} target(s) could not be run: ${failed.map((r) => `${r.name} (${r.error})`).join('; ')}`);
+    process.exitCode = 1;
+  }
+}
+
+main().catch((err) => {
+  process.stderr.write(`bench failed: ${err.stack ?? err}\n`);
+  killAllNow();
+  process.exitCode = 1;
+});
