@@ -155,8 +155,10 @@ async function freePorts(n) {
 // SIGINT/SIGTERM) is killed.
 
 const children = new Set();
+let interrupted = false;
 
 function startChild(name, cmd, args, { env, cwd = RUN_DIR } = {}) {
+  if (interrupted) throw new Error('interrupted');
   const logFile = path.join(RUN_DIR, `${name}.out.log`);
   const fd = fs.openSync(logFile, 'w');
   const proc = spawn(cmd, args, { cwd, env: env ?? process.env, stdio: ['ignore', fd, fd], detached: true });
@@ -214,6 +216,8 @@ function killAllNow() {
 process.on('exit', killAllNow);
 for (const sig of ['SIGINT', 'SIGTERM', 'SIGHUP']) {
   process.on(sig, () => {
+    if (interrupted) return;
+    interrupted = true;
     log(`\nReceived ${sig}: stopping ${children.size} child process(es).`);
     for (const child of children) signalGroup(child, 'SIGTERM');
     setTimeout(() => process.exit(130), 500).unref();
@@ -221,8 +225,9 @@ for (const sig of ['SIGINT', 'SIGTERM', 'SIGHUP']) {
 }
 
 /** Runs a bounded load-generator command to completion; killed if it overruns. */
-async function runTool(name, cmd, args, timeoutMs) {
+async function runTool(name, cmd, args, timeoutMs, onStart) {
   const child = startChild(name, cmd, args);
+  onStart?.(child);
   let timedOut = false;
   const timer = setTimeout(() => {
     timedOut = true;
@@ -257,7 +262,10 @@ async function waitFor200(child, port, urlPath, timeoutMs) {
   const deadline = performance.now() + timeoutMs;
   let last = null;
   while (performance.now() < deadline) {
-    if (child?.exited) throw new Error(`${child.name} exited (${child.exitInfo}) before it was ready:\n${tail(child.logFile)}`);
+    if (child?.exited) {
+      const out = tail(child.logFile);
+      throw new Error(`${child.name} exited (${child.exitInfo}) before it was ready: ${out.split('\n').at(-1)}\n${out}`);
+    }
     last = await httpGet(port, { path: urlPath, timeoutMs: 1000 });
     if (last.status === 200) return last;
     await sleep(100);
@@ -313,17 +321,69 @@ function cpuSeconds(pids) {
   return ticks / CLK_TCK;
 }
 
-/** Samples the summed VmRSS of pids every 250 ms until stopped; returns the max in MB. */
-function startRssSampler(pids) {
-  let maxKb = pids.reduce((sum, p) => sum + rssKb(p), 0);
-  const timer = setInterval(() => {
-    const kb = pids.reduce((sum, p) => sum + rssKb(p), 0);
+/** CPU time the whole machine spent in user + system mode, in seconds (all cores). */
+function machineBusySeconds() {
+  const f = fs.readFileSync('/proc/stat', 'utf8').split('\n')[0].trim().split(/\s+/).slice(1).map(Number);
+  return (f[0] + f[1] + f[2]) / CLK_TCK;
+}
+
+/**
+ * Measures one load run: max summed VmRSS of the proxy's processes (sampled every 250 ms), CPU
+ * used by the proxy, the backends and the load generator, and by everything else on the machine
+ * (a noise indicator: other work running during the measurement). CPU % is of one core.
+ */
+function startProbe(proxyPids, backendPids) {
+  const t0 = performance.now();
+  const proxy0 = cpuSeconds(proxyPids);
+  const backends0 = cpuSeconds(backendPids);
+  const busy0 = machineBusySeconds();
+  let loadPid = null;
+  let loadCpu = 0;
+  let maxKb = 0;
+  const sample = () => {
+    const kb = proxyPids.reduce((sum, p) => sum + rssKb(p), 0);
     if (kb > maxKb) maxKb = kb;
-  }, 250);
-  return () => {
-    clearInterval(timer);
-    return maxKb / 1024;
+    if (loadPid) {
+      const c = cpuSeconds([loadPid]);
+      if (c > loadCpu) loadCpu = c; // stays at the last value seen once the generator exits
+    }
   };
+  sample();
+  const timer = setInterval(sample, 250);
+  return {
+    track: (child) => { loadPid = child.pid; },
+    stop: () => {
+      clearInterval(timer);
+      const wall = (performance.now() - t0) / 1000;
+      const pct = (sec) => (sec / wall) * 100;
+      const proxy = cpuSeconds(proxyPids) - proxy0;
+      const backends = cpuSeconds(backendPids) - backends0;
+      const other = machineBusySeconds() - busy0 - proxy - backends - loadCpu;
+      return {
+        maxRssMb: proxyPids.length ? maxKb / 1024 : null,
+        proxyCpuPct: proxyPids.length ? pct(proxy) : null,
+        backendCpuPct: pct(backends),
+        loadGenCpuPct: pct(loadCpu),
+        otherCpuPct: Math.max(0, pct(other)),
+      };
+    },
+  };
+}
+
+/**
+ * Waits (bounded) until the rest of the machine is quiet: under 20% of one core busy over a
+ * 1 s window. Other work on a 2-core box skews every number; this only narrows the window.
+ */
+async function waitForQuiet(maxSeconds) {
+  let busyPct = 0;
+  for (let i = 0; i < maxSeconds; i++) {
+    const b0 = machineBusySeconds();
+    const t0 = performance.now();
+    await sleep(1000);
+    busyPct = ((machineBusySeconds() - b0) / ((performance.now() - t0) / 1000)) * 100;
+    if (busyPct < 20) return { quiet: true, busyPct, waited: i };
+  }
+  return { quiet: false, busyPct, waited: maxSeconds };
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -362,8 +422,8 @@ function wrkArgs(port, seconds, connections) {
   return ['-t1', `-c${connections}`, `-d${seconds}s`, '--latency', '-H', `Host: ${SIDECAR_HOST_HEADER}`, `http://${HOST}:${port}/`];
 }
 
-async function runWrk(tools, name, port, seconds, connections) {
-  const res = await runTool(name, tools.wrk, wrkArgs(port, seconds, connections), (seconds + 30) * 1000);
+async function runWrk(tools, name, port, seconds, connections, onStart) {
+  const res = await runTool(name, tools.wrk, wrkArgs(port, seconds, connections), (seconds + 30) * 1000, onStart);
   if (!res.ok) throw new Error(`wrk failed (${res.exitInfo}):\n${res.output}`);
   return parseWrk(res.output);
 }
@@ -375,14 +435,14 @@ function percentile(sorted, p) {
   return sorted[Math.min(sorted.length, Math.max(1, rank)) - 1];
 }
 
-async function runH2load(tools, name, port, opts) {
+async function runH2load(tools, name, port, opts, onStart) {
   const logFile = path.join(RUN_DIR, `${name}.tsv`);
   fs.rmSync(logFile, { force: true });
   // With --h1, a "-H host: ..." header is sent in addition to the Host that h2load derives from
   // :authority (nginx answers the duplicate with 400); setting :authority sets the single Host.
   const args = ['--h1', '-t', '1', '-c', String(opts.clients), '--rps', String(opts.rate / opts.clients), '-D', String(opts.duration),
     '--log-file', logFile, '-H', `:authority: ${SIDECAR_HOST_HEADER}`, `http://${HOST}:${port}/`];
-  const res = await runTool(name, tools.h2load, args, (opts.duration + 30) * 1000);
+  const res = await runTool(name, tools.h2load, args, (opts.duration + 30) * 1000, onStart);
   if (!res.ok) throw new Error(`h2load failed (${res.exitInfo}):\n${res.output}`);
   // --log-file rows: start time (µs since epoch) \t HTTP status (-1 = failed) \t µs until end of response.
   const times = [];
@@ -466,7 +526,7 @@ ${backendPorts.map((p) => `    server ${HOST}:${p};\n`).join('')}    keepalive 6
 function haproxyCfg(port, backendPorts) {
   return `global
   nbthread 1
-  maxconn 10000
+  maxconn 4096
 
 defaults
   mode http
@@ -552,9 +612,6 @@ function defineTargets(tools, ports) {
       start: async () => {
         const cli = path.join(REPO_DIR, 'bin', 'outrigger.js');
         if (!fs.existsSync(cli)) throw new Error(`${path.relative(REPO_DIR, cli)} not found (run npm run build; is the sidecar CLI there yet?)`);
-        if (!fs.existsSync(path.join(REPO_DIR, 'dist', 'sidecar', 'src', 'main.js'))) {
-          log('  warning: dist/sidecar/src/main.js not found; run `npm run build` (npm run bench does) if the CLI needs it');
-        }
         const cfg = path.join(RUN_DIR, 'sidecar.yaml');
         fs.writeFileSync(cfg, sidecarYaml(ports.sidecarOut, ports.sidecarAdmin, backends));
         const child = startChild('sidecar', process.execPath, [cli, 'sidecar', '--config', cfg], { env: nodeEnv(), cwd: REPO_DIR });
@@ -584,38 +641,43 @@ async function benchTarget(name, target, tools, opts, backendChild) {
       if (warm.non2xx > 0) throw new Error(`returned ${warm.non2xx} non-2xx responses during warm-up (see ${path.join(RUN_DIR, `${name}.warmup.wrk.out.log`)})`);
     }
 
+    const quiet = await waitForQuiet(10);
+    if (!quiet.quiet) log(`  note: the machine stayed busy (${fmt(quiet.busyPct, 0)}% of a core used by others) for 10 s; measuring anyway`);
     const proxyPids = child ? groupPids(child.pid) : [];
     const backendPids = groupPids(backendChild.pid);
-    const stopRss = child ? startRssSampler(proxyPids) : null;
-    const cpu0 = { proxy: cpuSeconds(proxyPids), backends: cpuSeconds(backendPids), t: performance.now() };
     log(`  throughput: wrk -t1 -c${opts.connections} -d${opts.duration}s`);
-    const wrk = await runWrk(tools, `${name}.wrk`, port, opts.duration, opts.connections);
-    const wall = (performance.now() - cpu0.t) / 1000;
-    const maxRssMb = stopRss ? stopRss() : null;
-    const proxyCpuPct = child ? ((cpuSeconds(proxyPids) - cpu0.proxy) / wall) * 100 : null;
-    const backendCpuPct = ((cpuSeconds(backendPids) - cpu0.backends) / wall) * 100;
+    const probe = startProbe(proxyPids, backendPids);
+    const wrk = await runWrk(tools, `${name}.wrk`, port, opts.duration, opts.connections, probe.track);
+    const tp = probe.stop();
     const sockErr = Object.values(wrk.socketErrors).reduce((a, b) => a + b, 0);
-    log(`    ${fmt(wrk.rps, 0)} req/s, wrk latency p50 ${fmt(wrk.p50Ms, 2)} ms / p99 ${fmt(wrk.p99Ms, 2)} ms` +
-      `, non-2xx ${wrk.non2xx}, socket errors ${sockErr}${maxRssMb !== null ? `, max RSS ${fmt(maxRssMb, 1)} MB` : ''}` +
-      `${proxyCpuPct !== null ? `, proxy CPU ${fmt(proxyCpuPct, 0)}%` : ''}, backends CPU ${fmt(backendCpuPct, 0)}%`);
+    log(`    ${fmt(wrk.rps, 0)} req/s, wrk latency p50 ${fmt(wrk.p50Ms, 2)} ms / p99 ${fmt(wrk.p99Ms, 2)} ms, non-2xx ${wrk.non2xx}, socket errors ${sockErr}`);
+    log(`    CPU: ${tp.proxyCpuPct !== null ? `proxy ${fmt(tp.proxyCpuPct, 0)}%, ` : ''}backends ${fmt(tp.backendCpuPct, 0)}%, wrk ${fmt(tp.loadGenCpuPct, 0)}%, ` +
+      `other ${fmt(tp.otherCpuPct, 0)}%${tp.maxRssMb !== null ? `; proxy max RSS ${fmt(tp.maxRssMb, 1)} MB` : ''}`);
     if (wrk.non2xx > 0) throw new Error(`returned ${wrk.non2xx} non-2xx responses under wrk (see ${path.join(RUN_DIR, `${name}.wrk.out.log`)})`);
 
     log(`  latency: h2load --h1 -c ${opts.clients} --rps ${opts.rate / opts.clients} -D ${opts.duration} (${opts.rate} req/s)`);
-    const stopRss2 = child ? startRssSampler(proxyPids) : null;
-    const lat = await runH2load(tools, `${name}.h2load`, port, opts);
-    const maxRssMb2 = stopRss2 ? stopRss2() : null;
+    const probe2 = startProbe(proxyPids, backendPids);
+    const lat = await runH2load(tools, `${name}.h2load`, port, opts, probe2.track);
+    const lp = probe2.stop();
     log(`    ${lat.requests} requests (${fmt(lat.achievedRps, 0)}/s): p50 ${fmt(lat.p50Ms, 3)} ms, p90 ${fmt(lat.p90Ms, 3)} ms, ` +
       `p99 ${fmt(lat.p99Ms, 3)} ms, p99.9 ${fmt(lat.p999Ms, 3)} ms, max ${fmt(lat.maxMs, 3)} ms`);
+    log(`    CPU: ${lp.proxyCpuPct !== null ? `proxy ${fmt(lp.proxyCpuPct, 0)}%, ` : ''}backends ${fmt(lp.backendCpuPct, 0)}%, h2load ${fmt(lp.loadGenCpuPct, 0)}%, ` +
+      `other ${fmt(lp.otherCpuPct, 0)}%${lp.maxRssMb !== null ? `; proxy max RSS ${fmt(lp.maxRssMb, 1)} MB` : ''}`);
     const failed = Object.values(lat.failures).reduce((a, b) => a + b, 0);
     if (failed > 0) throw new Error(`non-2xx/failed requests in the latency run: ${JSON.stringify(lat.failures)} (status -1 = failed stream)`);
     const warnings = [];
     if (lat.achievedRps < opts.rate * 0.95) warnings.push(`latency run reached only ${fmt(lat.achievedRps, 0)} of ${opts.rate} req/s`);
     if (sockErr > 0) warnings.push(`wrk socket errors ${JSON.stringify(wrk.socketErrors)}`);
+    const otherCpuPct = Math.max(tp.otherCpuPct, lp.otherCpuPct);
+    if (otherCpuPct > 15) warnings.push(`other processes used ${fmt(otherCpuPct, 0)}% CPU during the measurements: numbers are noisy`);
     for (const w of warnings) log(`  WARNING: ${w}`);
 
     return {
-      name, ok: true, wrk, lat, proxyCpuPct, backendCpuPct, warnings,
-      maxRssMb: maxRssMb === null ? null : Math.max(maxRssMb, maxRssMb2 ?? 0),
+      name, ok: true, wrk, lat, throughputRun: tp, latencyRun: lp, warnings,
+      proxyCpuPct: tp.proxyCpuPct,
+      backendCpuPct: tp.backendCpuPct,
+      otherCpuPct,
+      maxRssMb: tp.maxRssMb === null ? null : Math.max(tp.maxRssMb, lp.maxRssMb),
       errors: wrk.non2xx + sockErr + failed,
     };
   } catch (err) {
@@ -641,12 +703,13 @@ function signed(n, digits) {
 function tableRows(results, opts) {
   const direct = results.find((r) => r.name === 'direct' && r.ok);
   const header = ['Target', `req/s (wrk -c${opts.connections})`, 'proxy CPU %', 'backends CPU %', `p50 ms @${opts.rate / 1000}k`, 'p90 ms',
-    'p99 ms', 'p99.9 ms', 'added p50 ms', 'max RSS MB', 'errors'];
+    'p99 ms', 'p99.9 ms', 'added p50 ms', 'max RSS MB', 'errors', 'other CPU %'];
   const rows = results.map((r) => {
-    if (!r.ok) return [LABELS[r.name], `FAILED: ${r.error}`, '', '', '', '', '', '', '', '', ''];
+    if (!r.ok) return [LABELS[r.name], `FAILED: ${r.error}`, ...header.slice(2).map(() => '')];
     const added = direct && r.name !== 'direct' ? r.lat.p50Ms - direct.lat.p50Ms : null;
     return [LABELS[r.name], fmt(r.wrk.rps, 0), fmt(r.proxyCpuPct, 0), fmt(r.backendCpuPct, 0), fmt(r.lat.p50Ms, 3), fmt(r.lat.p90Ms, 3),
-      fmt(r.lat.p99Ms, 3), fmt(r.lat.p999Ms, 3), r.name === 'direct' ? '0' : signed(added, 3), fmt(r.maxRssMb, 1), String(r.errors)];
+      fmt(r.lat.p99Ms, 3), fmt(r.lat.p999Ms, 3), r.name === 'direct' ? '0' : signed(added, 3), fmt(r.maxRssMb, 1), String(r.errors),
+      fmt(r.otherCpuPct, 0)];
   });
   return { header, rows };
 }
@@ -677,6 +740,8 @@ function comparisons(results) {
   const ratio = (a, b) => (a && b ? a.wrk.rps / b.wrk.rps : null);
   if (!s) {
     ratios.push('sidecar not run (or failed): no ratios');
+  } else if (!nginx && !haproxy && !hp) {
+    ratios.push('no nginx, HAProxy or http-proxy result to compare the sidecar with');
   } else {
     if (nginx) ratios.push(`sidecar / nginx throughput:      ${fmt(ratio(s, nginx), 2)}x`);
     if (haproxy) ratios.push(`sidecar / HAProxy throughput:    ${fmt(ratio(s, haproxy), 2)}x`);
@@ -729,6 +794,7 @@ function machineInfo(tools) {
     haproxy: firstLine(tools.haproxy, ['-v']).replace(/ - https?:.*$/, ''),
     wrk: firstLine(tools.wrk, ['--version']).replace(/\s+Copyright.*$/, ''),
     h2load: firstLine(tools.h2load, ['--version']),
+    loadavg: os.loadavg().map((l) => l.toFixed(2)).join(' '),
     commit: git ? `${git}${dirty ? ' (with uncommitted changes)' : ''}` : '?',
   };
 }
@@ -753,7 +819,9 @@ ${machine.date}, commit ${machine.commit}
 Throughput: \`wrk -t1 -c${opts.connections} -d${opts.duration}s\` after a ${opts.warmup} s warm-up (closed loop, keep-alive).
 Latency: \`h2load --h1 -c ${opts.clients} --rps ${opts.rate / opts.clients} -D ${opts.duration}\` = ${opts.rate} req/s (open loop); percentiles from h2load's per-request log.
 "added p50" = p50 through the proxy minus p50 straight to a backend at the same rate.
-RSS = max summed VmRSS of the proxy's processes, sampled every 250 ms under load. CPU % = proxy (and backend nginx) CPU time / wall time during the wrk run (100% = one core).
+RSS = max summed VmRSS of the proxy's processes, sampled every 250 ms under load (both runs).
+CPU % = CPU time / wall time during the wrk run (100% = one core of ${machine.nproc}); "other" is CPU used by processes outside the bench during either run (noise: should be near 0).
+Load average at start: ${machine.loadavg}.
 
 ${markdownTable(table)}
 
@@ -778,6 +846,7 @@ async function main() {
   fs.mkdirSync(RUN_DIR, { recursive: true });
   const machine = machineInfo(tools);
   log(`Outrigger bench: ${opts.only.join(', ')}  |  ${machine.nproc} CPUs, ${machine.cpu}, ${machine.memory}, node ${machine.node}`);
+  if (os.loadavg()[0] > 0.5) log(`warning: load average ${machine.loadavg}: something else is running; results will be noisy`);
   log(`work dir: ${path.relative(REPO_DIR, RUN_DIR)} (configs, child logs, h2load request logs)`);
 
   const [b1, b2, b3, nginxPort, haproxyPort, httpProxyPort, sidecarOut, sidecarAdmin] = await freePorts(8);
@@ -794,6 +863,10 @@ async function main() {
     for (const name of opts.only) results.push(await benchTarget(name, targets[name], tools, opts, backendChild));
   } finally {
     await stopChild(backendChild);
+  }
+  if (interrupted) {
+    log('Interrupted: no report written.');
+    process.exit(130);
   }
 
   const table = tableRows(results, opts);

@@ -9,7 +9,7 @@ import { InboundProxy } from './proxy/inbound.js';
 import { closeServer, createProxyServer, listen } from './proxy/listen.js';
 import { OutboundProxy } from './proxy/outbound.js';
 import { PoolRegistry } from './proxy/pools.js';
-import { AccessLog, createLogger, flushLogger, type Logger } from './telemetry/logger.js';
+import { AccessLog, createAccessLogger, createLogger, flushLogger, type Logger } from './telemetry/logger.js';
 import { Metrics } from './telemetry/metrics.js';
 
 export interface SidecarOptions {
@@ -45,6 +45,7 @@ export class Sidecar {
   readonly clusters: ClusterManager;
   private readonly pools = new PoolRegistry();
   private readonly accessLog: AccessLog;
+  private readonly accessLogger: Logger;
   private readonly outbound: OutboundProxy;
   private inbound: InboundProxy | undefined;
   private readonly servers: { admin?: Server; outbound?: Server; inbound?: Server } = {};
@@ -63,7 +64,8 @@ export class Sidecar {
     this.loadedAt = this.clock.wallNow();
     this.logger = options.logger ?? createLogger(config.log.level);
     this.metrics = new Metrics(config.metrics.enabled);
-    this.accessLog = new AccessLog(this.logger, random, config.log.accessLog.sampleRate, config.log.accessLog.enabled);
+    this.accessLogger = options.logger ?? createAccessLogger(config.log.level);
+    this.accessLog = new AccessLog(this.accessLogger, random, config.log.accessLog.sampleRate, config.log.accessLog.enabled);
     this.clusters = new ClusterManager({ clock: this.clock, random, onEndpointsRemoved: (eps) => this.pools.release(eps) });
     this.clusters.apply(config.services);
     this.metrics.watchClusters(() => this.clusters.all());
@@ -194,6 +196,7 @@ export class Sidecar {
       this.inbound.update({ service: next.service, target: next.inbound.target, maxConcurrent: next.inbound.maxConcurrent, timeoutMs: 60_000 });
     }
     this.logger.level = next.log.level;
+    this.accessLogger.level = next.log.level;
     this.accessLog.configure(next.log.accessLog.enabled, next.log.accessLog.sampleRate);
     this.version++;
     this.loadedAt = this.clock.wallNow();
@@ -215,6 +218,6 @@ export class Sidecar {
     await this.inbound?.close();
     if (this.servers.admin) await closeServer(this.servers.admin, 0);
     this.logger.info('sidecar stopped');
-    flushLogger(this.logger);
+    await flushLogger(this.accessLogger);
   }
 }

@@ -57,11 +57,14 @@ export async function spawnSidecar(yaml: string, adminPort: number): Promise<Sid
   };
   child.stdout?.on('data', (d: Buffer) => (proc.stdout += d.toString()));
   child.stderr?.on('data', (d: Buffer) => (proc.stderr += d.toString()));
-  await waitFor(async () => {
-    if (child.exitCode !== null) throw new Error(`sidecar exited with ${child.exitCode}: ${proc.stderr}`);
-    const res = await fetch(`http://127.0.0.1:${adminPort}/ready`);
-    return res.status === 200;
-  }, 10_000);
+  const exited = new Promise<never>((_, reject) => {
+    child.once('exit', (code) => reject(new Error(`sidecar exited with ${String(code)}: ${proc.stderr}`)));
+  });
+  exited.catch(() => {});
+  await Promise.race([
+    exited,
+    waitFor(async () => (await fetch(`http://127.0.0.1:${adminPort}/ready`)).status === 200, 10_000),
+  ]);
   return proc;
 }
 

@@ -50,8 +50,8 @@ describe('the sidecar process', () => {
     expect(after.version).toBe(2);
     expect(after.lastReloadError).toMatch(/services\.one\.lb/);
     // Access log lines are JSON with the request's outcome.
-    const line = proc.stdout.split('\n').find((l) => l.includes('"access"'));
-    expect(JSON.parse(line!)).toMatchObject({ access: { direction: 'outbound', service: 'one', status: 200 } });
+    const line = await waitFor(() => proc.stdout.split('\n').find((l) => l.includes('"access"') && l.includes('"/slow"')));
+    expect(JSON.parse(line)).toMatchObject({ access: { direction: 'outbound', service: 'one', method: 'GET', path: '/slow', status: 200, endpoint: a.address } });
     expect(await proc.stop()).toBe(0);
   });
 
@@ -95,7 +95,8 @@ describe('the sidecar process', () => {
     const proc = await spawnSidecar(configYaml(p, `  big: { endpoints: [ { address: ${up.address} } ] }`).replace('accessLog: { enabled: true }', 'accessLog: { enabled: false }'), p.admin);
     cleanups.push(() => proc.stop());
     const pid = proc.child.pid!;
-    let maxRss = rssMb(pid);
+    const idleRss = rssMb(pid);
+    let maxRss = idleRss;
     const sampler = setInterval(() => (maxRss = Math.max(maxRss, rssMb(pid))), 50);
     cleanups.push(async () => clearInterval(sampler));
 
@@ -132,7 +133,8 @@ describe('the sidecar process', () => {
     });
     expect(downloaded).toBe(GiB);
     clearInterval(sampler);
-    // A proxy that buffered would hold hundreds of MB; back-pressure keeps it near its idle size.
-    expect(maxRss).toBeLessThan(150);
+    // A proxy that buffered would grow by up to 1 GiB; with back-pressure it stays within garbage-collector
+    // slack of its idle size whatever the size of the body.
+    expect(maxRss - idleRss).toBeLessThan(128);
   }, 120_000);
 });

@@ -1,4 +1,4 @@
-import { Pool } from 'undici';
+import { Pool } from './undici-pool.js';
 import type { Endpoint } from '../core/endpoint.js';
 
 export interface PoolOptions {

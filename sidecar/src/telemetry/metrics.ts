@@ -46,7 +46,8 @@ export class Metrics {
       buckets: [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 10],
       registers: [this.registry],
     });
-    const self = this;
+    // Arrow functions keep the Metrics instance; inside collect() `this` is the prom-client metric.
+    const self = { clusters: () => this.clusters(), version: () => this.configVersion, connected: () => this.cpConnected };
     new Gauge({
       name: 'outrigger_upstream_inflight',
       help: 'Requests in flight to each upstream endpoint.',
@@ -72,7 +73,7 @@ export class Metrics {
       help: 'Version of the configuration in effect (static config counts reloads).',
       registers: [this.registry],
       collect() {
-        this.set(self.configVersion);
+        this.set(self.version());
       },
     });
     new Gauge({
@@ -80,7 +81,7 @@ export class Metrics {
       help: '1 while the sidecar holds a stream to the control plane, else 0.',
       registers: [this.registry],
       collect() {
-        this.set(self.cpConnected);
+        this.set(self.connected());
       },
     });
   }

@@ -1,3 +1,4 @@
+import type { IncomingHttpHeaders } from 'node:http';
 import { describe, expect, it } from 'vitest';
 import { buildPicker, hashKeyFromHeaders, isHashPolicy, lbPolicies, pickerFactories, type LbPolicy } from '../../../sidecar/src/lb/index.js';
 import { makeEndpoints, opts } from './helpers.js';
@@ -59,6 +60,11 @@ describe('hashKeyFromHeaders', () => {
     expect(hashKeyFromHeaders({ cookie: 'sess' }, h)).toBeUndefined();
     expect(hashKeyFromHeaders({ cookie: 'a' }, { cookie: ['z=0', 'a=7'] })).toBe('7');
     expect(hashKeyFromHeaders({ cookie: 'a' }, {})).toBeUndefined();
+  });
+
+  it('accepts node:http request headers', () => {
+    const headers: IncomingHttpHeaders = { 'x-user-id': 'n1', 'set-cookie': ['a=b'], cookie: 'uid=c' };
+    expect(hashKeyFromHeaders({ header: 'x-user-id' }, headers)).toBe('n1');
   });
 
   it('prefers the header, falling back to the cookie', () => {
