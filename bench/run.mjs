@@ -120,7 +120,7 @@ function ensureTools() {
     const prefix = isRoot ? [] : which('sudo') ? ['sudo', '-n'] : null;
     if (!prefix) throw new Error(`missing ${missing.join(', ')}; install them: apt-get install -y ${pkgs.join(' ')}`);
     const env = { ...process.env, DEBIAN_FRONTEND: 'noninteractive' };
-    for (const args of [['apt-get', 'update'], ['apt-get', 'install', '-y', '--no-install-recommends', ...pkgs]]) {
+    for (const args of [['apt-get', '-q', 'update'], ['apt-get', '-q', 'install', '-y', '--no-install-recommends', ...pkgs]]) {
       const full = [...prefix, ...args];
       const r = spawnSync(full[0], full.slice(1), { stdio: 'inherit', env });
       if (r.status !== 0) throw new Error(`${full.join(' ')} failed (exit ${r.status})`);

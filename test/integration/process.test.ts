@@ -51,7 +51,7 @@ describe('the sidecar process', () => {
     expect(after.lastReloadError).toMatch(/services\.one\.lb/);
     // Access log lines are JSON with the request's outcome.
     const line = await waitFor(() => proc.stdout.split('\n').find((l) => l.includes('"access"') && l.includes('"/slow"')));
-    expect(JSON.parse(line)).toMatchObject({ access: { direction: 'outbound', service: 'one', method: 'GET', path: '/slow', status: 200, endpoint: a.address } });
+    expect(JSON.parse(line ?? '{}')).toMatchObject({ access: { direction: 'outbound', service: 'one', method: 'GET', path: '/slow', status: 200, endpoint: a.address } });
     expect(await proc.stop()).toBe(0);
   });
 

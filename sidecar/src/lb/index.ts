@@ -52,48 +52,12 @@ export function isHashPolicy(policy: LbPolicy): boolean {
 }
 
 /**
- * The picker `buildPicker` returns: a Picker (unchanged contract) that also knows its policy and how to
- * take the hash key out of a request, so the request path can do `p.pick(p.hashKey(req.headers), tried)`
- * without knowing the policy.
- */
-export interface LbPicker extends Picker {
-  readonly policy: LbPolicy;
-  /** The request's hash key for a hashing policy with `hashOn`; undefined otherwise (no header work). */
-  hashKey(headers: HeaderBag): string | undefined;
-}
-
-class BoundPicker implements LbPicker {
-  readonly policy: LbPolicy;
-  private readonly inner: Picker;
-  private readonly hashOn: HashOn | undefined;
-
-  constructor(policy: LbPolicy, inner: Picker, hashOn: HashOn | undefined) {
-    this.policy = policy;
-    this.inner = inner;
-    this.hashOn = isHashPolicy(policy) ? hashOn : undefined;
-  }
-
-  pick(hashKey: string | undefined, avoid: readonly Endpoint[] | undefined): Endpoint | undefined {
-    return this.inner.pick(hashKey, avoid);
-  }
-
-  hashKey(headers: HeaderBag): string | undefined {
-    return this.hashOn === undefined ? undefined : hashKeyFromHeaders(this.hashOn, headers);
-  }
-}
-
-/**
  * Builds the picker for `policy` over `endpoints` (already filtered to the eligible set, or all in panic).
- * `hashOn` (ring-hash / maglev only; ignored by the other policies) is where `hashKey()` finds the key; a
- * hashing picker given no key picks at random, weighted.
+ * The request path takes the hash key with `hashKeyFromHeaders` (ring-hash / maglev only); a hashing picker
+ * given no key picks at random, weighted.
  */
-export function buildPicker(
-  policy: LbPolicy,
-  endpoints: readonly Endpoint[],
-  options: PickerOptions,
-  hashOn?: HashOn | undefined,
-): LbPicker {
-  return new BoundPicker(policy, pickerFactories[policy](endpoints, options), hashOn);
+export function buildPicker(policy: LbPolicy, endpoints: readonly Endpoint[], options: PickerOptions): Picker {
+  return pickerFactories[policy](endpoints, options);
 }
 
 /** Request headers as node:http presents them (lower-cased names). */

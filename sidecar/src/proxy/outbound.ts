@@ -1,5 +1,6 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { Cluster, ClusterManager } from '../cluster/cluster.js';
+import { hashKeyFromHeaders } from '../lb/index.js';
 import type { Metrics } from '../telemetry/metrics.js';
 import { absoluteFormAuthority, forward, type ForwardDeps, type Route } from './forward.js';
 import { hostName } from './headers.js';
@@ -63,7 +64,7 @@ export class OutboundProxy {
     const route = this.route(cluster);
     const cfg = cluster.config;
     const hashOn = cfg.hashOn;
-    const key = hashOn === undefined ? undefined : hashKey(req, hashOn.header, hashOn.cookie);
+    const key = hashOn === undefined ? undefined : hashKeyFromHeaders(hashOn, req.headers);
     const endpoint = cluster.picker.pick(key, undefined);
     if (endpoint === undefined) {
       route.stats.record(sendProxyError(res, 'no-healthy-upstream', `service "${cluster.name}" has no eligible endpoint`), (this.deps.clock.now() - start) / 1000);
@@ -90,22 +91,4 @@ export class OutboundProxy {
   private countOwn(code: number): void {
     this.metrics.trafficStats('outbound', '-').record(code, 0);
   }
-}
-
-/** The stickiness key of a request: a header's value or a cookie's. */
-export function hashKey(req: IncomingMessage, header: string | undefined, cookie: string | undefined): string | undefined {
-  if (header !== undefined) {
-    const v = req.headers[header];
-    return Array.isArray(v) ? v[0] : v;
-  }
-  if (cookie !== undefined) {
-    const jar = req.headers.cookie;
-    if (jar === undefined) return undefined;
-    const prefix = `${cookie}=`;
-    for (const part of jar.split(';')) {
-      const p = part.trim();
-      if (p.startsWith(prefix)) return p.slice(prefix.length);
-    }
-  }
-  return undefined;
 }

@@ -3,7 +3,6 @@ import { buildPicker, lbPolicies, pickerFactories } from '../../../sidecar/src/l
 import { SCAN_LIMIT } from '../../../sidecar/src/lb/least-load.js';
 import { makeEndpoints, opts } from './helpers.js';
 
-const hashOn = { header: 'x-user-id' };
 
 describe.each(lbPolicies.map((policy) => ({ policy })))('avoid with $policy', ({ policy }) => {
   const key = (i: number) => `user-${i}`;
@@ -11,7 +10,7 @@ describe.each(lbPolicies.map((policy) => ({ policy })))('avoid with $policy', ({
   it('never returns the avoided endpoint when one of 3 is avoided', () => {
     const eps = makeEndpoints(3, (i) => ({ weight: i + 1 }));
     for (const avoided of eps) {
-      const p = buildPicker(policy, eps, opts(3), hashOn);
+      const p = buildPicker(policy, eps, opts(3));
       for (let i = 0; i < 1_000; i++) {
         const got = p.pick(key(i), [avoided]);
         expect(got).toBeDefined();

@@ -24,21 +24,15 @@ describe('lb registry', () => {
     }
   });
 
-  it('buildPicker builds the policy’s picker and exposes its key extraction', () => {
+  it('buildPicker builds the policy’s picker; a hashing picker is sticky per key and random without one', () => {
     const eps = makeEndpoints(5);
-    const ring = buildPicker('ring-hash', eps, opts(1), { header: 'x-user-id' });
-    expect(ring.policy).toBe('ring-hash');
-    const key = ring.hashKey({ 'x-user-id': 'alice' });
+    const ring = buildPicker('ring-hash', eps, opts(1));
+    const key = hashKeyFromHeaders({ header: 'x-user-id' }, { 'x-user-id': 'alice' });
     expect(key).toBe('alice');
     const first = ring.pick(key, undefined);
-    for (let i = 0; i < 20; i++) expect(ring.pick(ring.hashKey({ 'x-user-id': 'alice' }), undefined)).toBe(first);
-    // non-hashing policies never extract a key, even with hashOn configured
-    const rr = buildPicker('round-robin', eps, opts(1), { header: 'x-user-id' });
-    expect(rr.hashKey({ 'x-user-id': 'alice' })).toBeUndefined();
-    // a hashing policy without hashOn has no key: it picks at random
+    for (let i = 0; i < 20; i++) expect(ring.pick('alice', undefined)).toBe(first);
     const bare = buildPicker('maglev', eps, opts(2));
-    expect(bare.hashKey({ 'x-user-id': 'alice' })).toBeUndefined();
-    const seen = new Set(Array.from({ length: 200 }, () => bare.pick(bare.hashKey({}), undefined)));
+    const seen = new Set(Array.from({ length: 200 }, () => bare.pick(undefined, undefined)));
     expect(seen.size).toBe(5);
     expect(isHashPolicy('maglev')).toBe(true);
     expect(isHashPolicy('least-load')).toBe(false);
