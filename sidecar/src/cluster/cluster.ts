@@ -1,4 +1,4 @@
-import { Endpoint } from '../core/endpoint.js';
+import { Endpoint, type HealthFlag } from '../core/endpoint.js';
 import type { Clock } from '../core/clock.js';
 import type { Random } from '../core/random.js';
 import type { ServiceConfig } from '../config/types.js';
@@ -10,6 +10,20 @@ export interface ClusterDeps {
   readonly random: Random;
   /** Called when endpoints leave the cluster, so their connection pools can be closed. */
   readonly onEndpointsRemoved?: ((removed: readonly Endpoint[]) => void) | undefined;
+  /** Called after a health source set or cleared its flag on an endpoint (for logs and metrics). */
+  readonly onHealthChange?: ((change: HealthChange) => void) | undefined;
+  /** Called when the cluster enters or leaves panic mode. */
+  readonly onPanicChange?: ((cluster: Cluster, panic: boolean) => void) | undefined;
+}
+
+export interface HealthChange {
+  readonly cluster: Cluster;
+  readonly endpoint: Endpoint;
+  readonly flag: HealthFlag;
+  /** True when the source now marks the endpoint bad. */
+  readonly on: boolean;
+  /** Whether the endpoint is eligible after the change. */
+  readonly eligible: boolean;
 }
 
 /**
@@ -64,9 +78,23 @@ export class Cluster {
     this._picker = this.reconcile(config);
   }
 
-  /** Rebuilds the picker after health flags changed. */
+  /** Rebuilds the picker (after weights or flags changed). */
   rebuild(): void {
     this._picker = this.buildPicker();
+  }
+
+  /**
+   * A health source (each owns one flag) marks an endpoint bad (`on`) or good again. The picker is rebuilt
+   * only when the endpoint's eligibility actually changed. Returns true when the flag changed.
+   */
+  setFlag(endpoint: Endpoint, flag: HealthFlag, on: boolean): boolean {
+    if (this.byAddress.get(endpoint.address) !== endpoint) return false;
+    const before = endpoint.flags;
+    endpoint.flags = on ? before | flag : before & ~flag;
+    if (endpoint.flags === before) return false;
+    if ((before === 0) !== (endpoint.flags === 0)) this._picker = this.buildPicker();
+    this.deps.onHealthChange?.({ cluster: this, endpoint, flag, on, eligible: endpoint.flags === 0 });
+    return true;
   }
 
   private reconcile(config: ServiceConfig): Picker {
@@ -91,7 +119,9 @@ export class Cluster {
     const eligible = all.filter((e) => e.eligible);
     this._eligibleCount = eligible.length;
     // Panic mode (as Envoy): below the threshold, balance over every endpoint rather than overload the few.
+    const wasPanic = this._panic;
     this._panic = all.length > 0 && (eligible.length * 100) / all.length < this._config.panicThreshold;
+    if (wasPanic !== this._panic) this.deps.onPanicChange?.(this, this._panic);
     const set = this._panic ? all : eligible;
     return buildPicker(this._config.lb, set, { clock: this.deps.clock, random: this.deps.random });
   }
