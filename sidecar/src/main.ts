@@ -4,6 +4,11 @@ import type { SidecarConfig } from './config/types.js';
 import { loadSidecarConfig } from './config/load.js';
 import { systemClock, type Clock } from './core/clock.js';
 import { systemRandom, type Random } from './core/random.js';
+import { systemTimers, type Timers } from './core/timers.js';
+import { HealthFlag } from './core/endpoint.js';
+import type { Cluster } from './cluster/cluster.js';
+import { BreakerFactory } from './resilience/breaker.js';
+import { ServiceGuard } from './resilience/guard.js';
 import { createAdminServer } from './admin/server.js';
 import { InboundProxy } from './proxy/inbound.js';
 import { closeServer, createProxyServer, listen } from './proxy/listen.js';
@@ -19,6 +24,7 @@ export interface SidecarOptions {
   readonly config?: SidecarConfig | undefined;
   readonly clock?: Clock | undefined;
   readonly random?: Random | undefined;
+  readonly timers?: Timers | undefined;
   readonly logger?: Logger | undefined;
 }
 
@@ -40,6 +46,9 @@ export class Sidecar {
   private loadedAt: number;
   private lastReloadError: string | undefined;
   private readonly clock: Clock;
+  private readonly timers: Timers;
+  private readonly breakers: BreakerFactory;
+  private readonly guards = new Map<Cluster, ServiceGuard>();
   readonly logger: Logger;
   readonly metrics: Metrics;
   readonly clusters: ClusterManager;
@@ -61,17 +70,31 @@ export class Sidecar {
     this.config = config;
     this.clock = options.clock ?? systemClock;
     const random = options.random ?? systemRandom;
+    this.timers = options.timers ?? systemTimers;
     this.loadedAt = this.clock.wallNow();
     this.logger = options.logger ?? createLogger(config.log.level);
     this.metrics = new Metrics(config.metrics.enabled);
     this.accessLogger = options.logger ?? createAccessLogger(config.log.level);
     this.accessLog = new AccessLog(this.accessLogger, random, config.log.accessLog.sampleRate, config.log.accessLog.enabled);
-    this.clusters = new ClusterManager({ clock: this.clock, random, onEndpointsRemoved: (eps) => this.pools.release(eps) });
+    this.clusters = new ClusterManager({
+      clock: this.clock,
+      random,
+      onEndpointsRemoved: (eps) => this.pools.release(eps),
+      onHealthChange: (c) =>
+        this.logger.info({ service: c.cluster.name, endpoint: c.endpoint.address, source: c.flag, on: c.on, eligible: c.eligible }, c.eligible ? 'endpoint eligible' : 'endpoint ineligible'),
+      onPanicChange: (cluster, panic) =>
+        this.logger.warn({ service: cluster.name, eligible: cluster.eligibleCount, total: cluster.endpoints.length }, panic ? 'panic mode entered' : 'panic mode left'),
+    });
+    this.breakers = new BreakerFactory(this.clock, this.timers, (breaker, state) => {
+      this.logger.info({ service: breaker.service, endpoint: breaker.endpoint?.address ?? null, state }, `circuit ${state}`);
+      if (breaker.endpoint) this.clusters.get(breaker.service)?.setFlag(breaker.endpoint, HealthFlag.Breaker, state === 'open');
+    });
     this.clusters.apply(config.services);
+    this.syncGuards();
     this.metrics.watchClusters(() => this.clusters.all());
     this.metrics.setConfigVersion(this.version);
-    const deps = { clock: this.clock, accessLog: this.accessLog };
-    this.outbound = new OutboundProxy(this.clusters, this.pools, this.metrics, deps);
+    const deps = { clock: this.clock, random, timers: this.timers, accessLog: this.accessLog };
+    this.outbound = new OutboundProxy(this.clusters, this.pools, this.metrics, (c) => this.guards.get(c), deps);
     if (config.inbound) {
       this.inbound = new InboundProxy(
         { service: config.service, target: config.inbound.target, maxConcurrent: config.inbound.maxConcurrent, timeoutMs: 60_000 },
@@ -115,6 +138,29 @@ export class Sidecar {
     await this.reconcileServiceListeners();
     this.isReady = true;
     this.logger.info({ addresses: this.addresses, services: Object.keys(cfg.services), version: this.version }, 'sidecar started');
+  }
+
+  /** Keeps one ServiceGuard (limits, budget, breakers) per cluster, in step with the cluster set. */
+  private syncGuards(): void {
+    const live = new Set(this.clusters.all());
+    for (const [cluster, guard] of this.guards) {
+      if (!live.has(cluster)) {
+        guard.close();
+        this.guards.delete(cluster);
+      }
+    }
+    for (const cluster of live) {
+      const g = this.guards.get(cluster);
+      if (g) g.sync();
+      else this.guards.set(cluster, new ServiceGuard(cluster, this.breakers, this.clock));
+    }
+  }
+
+  /** Every breaker's state, for `GET /circuits`. */
+  circuits(): unknown[] {
+    const out: unknown[] = [];
+    for (const g of this.guards.values()) out.push(...g.breakerViews());
+    return out;
   }
 
   /** Opens a listener for each service that declares `listen`, closes those no longer declared. */
@@ -191,6 +237,7 @@ export class Sidecar {
     if (prev.inbound?.listen !== next.inbound?.listen) this.logger.warn({ key: 'inbound.listen' }, 'inbound listener changes need a restart');
     this.config = next;
     this.clusters.apply(next.services);
+    this.syncGuards();
     this.outbound.invalidate();
     if (next.inbound && this.inbound) {
       this.inbound.update({ service: next.service, target: next.inbound.target, maxConcurrent: next.inbound.maxConcurrent, timeoutMs: 60_000 });
@@ -213,6 +260,9 @@ export class Sidecar {
     for (const s of [this.servers.outbound, this.servers.inbound]) if (s) closing.push(closeServer(s, graceMs));
     for (const { server } of this.serviceServers.values()) closing.push(closeServer(server, graceMs));
     await Promise.all(closing);
+    for (const g of this.guards.values()) g.close();
+    this.guards.clear();
+    this.breakers.close();
     this.clusters.close();
     await this.pools.close();
     await this.inbound?.close();

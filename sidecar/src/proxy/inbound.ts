@@ -1,9 +1,10 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
-import type { Pool } from 'undici';
+import { Endpoint } from '../core/endpoint.js';
 import type { Metrics } from '../telemetry/metrics.js';
-import { forward, type ForwardDeps, type Route } from './forward.js';
+import { Call, type CallDeps, type Route } from './call.js';
 import { createPool } from './pools.js';
 import { sendProxyError } from './respond.js';
+import type { Pool } from './undici-pool.js';
 
 export interface InboundOptions {
   readonly service: string;
@@ -13,41 +14,64 @@ export interface InboundOptions {
   readonly timeoutMs: number;
 }
 
+/** The local app as the inbound side's only endpoint. */
+class AppRoute implements Route {
+  readonly direction = 'inbound' as const;
+  readonly retry = undefined;
+  readonly guard = undefined;
+  readonly endpoint: Endpoint;
+  readonly pool: Pool;
+
+  constructor(
+    readonly service: string,
+    readonly target: string,
+    readonly stats: Route['stats'],
+    readonly timeoutMs: number,
+    connections: number,
+  ) {
+    const url = new URL(target);
+    this.endpoint = new Endpoint({ address: url.host, weight: 1, capacity: connections, cost: 1 });
+    this.pool = createPool(url.origin, { connections, connectTimeoutMs: 2_000 });
+  }
+
+  pick(): Endpoint {
+    return this.endpoint;
+  }
+
+  dispatcher(): Pool {
+    return this.pool;
+  }
+}
+
 /**
  * The service's front door: forwards to the local app and sheds load beyond `maxConcurrent` requests in
  * flight with 503, `retry-after` and `x-outrigger-error: overloaded`, so the app keeps its latency.
  */
 export class InboundProxy {
-  private pool: Pool;
-  private route: Route;
+  private route: AppRoute;
   private limit: number;
-  private target: string;
   inflight = 0;
 
   constructor(
     options: InboundOptions,
     private readonly metrics: Metrics,
-    private readonly deps: ForwardDeps,
+    private readonly deps: CallDeps,
   ) {
-    this.target = options.target;
     this.limit = options.maxConcurrent;
-    this.pool = createPool(new URL(options.target).origin, { connections: options.maxConcurrent, connectTimeoutMs: 2_000 });
     this.route = this.makeRoute(options);
   }
 
-  private makeRoute(options: InboundOptions): Route {
-    return { direction: 'inbound', service: options.service, stats: this.metrics.trafficStats('inbound', options.service), timeoutMs: options.timeoutMs };
+  private makeRoute(o: InboundOptions): AppRoute {
+    return new AppRoute(o.service, o.target, this.metrics.trafficStats('inbound', o.service), o.timeoutMs, o.maxConcurrent);
   }
 
   /** Applies a reloaded inbound section; a new target gets a new pool, the old one drains. */
   update(options: InboundOptions): void {
     this.limit = options.maxConcurrent;
-    this.route = this.makeRoute(options);
-    if (options.target !== this.target) {
-      const old = this.pool;
-      this.target = options.target;
-      this.pool = createPool(new URL(options.target).origin, { connections: options.maxConcurrent, connectTimeoutMs: 2_000 });
-      old.close().catch(() => {});
+    const old = this.route;
+    if (options.target !== old.target || options.maxConcurrent !== old.endpoint.capacity || options.timeoutMs !== old.timeoutMs) {
+      this.route = this.makeRoute(options);
+      old.pool.close().catch(() => {});
     }
   }
 
@@ -60,7 +84,7 @@ export class InboundProxy {
     }
     this.inflight++;
     res.once('close', this.release);
-    forward(req, res, this.route, this.pool, undefined, this.deps, start);
+    new Call(req, res, this.route, undefined, this.deps, start).run();
   };
 
   private readonly release = (): void => {
@@ -68,6 +92,6 @@ export class InboundProxy {
   };
 
   async close(): Promise<void> {
-    await this.pool.close().catch(() => this.pool.destroy());
+    await this.route.pool.close().catch(() => this.route.pool.destroy());
   }
 }

@@ -1,24 +1,59 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
+import type { Dispatcher } from 'undici';
 import type { Cluster, ClusterManager } from '../cluster/cluster.js';
+import type { Endpoint } from '../core/endpoint.js';
 import { hashKeyFromHeaders } from '../lb/index.js';
+import type { ServiceGuard } from '../resilience/guard.js';
 import type { Metrics } from '../telemetry/metrics.js';
-import { absoluteFormAuthority, forward, type ForwardDeps, type Route } from './forward.js';
+import { absoluteFormAuthority, Call, type CallDeps, type Route } from './call.js';
 import { hostName } from './headers.js';
 import type { PoolRegistry } from './pools.js';
 import { sendProxyError } from './respond.js';
 
+/** The per-cluster route: reads the cluster's current picker and the guard; built once per config. */
+class ClusterRoute implements Route {
+  readonly direction = 'outbound' as const;
+  readonly service: string;
+  readonly timeoutMs: number;
+  readonly retry;
+  private readonly poolOptions;
+
+  constructor(
+    private readonly cluster: Cluster,
+    readonly guard: ServiceGuard | undefined,
+    readonly stats: Route['stats'],
+    private readonly pools: PoolRegistry,
+  ) {
+    const cfg = cluster.config;
+    this.service = cluster.name;
+    this.timeoutMs = cfg.timeoutMs;
+    this.retry = cfg.retry;
+    this.poolOptions = { connections: cfg.limits.maxConcurrent, connectTimeoutMs: cfg.connectTimeoutMs };
+  }
+
+  pick(hashKey: string | undefined, avoid: readonly Endpoint[] | undefined): Endpoint | undefined {
+    return this.cluster.picker.pick(hashKey, avoid);
+  }
+
+  dispatcher(endpoint: Endpoint): Dispatcher {
+    return this.pools.get(endpoint, this.poolOptions);
+  }
+}
+
 /**
  * The app's way out: routes each request to a service by its Host header or absolute-form target
- * (HTTP_PROXY style), or by the per-service port it arrived on, picks an endpoint and forwards.
+ * (HTTP_PROXY style), or by the per-service port it arrived on, and runs it as a Call (pick, forward,
+ * retry, fail over).
  */
 export class OutboundProxy {
-  private readonly routes = new Map<Cluster, Route>();
+  private readonly routes = new Map<Cluster, ClusterRoute>();
 
   constructor(
     private readonly clusters: ClusterManager,
     private readonly pools: PoolRegistry,
     private readonly metrics: Metrics,
-    private readonly deps: ForwardDeps,
+    private readonly guards: (cluster: Cluster) => ServiceGuard | undefined,
+    private readonly deps: CallDeps,
   ) {}
 
   /** Drops cached per-cluster routes after a configuration change. */
@@ -32,15 +67,13 @@ export class OutboundProxy {
     const target = req.url ?? '/';
     const authority = absoluteFormAuthority(target) ?? req.headers.host;
     if (authority === undefined || authority === '') {
-      this.countOwn(400);
-      sendProxyError(res, 'bad-request', 'request has neither a Host header nor an absolute-form target');
+      this.countOwn(sendProxyError(res, 'bad-request', 'request has neither a Host header nor an absolute-form target'));
       return;
     }
     const name = hostName(authority);
     const cluster = this.clusters.get(name);
     if (cluster === undefined) {
-      this.countOwn(404);
-      sendProxyError(res, 'unknown-service', `no service named "${name}" is known to this sidecar`);
+      this.countOwn(sendProxyError(res, 'unknown-service', `no service named "${name}" is known to this sidecar`));
       return;
     }
     this.send(req, res, cluster, start);
@@ -52,8 +85,7 @@ export class OutboundProxy {
       const start = this.deps.clock.now();
       const cluster = this.clusters.get(service);
       if (cluster === undefined) {
-        this.countOwn(404);
-        sendProxyError(res, 'unknown-service', `service "${service}" is no longer configured`);
+        this.countOwn(sendProxyError(res, 'unknown-service', `service "${service}" is no longer configured`));
         return;
       }
       this.send(req, res, cluster, start);
@@ -62,27 +94,15 @@ export class OutboundProxy {
 
   private send(req: IncomingMessage, res: ServerResponse, cluster: Cluster, start: number): void {
     const route = this.route(cluster);
-    const cfg = cluster.config;
-    const hashOn = cfg.hashOn;
+    const hashOn = cluster.config.hashOn;
     const key = hashOn === undefined ? undefined : hashKeyFromHeaders(hashOn, req.headers);
-    const endpoint = cluster.picker.pick(key, undefined);
-    if (endpoint === undefined) {
-      route.stats.record(sendProxyError(res, 'no-healthy-upstream', `service "${cluster.name}" has no eligible endpoint`), (this.deps.clock.now() - start) / 1000);
-      return;
-    }
-    const pool = this.pools.get(endpoint, { connections: cfg.limits.maxConcurrent, connectTimeoutMs: cfg.connectTimeoutMs });
-    forward(req, res, route, pool, endpoint, this.deps, start);
+    new Call(req, res, route, key, this.deps, start).run();
   }
 
-  private route(cluster: Cluster): Route {
+  private route(cluster: Cluster): ClusterRoute {
     let r = this.routes.get(cluster);
     if (r === undefined) {
-      r = {
-        direction: 'outbound',
-        service: cluster.name,
-        stats: this.metrics.trafficStats('outbound', cluster.name),
-        timeoutMs: cluster.config.timeoutMs,
-      };
+      r = new ClusterRoute(cluster, this.guards(cluster), this.metrics.trafficStats('outbound', cluster.name), this.pools);
       this.routes.set(cluster, r);
     }
     return r;

@@ -45,6 +45,8 @@ export interface AccessLogEntry {
   readonly durationMs: number;
   readonly requestId: string | undefined;
   readonly error: string | undefined;
+  /** Upstream attempts made (1 without retries). */
+  readonly attempts: number;
 }
 
 /** One access-log line per request at info, optionally sampled, or nothing at all when disabled. */
