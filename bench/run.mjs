@@ -614,7 +614,7 @@ function defineTargets(tools, ports) {
         if (!fs.existsSync(cli)) throw new Error(`${path.relative(REPO_DIR, cli)} not found (run npm run build; is the sidecar CLI there yet?)`);
         const cfg = path.join(RUN_DIR, 'sidecar.yaml');
         fs.writeFileSync(cfg, sidecarYaml(ports.sidecarOut, ports.sidecarAdmin, backends));
-        const child = startChild('sidecar', process.execPath, [cli, 'sidecar', '--config', cfg], { env: nodeEnv(), cwd: REPO_DIR });
+        const child = startChild('sidecar', process.execPath, [...(process.env.SIDECAR_NODE_ARGS ? process.env.SIDECAR_NODE_ARGS.split(' ') : []), cli, 'sidecar', '--config', cfg], { env: nodeEnv(), cwd: REPO_DIR });
         await waitFor200(child, ports.sidecarAdmin, '/ready', 10_000);
         const probe = await httpGet(ports.sidecarOut);
         if (probe.status !== 200) throw new Error(`sidecar is ready but GET / (Host: ${SIDECAR_HOST_HEADER}) through it returned ${probe.status || probe.error}:\n${tail(child.logFile)}`);

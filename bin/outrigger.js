@@ -8,6 +8,14 @@ if (major < 22) {
   );
   process.exit(2);
 }
+// A proxy allocates many short-lived objects per request; V8 would grow its young generation to tens of
+// MB for them. A 4 MB semi-space keeps the resident size far lower at no measurable cost in throughput.
+// V8 reads the flag only at start, so the process re-executes itself once with it (same PID; an explicit
+// --max-semi-space-size on the command line or in NODE_OPTIONS wins).
+const semiSpaceSet = process.execArgv.some((a) => a.startsWith('--max-semi-space-size')) || (process.env.NODE_OPTIONS ?? '').includes('--max-semi-space-size');
+if (!semiSpaceSet && typeof process.execve === 'function' && process.env.OUTRIGGER_NO_REEXEC !== '1') {
+  process.execve(process.execPath, [process.execPath, '--max-semi-space-size=4', ...process.execArgv, ...process.argv.slice(1)], process.env);
+}
 try {
   const { main } = await import('../dist/sidecar/src/cli.js');
   await main(process.argv.slice(2));

@@ -7,7 +7,8 @@ import type { Random } from '../core/random.js';
 import type { Timers } from '../core/timers.js';
 import type { RetryConfig } from '../config/types.js';
 import type { BreakerTicket } from '../resilience/breaker.js';
-import { AttemptOutcome, outcomeOfStatus, type RetryReason, type ServiceGuard } from '../resilience/guard.js';
+import { Outcome, outcomeOfStatus } from '../health/outlier/detector.js';
+import type { RetryReason, ServiceGuard } from '../resilience/guard.js';
 import { backoffMs, isIdempotentMethod, isRetriableFailure, isRetriableStatus, parseDeadlineHeader } from '../resilience/retry.js';
 import type { AccessLog } from '../telemetry/logger.js';
 import type { Direction, TrafficStats } from '../telemetry/stats.js';
@@ -60,6 +61,10 @@ export function classifyUpstreamError(err: Error & { code?: string }): ProxyErro
     default:
       return 'reset';
   }
+}
+
+function uncork(res: ServerResponse): void {
+  if (res.writableCorked > 0) res.uncork();
 }
 
 function hasAny(obj: object): boolean {
@@ -154,6 +159,7 @@ export class Call {
   private serviceTicket: BreakerTicket | undefined;
   private holdsActive = false;
   private retryingNow = false;
+  private corked = false;
 
   constructor(
     private readonly req: IncomingMessage,
@@ -309,7 +315,7 @@ export class Call {
     a.endpoint.observeLatency(now - a.start, now);
     const outcome = outcomeOfStatus(status);
     this.report(a, outcome);
-    if (outcome !== AttemptOutcome.Success && this.route.retry !== undefined && isRetriableStatus(this.route.retry, status)) {
+    if (outcome !== Outcome.Success && this.route.retry !== undefined && isRetriableStatus(this.route.retry, status)) {
       if (this.mayRetry({ kind: 'status', status }, 'status')) {
         a.drop();
         this.retry(a, 'status');
@@ -322,12 +328,22 @@ export class Call {
     const res = this.res;
     if (statusMessage) res.writeHead(status, statusMessage, stripResponseHopByHop(headers));
     else res.writeHead(status, stripResponseHopByHop(headers));
+    // Hold the head until the first body bytes (or the end) so a small response leaves in one write.
+    res.cork();
+    this.corked = true;
     void controller;
   }
 
   onData(controller: Dispatcher.DispatchController, chunk: Buffer): void {
     if (this.clientGone) return;
-    if (!this.res.write(chunk)) controller.pause();
+    const res = this.res;
+    const more = res.write(chunk);
+    if (this.corked) {
+      // Let the rest of this parser pass (often the end) join the same write; then stream freely.
+      this.corked = false;
+      process.nextTick(uncork, res);
+    }
+    if (!more) controller.pause();
   }
 
   onEnd(a: Attempt, trailers: IncomingHttpHeaders): void {
@@ -356,7 +372,7 @@ export class Call {
       this.finish();
       return;
     }
-    this.report(a, AttemptOutcome.GatewayFailure);
+    this.report(a, Outcome.GatewayFailure);
     const kind: RetryReason = reason === 'connect-failure' ? 'connect-failure' : reason === 'timeout' ? 'timeout' : 'reset';
     if (this.mayRetry({ kind: 'error', reason }, kind)) {
       this.retry(a, kind);
@@ -366,11 +382,11 @@ export class Call {
   }
 
   /** Passive health: outlier detection and the endpoint's breaker learn how the attempt went. */
-  private report(a: Attempt, outcome: AttemptOutcome): void {
+  private report(a: Attempt, outcome: Outcome): void {
     this.route.guard?.outcomes?.record(a.endpoint, outcome);
     const t = a.ticket;
     if (t !== undefined) {
-      if (outcome === AttemptOutcome.Success) t.success();
+      if (outcome === Outcome.Success) t.success();
       else t.failure();
     }
   }

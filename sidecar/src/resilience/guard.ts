@@ -3,28 +3,13 @@ import type { Clock } from '../core/clock.js';
 import type { Endpoint } from '../core/endpoint.js';
 import { HealthFlag } from '../core/endpoint.js';
 import type { ServiceConfig } from '../config/types.js';
+import type { Outcome } from '../health/outlier/detector.js';
 import type { Breaker, BreakerFactory, BreakerView } from './breaker.js';
 import { RetryBudget } from './retry.js';
 
-/** How one attempt ended, for passive health (outlier detection) and breakers. */
-export const AttemptOutcome = {
-  Success: 0,
-  /** A 5xx other than 502-504. */
-  Error5xx: 1,
-  /** Connect failure, reset, timeout, or 502/503/504. */
-  GatewayFailure: 2,
-} as const;
-export type AttemptOutcome = (typeof AttemptOutcome)[keyof typeof AttemptOutcome];
-
 /** Receives every attempt's outcome (the outlier detector); O(1) per call. */
 export interface OutcomeSink {
-  record(endpoint: Endpoint, outcome: AttemptOutcome): void;
-}
-
-export function outcomeOfStatus(status: number): AttemptOutcome {
-  if (status >= 502 && status <= 504) return AttemptOutcome.GatewayFailure;
-  if (status >= 500) return AttemptOutcome.Error5xx;
-  return AttemptOutcome.Success;
+  record(endpoint: Endpoint, outcome: Outcome): void;
 }
 
 export type RetryReason = 'connect-failure' | 'reset' | 'timeout' | 'status';

@@ -1,4 +1,4 @@
-import { Counter, Gauge, Histogram, Registry } from 'prom-client';
+import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
 import type { Endpoint } from '../core/endpoint.js';
 import { TrafficStats, type Direction } from './stats.js';
 
@@ -22,6 +22,8 @@ export class Metrics {
   private cpConnected = 0;
 
   constructor(readonly enabled: boolean) {
+    // Process metrics (resident memory, heap, event-loop lag, GC) with prom-client's standard names.
+    if (enabled) collectDefaultMetrics({ register: this.registry, eventLoopMonitoringPrecision: 20 });
     const traffic = this.traffic;
     new Counter({
       name: 'outrigger_requests_total',
