@@ -9,6 +9,7 @@ import { HealthFlag } from './core/endpoint.js';
 import type { Cluster } from './cluster/cluster.js';
 import { BreakerFactory } from './resilience/breaker.js';
 import { ServiceGuard } from './resilience/guard.js';
+import { HealthSupervisor } from './health/supervisor.js';
 import { createAdminServer } from './admin/server.js';
 import { InboundProxy } from './proxy/inbound.js';
 import { closeServer, createProxyServer, listen } from './proxy/listen.js';
@@ -49,6 +50,7 @@ export class Sidecar {
   private readonly timers: Timers;
   private readonly breakers: BreakerFactory;
   private readonly guards = new Map<Cluster, ServiceGuard>();
+  private readonly health: HealthSupervisor;
   readonly logger: Logger;
   readonly metrics: Metrics;
   readonly clusters: ClusterManager;
@@ -89,9 +91,18 @@ export class Sidecar {
       this.logger.info({ service: breaker.service, endpoint: breaker.endpoint?.address ?? null, state }, `circuit ${state}`);
       if (breaker.endpoint) this.clusters.get(breaker.service)?.setFlag(breaker.endpoint, HealthFlag.Breaker, state === 'open');
     });
+    this.health = new HealthSupervisor({
+      clock: this.clock,
+      timers: this.timers,
+      random,
+      onActiveCheckEvent: (e) => this.logger.warn(e, e.type === 'ejected' ? 'endpoint failed its health checks' : 'endpoint passed its health checks again'),
+      onOutlierEvent: (e) => this.logger.warn(e, e.type === 'ejected' ? 'outlier ejected' : 'outlier re-admitted'),
+      onEject: (cluster) => this.metrics.countEjection(cluster.name),
+    });
     this.clusters.apply(config.services);
     this.syncGuards();
     this.metrics.watchClusters(() => this.clusters.all());
+    this.metrics.watchGuards(() => this.guards.values());
     this.metrics.setConfigVersion(this.version);
     const deps = { clock: this.clock, random, timers: this.timers, accessLog: this.accessLog };
     this.outbound = new OutboundProxy(this.clusters, this.pools, this.metrics, (c) => this.guards.get(c), deps);
@@ -126,6 +137,7 @@ export class Sidecar {
       clusters: () => this.clusters.all(),
       configView: () => this.configView(),
       ready: () => this.isReady && !this.stopping,
+      circuits: () => this.circuits(),
       metrics: this.metrics,
     });
     this._addresses.admin = await listen(this.servers.admin, cfg.admin.listen);
@@ -154,6 +166,16 @@ export class Sidecar {
       if (g) g.sync();
       else this.guards.set(cluster, new ServiceGuard(cluster, this.breakers, this.clock));
     }
+    this.health.sync(live);
+    for (const [cluster, g] of this.guards) g.outcomes = this.health.detector(cluster);
+  }
+
+  /** Health of every endpoint as each source sees it, for the admin endpoint. */
+  healthView(cluster: Cluster): unknown {
+    return {
+      activeChecks: this.health.activeStatus(cluster),
+      outliers: cluster.endpoints.map((e) => ({ address: e.address, ...this.health.outlierStatus(cluster, e) })),
+    };
   }
 
   /** Every breaker's state, for `GET /circuits`. */
@@ -260,6 +282,7 @@ export class Sidecar {
     for (const s of [this.servers.outbound, this.servers.inbound]) if (s) closing.push(closeServer(s, graceMs));
     for (const { server } of this.serviceServers.values()) closing.push(closeServer(server, graceMs));
     await Promise.all(closing);
+    this.health.stop();
     for (const g of this.guards.values()) g.close();
     this.guards.clear();
     this.breakers.close();

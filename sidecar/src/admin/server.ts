@@ -8,6 +8,7 @@ export interface AdminSource {
   clusters(): Iterable<Cluster>;
   configView(): unknown;
   ready(): boolean;
+  circuits(): unknown[];
   readonly metrics: Metrics;
 }
 
@@ -60,6 +61,9 @@ export function createAdminServer(source: AdminSource): Server {
       case '/clusters':
         json(res, 200, clustersView(source.clusters()));
         return;
+      case '/circuits':
+        json(res, 200, { circuits: source.circuits() });
+        return;
       case '/config':
         json(res, 200, source.configView());
         return;
@@ -80,7 +84,7 @@ export function createAdminServer(source: AdminSource): Server {
         json(res, 200, { live: true });
         return;
       case '/':
-        json(res, 200, { endpoints: ['/clusters', '/config', '/metrics', '/ready', '/live'] });
+        json(res, 200, { endpoints: ['/clusters', '/circuits', '/config', '/metrics', '/ready', '/live'] });
         return;
       default:
         json(res, 404, { error: `no admin endpoint ${path}` });

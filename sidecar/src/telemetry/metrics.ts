@@ -2,6 +2,13 @@ import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom
 import type { Endpoint } from '../core/endpoint.js';
 import { TrafficStats, type Direction } from './stats.js';
 
+/** Read-only view of a service's resilience state (retries by reason, breakers) read at scrape time. */
+export interface GuardView {
+  readonly cluster: { readonly name: string };
+  readonly retries: Readonly<Record<string, number>>;
+  breakerViews(): readonly { readonly endpoint: string | null; readonly state: 'closed' | 'open' | 'half-open' }[];
+}
+
 /** Read-only view of the clusters that the metrics read at scrape time. */
 export interface ClusterView {
   readonly name: string;
@@ -18,6 +25,8 @@ export class Metrics {
   private readonly traffic = new Map<string, TrafficStats>();
   private readonly duration: Histogram<'direction' | 'service'>;
   private clusters: () => Iterable<ClusterView> = () => [];
+  private guards: () => Iterable<GuardView> = () => [];
+  private readonly ejections: Counter<'service'>;
   private configVersion = 0;
   private cpConnected = 0;
 
@@ -49,7 +58,7 @@ export class Metrics {
       registers: [this.registry],
     });
     // Arrow functions keep the Metrics instance; inside collect() `this` is the prom-client metric.
-    const self = { clusters: () => this.clusters(), version: () => this.configVersion, connected: () => this.cpConnected };
+    const self = { clusters: () => this.clusters(), guards: () => this.guards(), version: () => this.configVersion, connected: () => this.cpConnected };
     new Gauge({
       name: 'outrigger_upstream_inflight',
       help: 'Requests in flight to each upstream endpoint.',
@@ -69,6 +78,33 @@ export class Metrics {
         this.reset();
         for (const c of self.clusters()) for (const e of c.endpoints) this.set({ service: c.name, endpoint: e.address }, e.flags === 0 ? 1 : 0);
       },
+    });
+    new Counter({
+      name: 'outrigger_retries_total',
+      help: 'Retries made, by service and what triggered them (connect-failure, reset, timeout, status).',
+      labelNames: ['service', 'reason'],
+      registers: [this.registry],
+      collect() {
+        this.reset();
+        for (const g of self.guards()) for (const [reason, n] of Object.entries(g.retries)) if (n > 0) this.inc({ service: g.cluster.name, reason }, n);
+      },
+    });
+    const stateValue = { closed: 0, 'half-open': 1, open: 2 } as const;
+    new Gauge({
+      name: 'outrigger_circuit_state',
+      help: 'Circuit breaker state: 0 closed, 1 half-open, 2 open. endpoint="" is the service breaker.',
+      labelNames: ['service', 'endpoint'],
+      registers: [this.registry],
+      collect() {
+        this.reset();
+        for (const g of self.guards()) for (const b of g.breakerViews()) this.set({ service: g.cluster.name, endpoint: b.endpoint ?? '' }, stateValue[b.state]);
+      },
+    });
+    this.ejections = new Counter({
+      name: 'outrigger_outlier_ejections_total',
+      help: 'Endpoints ejected by outlier detection, by service.',
+      labelNames: ['service'],
+      registers: [this.registry],
     });
     new Gauge({
       name: 'outrigger_config_version',
@@ -98,6 +134,14 @@ export class Metrics {
       this.traffic.set(key, s);
     }
     return s;
+  }
+
+  watchGuards(source: () => Iterable<GuardView>): void {
+    this.guards = source;
+  }
+
+  countEjection(service: string): void {
+    this.ejections.inc({ service });
   }
 
   watchClusters(source: () => Iterable<ClusterView>): void {

@@ -72,7 +72,7 @@ export type OutlierEvent =
       readonly cluster: string;
       readonly endpoint: string;
       /** Why: its ejection time passed, or the detector was stopped or its config removed. */
-      readonly cause: 'expired' | 'stopped' | 'disabled';
+      readonly cause: 'expired' | 'stopped' | 'disabled' | 'active-check-passed';
     };
 
 export interface OutlierDetectorDeps {
@@ -339,7 +339,7 @@ export class OutlierDetector {
     this.deps.onEject?.(ep, reason);
   }
 
-  private readmit(st: HostState, cause: 'expired' | 'stopped' | 'disabled'): void {
+  private readmit(st: HostState, cause: 'expired' | 'stopped' | 'disabled' | 'active-check-passed'): void {
     if (!st.ejected) return;
     st.timer?.cancel();
     st.timer = undefined;
@@ -349,6 +349,16 @@ export class OutlierDetector {
     this._ejectedCount--;
     this.cluster.setFlag(st.endpoint, HealthFlag.Outlier, false);
     this.deps.log?.({ type: 'readmitted', cluster: this.cluster.name, endpoint: st.endpoint.address, cause });
+  }
+
+  /**
+   * Ends an ejection early because an active health check of the endpoint passed (Envoy's
+   * `successful_active_health_check_uneject_host`): a restarted instance is back within a check interval
+   * instead of waiting out its ejection time.
+   */
+  unejectAfterActiveCheck(endpoint: Endpoint): void {
+    const st = this.states.get(endpoint);
+    if (st !== undefined) this.readmit(st, 'active-check-passed');
   }
 
   private releaseAll(cause: 'stopped' | 'disabled'): void {

@@ -544,3 +544,20 @@ describe('lifecycle', () => {
     expect(t.ejected()).toEqual([addr(4)]);
   });
 });
+
+describe('un-ejection by a passing active health check', () => {
+  it('re-admits an ejected endpoint at once, long before its ejection time ends', () => {
+    const t = setup({ od: { consecutive5xx: 2 } });
+    t.repeat(t.ep(1), Outcome.Error5xx, 2);
+    expect(t.ejected()).toEqual([addr(1)]);
+    t.clock.advance(1 * SEC);
+    t.detector.unejectAfterActiveCheck(t.ep(1));
+    expect(t.ejected()).toEqual([]);
+    expect(t.ep(1).eligible).toBe(true);
+    expect(t.events.at(-1)).toEqual({ type: 'readmitted', cluster: 'svc', endpoint: addr(1), cause: 'active-check-passed' });
+    expect(t.detector.ejectedCount).toBe(0);
+    // An endpoint that was not ejected is left alone.
+    t.detector.unejectAfterActiveCheck(t.ep(2));
+    expect(t.events.filter((e) => e.type === 'readmitted')).toHaveLength(1);
+  });
+});
