@@ -4,7 +4,7 @@ import type { Clock } from '../core/clock.js';
 import type { Endpoint } from '../core/endpoint.js';
 import type { ProxyErrorReason } from '../core/errors.js';
 import type { Random } from '../core/random.js';
-import type { Timers } from '../core/timers.js';
+import type { TimerHandle, Timers } from '../core/timers.js';
 import type { RetryConfig } from '../config/types.js';
 import type { BreakerTicket } from '../resilience/breaker.js';
 import { Outcome, outcomeOfStatus } from '../health/outlier/detector.js';
@@ -44,6 +44,8 @@ export const REPLAY_BUFFER_LIMIT = 1024 * 1024;
 
 const DEADLINE_HEADER = 'x-outrigger-deadline-ms';
 
+const perTryTimeoutError: Error & { code: string } = Object.assign(new Error('no response headers within the per-try timeout'), { code: 'UND_ERR_HEADERS_TIMEOUT' });
+
 /** Maps an undici/socket error to the reason the client is told. */
 export function classifyUpstreamError(err: Error & { code?: string }): ProxyErrorReason {
   switch (err.code) {
@@ -78,6 +80,9 @@ class Attempt implements Dispatcher.DispatchHandler {
   /** Set when the call decided to drop this attempt (retrying or finished); its callbacks are ignored. */
   dropped = false;
   finished = false;
+  /** Per-try timer (until response headers); undici's own header timeout is too coarse below 1 s. */
+  timer: TimerHandle | undefined;
+  timedOut = false;
 
   constructor(
     readonly call: Call,
@@ -89,8 +94,24 @@ class Attempt implements Dispatcher.DispatchHandler {
     endpoint.inflight++;
   }
 
+  /** Fires when the per-try timeout passes before response headers: aborts with a timeout error. */
+  readonly onTimeout = (): void => {
+    this.timer = undefined;
+    if (this.finished || this.dropped) return;
+    this.timedOut = true;
+    if (this.controller && !this.controller.aborted) this.controller.abort(perTryTimeoutError);
+  };
+
+  stopTimer(): void {
+    if (this.timer !== undefined) {
+      this.timer.cancel();
+      this.timer = undefined;
+    }
+  }
+
   /** Releases the endpoint's in-flight slot exactly once. */
   done(): boolean {
+    this.stopTimer();
     if (this.finished) return false;
     this.finished = true;
     this.endpoint.inflight--;
@@ -106,9 +127,11 @@ class Attempt implements Dispatcher.DispatchHandler {
   onRequestStart(controller: Dispatcher.DispatchController): void {
     this.controller = controller;
     if (this.dropped) controller.abort(new Error('attempt abandoned'));
+    else if (this.timedOut) controller.abort(perTryTimeoutError);
   }
 
   onResponseStart(controller: Dispatcher.DispatchController, statusCode: number, headers: IncomingHttpHeaders, statusMessage?: string): void {
+    this.stopTimer();
     if (!this.dropped) this.call.onHeaders(this, controller, statusCode, headers, statusMessage);
   }
 
@@ -129,7 +152,7 @@ class Attempt implements Dispatcher.DispatchHandler {
       this.done();
       return;
     }
-    this.call.onError(this, err);
+    this.call.onError(this, this.timedOut ? perTryTimeoutError : err);
   }
 }
 
@@ -297,14 +320,16 @@ export class Call {
     const retry = route.retry;
     const tryTimeout = retry !== undefined && retry.perTryTimeoutMs < remaining ? retry.perTryTimeoutMs : remaining;
     const body = this.body;
+    a.timer = this.deps.timers.after(tryTimeout, a.onTimeout);
     route.dispatcher(endpoint).dispatch(
       {
         path: this.path,
         method: this.method,
         headers: this.headers,
         body,
-        headersTimeout: Math.max(1, Math.ceil(tryTimeout)),
-        bodyTimeout: Math.max(1, Math.ceil(remaining)),
+        // Backstops only (undici's timers are coarse below a second); the attempt's own timer decides.
+        headersTimeout: Math.max(1_000, Math.ceil(remaining)),
+        bodyTimeout: Math.max(1_000, Math.ceil(remaining)),
       },
       a,
     );

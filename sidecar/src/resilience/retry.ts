@@ -65,7 +65,7 @@ export function backoffMs(retry: number, baseMs: number, maxMs: number, random: 
 
 /**
  * A retry budget (as Linkerd's): over a sliding window, retries may be at most `ratio` × requests plus
- * `minPerSecond` per second. Each request deposits, each retry withdraws; O(1) per call, no timers: the
+ * `minPerSecond` per second, so retries can never multiply an outage. Each request deposits, each retry withdraws; O(1) per call, no timers: the
  * window's buckets are rotated lazily from the clock.
  */
 export class RetryBudget {
@@ -77,6 +77,7 @@ export class RetryBudget {
   private currentStart: number;
   private depositSum = 0;
   private withdrawSum = 0;
+  private readonly createdAt: number;
 
   constructor(
     private readonly ratio: number,
@@ -86,6 +87,7 @@ export class RetryBudget {
   ) {
     this.bucketMs = windowMs / RetryBudget.BUCKETS;
     this.currentStart = clock.now();
+    this.createdAt = this.currentStart;
   }
 
   private rotate(): void {
@@ -110,11 +112,20 @@ export class RetryBudget {
     this.depositSum++;
   }
 
+  /**
+   * The retries the window allows: `ratio` of its requests plus `minPerSecond` for each second it covers
+   * (a new budget has not yet covered a whole window, so its reserve starts at one second's worth and
+   * builds up instead of allowing a whole window's burst at start).
+   */
+  private allowance(): number {
+    const covered = Math.min(this.windowMs, Math.max(1_000, this.clock.now() - this.createdAt));
+    return this.depositSum * this.ratio + (this.minPerSecond * covered) / 1000;
+  }
+
   /** Takes one retry from the budget; false when the budget is spent. */
   tryWithdraw(): boolean {
     this.rotate();
-    const allowance = this.depositSum * this.ratio + (this.minPerSecond * this.windowMs) / 1000;
-    if (this.withdrawSum + 1 > allowance) return false;
+    if (this.withdrawSum + 1 > this.allowance()) return false;
     this.withdrawals[this.current]!++;
     this.withdrawSum++;
     return true;
@@ -123,7 +134,7 @@ export class RetryBudget {
   /** Retries still allowed in the current window (for the admin view). */
   get remaining(): number {
     this.rotate();
-    return Math.max(0, Math.floor(this.depositSum * this.ratio + (this.minPerSecond * this.windowMs) / 1000 - this.withdrawSum));
+    return Math.max(0, Math.floor(this.allowance() - this.withdrawSum));
   }
 }
 
