@@ -6,6 +6,8 @@ export default defineConfig({
     testTimeout: 30_000,
     hookTimeout: 30_000,
     pool: 'forks',
+    // Integration tests measure latency and memory of real processes: one file at a time keeps them honest.
+    fileParallelism: false,
     coverage: {
       provider: 'v8',
       include: ['sidecar/src/**/*.ts', 'control-plane/src/**/*.ts'],

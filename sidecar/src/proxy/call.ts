@@ -83,6 +83,7 @@ class Attempt implements Dispatcher.DispatchHandler {
   /** Per-try timer (until response headers); undici's own header timeout is too coarse below 1 s. */
   timer: TimerHandle | undefined;
   timedOut = false;
+  tryTimeoutMs = 0;
 
   constructor(
     readonly call: Call,
@@ -130,6 +131,12 @@ class Attempt implements Dispatcher.DispatchHandler {
     else if (this.timedOut) controller.abort(perTryTimeoutError);
   }
 
+  onRequestSent(): void {
+    if (this.timer === undefined && !this.finished && !this.dropped && this.tryTimeoutMs > 0) {
+      this.timer = this.call.timers.after(this.tryTimeoutMs, this.onTimeout);
+    }
+  }
+
   onResponseStart(controller: Dispatcher.DispatchController, statusCode: number, headers: IncomingHttpHeaders, statusMessage?: string): void {
     this.stopTimer();
     if (!this.dropped) this.call.onHeaders(this, controller, statusCode, headers, statusMessage);
@@ -164,6 +171,7 @@ class Attempt implements Dispatcher.DispatchHandler {
 export class Call {
   private readonly headers: string[];
   private readonly deadlineIndex: number;
+  readonly timers: Timers;
   private readonly requestId: string;
   private readonly deadlineAt: number;
   private readonly method: string;
@@ -193,6 +201,7 @@ export class Call {
     private readonly start: number,
   ) {
     const fwd = forwardRequestHeaders(req.rawHeaders, req.socket.remoteAddress, 'http');
+    this.timers = deps.timers;
     this.headers = fwd.headers;
     this.requestId = fwd.requestId;
     this.method = req.method ?? 'GET';
@@ -320,7 +329,10 @@ export class Call {
     const retry = route.retry;
     const tryTimeout = retry !== undefined && retry.perTryTimeoutMs < remaining ? retry.perTryTimeoutMs : remaining;
     const body = this.body;
-    a.timer = this.deps.timers.after(tryTimeout, a.onTimeout);
+    // The per-try timeout runs from dispatch for a bodiless request; with a body it starts once the body has
+    // been sent (as Envoy's), so a slow 1 GiB upload is not cut off by a 1 s per-try timeout.
+    a.tryTimeoutMs = tryTimeout;
+    if (body === null) a.timer = this.deps.timers.after(tryTimeout, a.onTimeout);
     route.dispatcher(endpoint).dispatch(
       {
         path: this.path,
