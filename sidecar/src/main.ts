@@ -81,6 +81,7 @@ export class Sidecar {
     this.clusters = new ClusterManager({
       clock: this.clock,
       random,
+      timers: this.timers,
       onEndpointsRemoved: (eps) => this.pools.release(eps),
       onHealthChange: (c) =>
         this.logger.info({ service: c.cluster.name, endpoint: c.endpoint.address, source: c.flag, on: c.on, eligible: c.eligible }, c.eligible ? 'endpoint eligible' : 'endpoint ineligible'),

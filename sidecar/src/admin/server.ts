@@ -35,6 +35,7 @@ export function clustersView(clusters: Iterable<Cluster>): unknown {
         inflight: e.inflight,
         completed: e.completed,
         ewmaMs: Math.round(e.ewmaMs * 1000) / 1000,
+        slowStartFactor: Math.round(e.rampFactor * 1000) / 1000,
         health: flagNames(e.flags),
         eligible: e.eligible,
       })),

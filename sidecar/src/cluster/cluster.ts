@@ -1,6 +1,7 @@
 import { Endpoint, type HealthFlag } from '../core/endpoint.js';
 import type { Clock } from '../core/clock.js';
 import type { Random } from '../core/random.js';
+import type { TimerHandle, Timers } from '../core/timers.js';
 import type { ServiceConfig } from '../config/types.js';
 import type { Picker } from '../lb/picker.js';
 import { buildPicker } from '../lb/index.js';
@@ -8,6 +9,8 @@ import { buildPicker } from '../lb/index.js';
 export interface ClusterDeps {
   readonly clock: Clock;
   readonly random: Random;
+  /** Drives slow start (picker rebuilds while endpoints ramp up); without it slow start is off. */
+  readonly timers?: Timers | undefined;
   /** Called when endpoints leave the cluster, so their connection pools can be closed. */
   readonly onEndpointsRemoved?: ((removed: readonly Endpoint[]) => void) | undefined;
   /** Called after a health source set or cleared its flag on an endpoint (for logs and metrics). */
@@ -15,6 +18,9 @@ export interface ClusterDeps {
   /** Called when the cluster enters or leaves panic mode. */
   readonly onPanicChange?: ((cluster: Cluster, panic: boolean) => void) | undefined;
 }
+
+/** Share of its weight a newly eligible endpoint starts with. */
+export const RAMP_START = 0.1;
 
 export interface HealthChange {
   readonly cluster: Cluster;
@@ -37,6 +43,8 @@ export class Cluster {
   private _config: ServiceConfig;
   private _panic = false;
   private _eligibleCount = 0;
+  private rampTimer: TimerHandle | undefined;
+  private initialized = false;
 
   constructor(
     readonly name: string,
@@ -45,6 +53,7 @@ export class Cluster {
   ) {
     this._config = config;
     this._picker = this.reconcile(config);
+    this.initialized = true;
   }
 
   get config(): ServiceConfig {
@@ -92,7 +101,10 @@ export class Cluster {
     const before = endpoint.flags;
     endpoint.flags = on ? before | flag : before & ~flag;
     if (endpoint.flags === before) return false;
-    if ((before === 0) !== (endpoint.flags === 0)) this._picker = this.buildPicker();
+    if ((before === 0) !== (endpoint.flags === 0)) {
+      if (endpoint.flags === 0) this.startRamp(endpoint);
+      this._picker = this.buildPicker();
+    }
     this.deps.onHealthChange?.({ cluster: this, endpoint, flag, on, eligible: endpoint.flags === 0 });
     return true;
   }
@@ -103,7 +115,11 @@ export class Cluster {
     for (const spec of config.endpoints) {
       let ep = this.byAddress.get(spec.address);
       if (ep) ep.update(spec);
-      else ep = new Endpoint(spec);
+      else {
+        ep = new Endpoint(spec);
+        // Endpoints of a new cluster all start together; one that joins a running cluster warms up.
+        if (this.initialized) this.startRamp(ep);
+      }
       next.push(ep);
       nextBy.set(spec.address, ep);
     }
@@ -126,8 +142,42 @@ export class Cluster {
     return buildPicker(this._config.lb, set, { clock: this.deps.clock, random: this.deps.random });
   }
 
+  /**
+   * Slow start (DESIGN §2): a newly eligible endpoint's weight (capacity for least-load) ramps linearly from
+   * 10 % to 100 % over `slowStart`; the picker is rebuilt on a short step while any endpoint ramps.
+   */
+  private startRamp(ep: Endpoint): void {
+    const duration = this._config.slowStartMs;
+    if (duration <= 0 || this.deps.timers === undefined) return;
+    ep.rampStart = this.deps.clock.now();
+    ep.rampFactor = RAMP_START;
+    if (this.rampTimer === undefined) {
+      const step = Math.min(1_000, Math.max(50, duration / 20));
+      this.rampTimer = this.deps.timers.every(step, () => this.rampStep());
+    }
+  }
+
+  private rampStep(): void {
+    const duration = this._config.slowStartMs;
+    const now = this.deps.clock.now();
+    let ramping = false;
+    for (const ep of this._endpoints) {
+      if (ep.rampFactor >= 1) continue;
+      const progress = duration <= 0 ? 1 : (now - ep.rampStart) / duration;
+      ep.rampFactor = progress >= 1 ? 1 : RAMP_START + (1 - RAMP_START) * progress;
+      if (ep.rampFactor < 1) ramping = true;
+    }
+    if (!ramping) {
+      this.rampTimer?.cancel();
+      this.rampTimer = undefined;
+    }
+    this._picker = this.buildPicker();
+  }
+
   /** Everything the cluster holds, for shutdown. */
   close(): void {
+    this.rampTimer?.cancel();
+    this.rampTimer = undefined;
     if (this._endpoints.length > 0) this.deps.onEndpointsRemoved?.(this._endpoints);
     this._endpoints = [];
     this.byAddress.clear();

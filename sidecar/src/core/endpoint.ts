@@ -55,6 +55,13 @@ export class Endpoint {
   private ewmaStamp = 0;
   /** Requests completed since creation (for admin and load reports). */
   completed = 0;
+  /**
+   * Slow-start factor in [0.1, 1]: a newly eligible endpoint's share ramps up over `slowStart`. Weighted
+   * pickers multiply `weight` by it at build time; least-load multiplies `capacity` by it live.
+   */
+  rampFactor = 1;
+  /** Monotonic ms when the current ramp began. */
+  rampStart = 0;
 
   constructor(spec: EndpointSpec) {
     this.address = spec.address;

@@ -91,7 +91,7 @@ export function weightedSet(endpoints: readonly Endpoint[]): WeightedSet {
   const kept: Endpoint[] = [];
   const ws: number[] = [];
   for (const ep of endpoints) {
-    const w = usableWeight(ep.weight);
+    const w = usableWeight(ep.weight * ep.rampFactor);
     if (w > 0) {
       kept.push(ep);
       ws.push(w);

@@ -25,7 +25,7 @@ function work(ep: Endpoint): number {
 }
 
 function room(ep: Endpoint): number {
-  return ep.capacity > 0 ? ep.capacity : 1;
+  return (ep.capacity > 0 ? ep.capacity : 1) * ep.rampFactor;
 }
 
 /** The load the policy minimizes, for tests and the admin view. */
