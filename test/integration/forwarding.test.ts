@@ -118,6 +118,27 @@ services:
     expect(h.host).toBe('orders');
   });
 
+  it('propagates the remaining deadline in x-outrigger-deadline-ms, shortened by an incoming one', async () => {
+    const plain = JSON.parse((await send(out, { headers: { host: 'orders' } })).body) as { headers: Record<string, string> };
+    const left = Number(plain.headers['x-outrigger-deadline-ms']);
+    expect(left).toBeGreaterThan(14_000);
+    expect(left).toBeLessThanOrEqual(15_000);
+    const asked = JSON.parse((await send(out, { headers: { host: 'orders', 'x-outrigger-deadline-ms': '800' } })).body) as { headers: Record<string, string> };
+    const left2 = Number(asked.headers['x-outrigger-deadline-ms']);
+    expect(left2).toBeGreaterThan(700);
+    expect(left2).toBeLessThanOrEqual(800);
+  });
+
+  it('answers 504 timeout when the deadline passes before the upstream answers', async () => {
+    const started = performance.now();
+    const r = await send(out, { headers: { host: 'hang', 'x-outrigger-deadline-ms': '300' } });
+    const took = performance.now() - started;
+    expect(r.status).toBe(504);
+    expect(r.headers['x-outrigger-error']).toBe('timeout');
+    expect(took).toBeGreaterThanOrEqual(290);
+    expect(took).toBeLessThan(1_500);
+  });
+
   it('keeps an incoming x-request-id and te: trailers', async () => {
     const r = await send(out, { headers: { host: 'orders', 'x-request-id': 'req-42', te: 'trailers' } });
     const h = (JSON.parse(r.body) as { headers: Record<string, string> }).headers;
@@ -178,10 +199,11 @@ services: { up: { endpoints: [ { address: ${up.address} } ] } }
 
   it('aborts the upstream request when the client disconnects', async () => {
     const before = closedByUpstream.length;
+    const arrived = slow.count;
     const req = httpRequest({ host: '127.0.0.1', port: Number(out.split(':')[1]), path: '/abandoned', headers: { host: 'hang' }, agent: false });
     req.on('error', () => {});
     req.end();
-    await waitFor(() => slow.count > 0);
+    await waitFor(() => slow.count > arrived);
     req.destroy();
     await waitFor(() => closedByUpstream.length > before, 3_000);
     expect(closedByUpstream).toContain('/abandoned');

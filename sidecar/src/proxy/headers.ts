@@ -60,7 +60,7 @@ export function forwardRequestHeaders(
     const value = raw[i + 1]!;
     const len = name.length;
     // Only names of these lengths can need attention; others are copied without lower-casing.
-    if (len === 2 || len === 6 || len === 7 || len === 10 || len === 12 || len === 14 || len === 15 || len === 16 || len === 17) {
+    if (len === 2 || len === 6 || len === 7 || len === 10 || len === 12 || len === 14 || len === 15 || len === 16 || len === 17 || len === 23) {
       const lower = name.toLowerCase();
       if (lower === 'te') {
         // "te: trailers" is end-to-end meaningful (gRPC); other TE values are hop-by-hop.
@@ -72,6 +72,8 @@ export function forwardRequestHeaders(
         continue;
       }
       if (lower === 'expect') continue;
+      // Re-written with the time left before every attempt.
+      if (lower === 'x-outrigger-deadline-ms') continue;
       if (lower === 'x-forwarded-for') {
         xff = xff === undefined ? value : `${xff}, ${value}`;
         continue;
