@@ -22,6 +22,8 @@ class Ticket implements BreakerTicket {
       this.resolve = resolve;
       this.reject = reject;
     });
+    // Marked handled: if opossum never consumes the ticket (breaker shut down), failing it must not crash.
+    this.promise.catch(noop);
   }
   success(): void {
     this.resolve();

@@ -28,6 +28,7 @@ export class ServiceGuard {
   activeRetries = 0;
   readonly retries: Record<RetryReason, number> = { 'connect-failure': 0, reset: 0, timeout: 0, status: 0 };
   budget: RetryBudget;
+  private budgetConfig: ServiceConfig['retry']['budget'];
   serviceBreaker: Breaker | undefined;
   private readonly endpointBreakers = new Map<Endpoint, Breaker>();
   outcomes: OutcomeSink | undefined;
@@ -38,6 +39,7 @@ export class ServiceGuard {
     private readonly clock: Clock,
   ) {
     const cfg = cluster.config;
+    this.budgetConfig = cfg.retry.budget;
     this.budget = new RetryBudget(cfg.retry.budget.ratio, cfg.retry.budget.minPerSecond, clock);
     this.sync();
   }
@@ -50,7 +52,11 @@ export class ServiceGuard {
   sync(): void {
     const cfg = this.cluster.config;
     const b = cfg.retry.budget;
-    this.budget = new RetryBudget(b.ratio, b.minPerSecond, this.clock);
+    // The budget's window survives updates that leave its settings alone.
+    if (this.budgetConfig.ratio !== b.ratio || this.budgetConfig.minPerSecond !== b.minPerSecond) {
+      this.budget = new RetryBudget(b.ratio, b.minPerSecond, this.clock);
+      this.budgetConfig = b;
+    }
     const cb = cfg.circuitBreaker;
     if (this.serviceBreaker && (cb === undefined || this.serviceBreaker.config !== cb)) {
       this.breakers.release(this.serviceBreaker);

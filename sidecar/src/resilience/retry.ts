@@ -125,7 +125,8 @@ export class RetryBudget {
   /** Takes one retry from the budget; false when the budget is spent. */
   tryWithdraw(): boolean {
     this.rotate();
-    if (this.withdrawSum + 1 > this.allowance()) return false;
+    // The epsilon keeps float error (90 × 0.7 = 62.99…) from costing a whole retry.
+    if (this.withdrawSum + 1 > this.allowance() + 1e-9) return false;
     this.withdrawals[this.current]!++;
     this.withdrawSum++;
     return true;
@@ -134,7 +135,7 @@ export class RetryBudget {
   /** Retries still allowed in the current window (for the admin view). */
   get remaining(): number {
     this.rotate();
-    return Math.max(0, Math.floor(this.allowance() - this.withdrawSum));
+    return Math.max(0, Math.floor(this.allowance() - this.withdrawSum + 1e-9));
   }
 }
 
