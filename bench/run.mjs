@@ -19,8 +19,16 @@ const WORK_DIR = path.join(BENCH_DIR, '.work');
 const RUN_DIR = path.join(WORK_DIR, 'run');
 const HOST = '127.0.0.1';
 const SIDECAR_HOST_HEADER = 'bench';
-const ALL_TARGETS = ['direct', 'nginx', 'haproxy', 'http-proxy', 'sidecar'];
-const LABELS = { direct: 'direct (no proxy)', nginx: 'nginx', haproxy: 'HAProxy', 'http-proxy': 'http-proxy', sidecar: 'Outrigger sidecar' };
+const ALL_TARGETS = ['direct', 'nginx', 'haproxy', 'http-proxy', 'undici', 'sidecar', 'sidecar-ft'];
+const LABELS = {
+  direct: 'direct (no proxy)',
+  nginx: 'nginx',
+  haproxy: 'HAProxy',
+  'http-proxy': 'http-proxy',
+  undici: 'plain undici forwarder',
+  sidecar: 'Outrigger sidecar',
+  'sidecar-ft': 'sidecar, all fault tolerance on',
+};
 const TOOLS = { nginx: 'nginx', haproxy: 'haproxy', wrk: 'wrk', h2load: 'nghttp2-client' };
 
 // Targets the sidecar is held to (informational: they print PASS/MISS, they do not fail the run).
@@ -546,7 +554,15 @@ backend bench_backends
 ${backendPorts.map((p, i) => `  server b${i + 1} ${HOST}:${p}\n`).join('')}`;
 }
 
-function sidecarYaml(outPort, adminPort, backendPorts) {
+/** Every fault-tolerance feature on, with thresholds a healthy backend never reaches. */
+const FAULT_TOLERANCE_YAML = `    healthCheck: { http: { path: / }, interval: 2s, timeout: 1s, healthyThreshold: 2, unhealthyThreshold: 3 }
+    outlierDetection: { consecutive5xx: 5, consecutiveGatewayFailure: 3, interval: 5s, baseEjectionTime: 30s, maxEjectionPercent: 50 }
+    circuitBreaker: { errorThresholdPercentage: 50, volumeThreshold: 20, rollingWindow: 10s, resetTimeout: 5s }
+    limits: { maxConcurrent: 1024, maxPending: 1024, maxRetries: 64 }
+    retry: { attempts: 2, on: [connect-failure, reset, gateway-error], perTryTimeout: 1s, backoff: { base: 25ms, max: 250ms } }
+`;
+
+function sidecarYaml(outPort, adminPort, backendPorts, faultTolerance = false) {
   return `service: bench-client
 admin: { listen: ${HOST}:${adminPort} }
 outbound: { listen: ${HOST}:${outPort} }
@@ -556,7 +572,7 @@ services:
   ${SIDECAR_HOST_HEADER}:
     lb: least-load
     endpoints:
-${backendPorts.map((p) => `      - { address: ${HOST}:${p} }\n`).join('')}`;
+${backendPorts.map((p) => `      - { address: ${HOST}:${p} }\n`).join('')}${faultTolerance ? FAULT_TOLERANCE_YAML : ''}`;
 }
 
 async function startNginx(tools, name, conf) {
@@ -608,20 +624,30 @@ function defineTargets(tools, ports) {
         return { child, port: ports.httpProxy };
       },
     },
-    sidecar: {
+    undici: {
       start: async () => {
-        const cli = path.join(REPO_DIR, 'bin', 'outrigger.js');
-        if (!fs.existsSync(cli)) throw new Error(`${path.relative(REPO_DIR, cli)} not found (run npm run build; is the sidecar CLI there yet?)`);
-        const cfg = path.join(RUN_DIR, 'sidecar.yaml');
-        fs.writeFileSync(cfg, sidecarYaml(ports.sidecarOut, ports.sidecarAdmin, backends));
-        const child = startChild('sidecar', process.execPath, [...(process.env.SIDECAR_NODE_ARGS ? process.env.SIDECAR_NODE_ARGS.split(' ') : []), cli, 'sidecar', '--config', cfg], { env: nodeEnv(), cwd: REPO_DIR });
-        await waitFor200(child, ports.sidecarAdmin, '/ready', 10_000);
-        const probe = await httpGet(ports.sidecarOut);
-        if (probe.status !== 200) throw new Error(`sidecar is ready but GET / (Host: ${SIDECAR_HOST_HEADER}) through it returned ${probe.status || probe.error}:\n${tail(child.logFile)}`);
-        return { child, port: ports.sidecarOut };
+        const child = startChild('undici', process.execPath, [path.join(BENCH_DIR, 'undici-forwarder.mjs'),
+          '--listen', `${HOST}:${ports.undici}`, '--backends', backends.map((p) => `${HOST}:${p}`).join(',')], { env: nodeEnv(), cwd: REPO_DIR });
+        await waitFor200(child, ports.undici, '/', 10_000);
+        return { child, port: ports.undici };
       },
     },
+    sidecar: { start: () => startSidecar('sidecar', false) },
+    'sidecar-ft': { start: () => startSidecar('sidecar-ft', true) },
   };
+
+  async function startSidecar(name, faultTolerance) {
+    const cli = path.join(REPO_DIR, 'bin', 'outrigger.js');
+    if (!fs.existsSync(cli)) throw new Error(`${path.relative(REPO_DIR, cli)} not found (run npm run build)`);
+    const cfg = path.join(RUN_DIR, `${name}.yaml`);
+    fs.writeFileSync(cfg, sidecarYaml(ports.sidecarOut, ports.sidecarAdmin, backends, faultTolerance));
+    const nodeArgs = process.env.SIDECAR_NODE_ARGS ? process.env.SIDECAR_NODE_ARGS.split(' ') : [];
+    const child = startChild(name, process.execPath, [...nodeArgs, cli, 'sidecar', '--config', cfg], { env: nodeEnv(), cwd: REPO_DIR });
+    await waitFor200(child, ports.sidecarAdmin, '/ready', 10_000);
+    const probe = await httpGet(ports.sidecarOut);
+    if (probe.status !== 200) throw new Error(`sidecar is ready but GET / (Host: ${SIDECAR_HOST_HEADER}) through it returned ${probe.status || probe.error}:\n${tail(child.logFile)}`);
+    return { child, port: ports.sidecarOut };
+  }
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -746,6 +772,12 @@ function comparisons(results) {
     if (nginx) ratios.push(`sidecar / nginx throughput:      ${fmt(ratio(s, nginx), 2)}x`);
     if (haproxy) ratios.push(`sidecar / HAProxy throughput:    ${fmt(ratio(s, haproxy), 2)}x`);
     if (hp) ratios.push(`sidecar / http-proxy throughput: ${fmt(ratio(s, hp), 2)}x`);
+    const floor = get('undici');
+    if (floor) ratios.push(`sidecar / plain undici forwarder (the Node.js floor on this machine): ${fmt(ratio(s, floor), 2)}x`);
+    if (floor && nginx) ratios.push(`plain undici forwarder / nginx: ${fmt(ratio(floor, nginx), 2)}x`);
+    const ft = get('sidecar-ft');
+    if (ft) ratios.push(`sidecar with all fault tolerance on / sidecar: ${fmt(ratio(ft, s), 2)}x throughput; p99 ${fmt(ft.lat.p99Ms, 3)} vs ${fmt(s.lat.p99Ms, 3)} ms`);
+    if (ft && nginx) ratios.push(`sidecar with all fault tolerance on / nginx: ${fmt(ratio(ft, nginx), 2)}x`);
     if (direct && nginx) {
       const sAdd = s.lat.p50Ms - direct.lat.p50Ms;
       const nAdd = nginx.lat.p50Ms - direct.lat.p50Ms;
@@ -849,8 +881,8 @@ async function main() {
   if (os.loadavg()[0] > 0.5) log(`warning: load average ${machine.loadavg}: something else is running; results will be noisy`);
   log(`work dir: ${path.relative(REPO_DIR, RUN_DIR)} (configs, child logs, h2load request logs)`);
 
-  const [b1, b2, b3, nginxPort, haproxyPort, httpProxyPort, sidecarOut, sidecarAdmin] = await freePorts(8);
-  const ports = { backends: [b1, b2, b3], nginx: nginxPort, haproxy: haproxyPort, httpProxy: httpProxyPort, sidecarOut, sidecarAdmin };
+  const [b1, b2, b3, nginxPort, haproxyPort, httpProxyPort, undiciPort, sidecarOut, sidecarAdmin] = await freePorts(9);
+  const ports = { backends: [b1, b2, b3], nginx: nginxPort, haproxy: haproxyPort, httpProxy: httpProxyPort, undici: undiciPort, sidecarOut, sidecarAdmin };
 
   const results = [];
   let backendChild = null;
