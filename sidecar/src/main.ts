@@ -5,7 +5,7 @@ import { loadSidecarConfig } from './config/load.js';
 import { systemClock, type Clock } from './core/clock.js';
 import { systemRandom, type Random } from './core/random.js';
 import { systemTimers, type Timers } from './core/timers.js';
-import { HealthFlag } from './core/endpoint.js';
+import { HealthFlag, healthFlagNames } from './core/endpoint.js';
 import type { Cluster } from './cluster/cluster.js';
 import { BreakerFactory } from './resilience/breaker.js';
 import { ServiceGuard } from './resilience/guard.js';
@@ -84,7 +84,7 @@ export class Sidecar {
       timers: this.timers,
       onEndpointsRemoved: (eps) => this.pools.release(eps),
       onHealthChange: (c) =>
-        this.logger.info({ service: c.cluster.name, endpoint: c.endpoint.address, source: c.flag, on: c.on, eligible: c.eligible }, c.eligible ? 'endpoint eligible' : 'endpoint ineligible'),
+        this.logger.info({ service: c.cluster.name, endpoint: c.endpoint.address, source: healthFlagNames[c.flag], on: c.on, eligible: c.eligible }, c.eligible ? 'endpoint eligible' : 'endpoint ineligible'),
       onPanicChange: (cluster, panic) =>
         this.logger.warn({ service: cluster.name, eligible: cluster.eligibleCount, total: cluster.endpoints.length }, panic ? 'panic mode entered' : 'panic mode left'),
     });
@@ -97,7 +97,7 @@ export class Sidecar {
       timers: this.timers,
       random,
       onActiveCheckEvent: (e) => this.logger.warn(e, e.type === 'ejected' ? 'endpoint failed its health checks' : 'endpoint passed its health checks again'),
-      onOutlierEvent: (e) => this.logger.warn(e, e.type === 'ejected' ? 'outlier ejected' : 'outlier re-admitted'),
+      onOutlierEvent: ({ cluster, ...rest }) => this.logger.warn({ service: cluster, ...rest }, rest.type === 'ejected' ? 'outlier ejected' : 'outlier re-admitted'),
       onEject: (cluster) => this.metrics.countEjection(cluster.name),
     });
     this.clusters.apply(config.services);

@@ -37,6 +37,9 @@ services:
     endpoints: [ { address: ${a.address} }, { address: ${b.address} } ]
   dead:
     endpoints: [ { address: 127.0.0.1:${deadPort} } ]
+  half:
+    lb: round-robin
+    endpoints: [ { address: 127.0.0.1:${deadPort} }, { address: ${a.address} } ]
   hang:
     endpoints: [ { address: ${slow.address} } ]
 `);
@@ -88,6 +91,15 @@ services:
     const r = await send(out, { headers: { host: 'dead' } });
     expect(r.status).toBe(502);
     expect(r.headers['x-outrigger-error']).toBe('connect-failure');
+  });
+
+  it('retries a POST without idempotency-key only when the connection failed before any byte was sent', async () => {
+    // Round-robin over a refusing endpoint and a live one: every POST must arrive once, body intact.
+    for (let i = 0; i < 4; i++) {
+      const r = await send(out, { method: 'POST', headers: { host: 'half', 'content-type': 'text/plain' }, body: `payload-${i}` });
+      expect(r.status).toBe(200);
+      expect(JSON.parse(r.body)).toMatchObject({ name: 'a', method: 'POST', body: `payload-${i}` });
+    }
   });
 
   it('removes hop-by-hop headers and adds x-forwarded-*, x-request-id; passes traceparent', async () => {

@@ -87,11 +87,11 @@ export interface WeightedSet {
  * positive number take no share; when no endpoint has one, all count as weight 1 rather than the picker
  * going dark. Weights may be fractional (slow start ramps them).
  */
-export function weightedSet(endpoints: readonly Endpoint[]): WeightedSet {
+export function weightedSet(endpoints: readonly Endpoint[], slowStart = true): WeightedSet {
   const kept: Endpoint[] = [];
   const ws: number[] = [];
   for (const ep of endpoints) {
-    const w = usableWeight(ep.weight * ep.rampFactor);
+    const w = usableWeight(slowStart ? ep.weight * ep.rampFactor : ep.weight);
     if (w > 0) {
       kept.push(ep);
       ws.push(w);
@@ -140,7 +140,8 @@ export abstract class DrawPicker implements Picker {
  * them in (Maglev's table depends on the population order; ring ties are broken by index).
  */
 export function weightedSetByAddress(endpoints: readonly Endpoint[]): WeightedSet {
-  const set = weightedSet(endpoints);
+  // No slow start for consistent hashing: a ramping weight would move keys twice.
+  const set = weightedSet(endpoints, false);
   const order = set.endpoints.map((_, i) => i);
   order.sort((a, b) => {
     const x = set.endpoints[a]!.address;

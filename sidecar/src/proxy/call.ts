@@ -253,19 +253,22 @@ export class Call {
   private bufferBody(): void {
     const guard = this.route.guard;
     if (guard) guard.pending++;
+    let waiting = true;
+    const stopWaiting = (): void => {
+      if (waiting && guard) guard.pending--;
+      waiting = false;
+    };
     const chunks: Buffer[] = [];
     const req = this.req;
     req.on('data', (c: Buffer) => chunks.push(c));
     req.once('end', () => {
-      if (guard) guard.pending--;
+      stopWaiting();
       this.body = Buffer.concat(chunks);
       if (!this.finished) this.attempt();
     });
-    req.once('error', () => {
-      if (guard) guard.pending--;
-      this.clientGone = true;
-      this.finish();
-    });
+    // A client that goes away mid-body ends the call through the response's 'close'.
+    req.once('close', stopWaiting);
+    req.once('error', stopWaiting);
   }
 
   private readonly onClientClose = (): void => {

@@ -2,7 +2,7 @@ import type { Cluster } from '../cluster/cluster.js';
 import type { Clock } from '../core/clock.js';
 import type { Endpoint } from '../core/endpoint.js';
 import { HealthFlag } from '../core/endpoint.js';
-import type { ServiceConfig } from '../config/types.js';
+import type { CircuitBreakerConfig, ServiceConfig } from '../config/types.js';
 import type { Outcome } from '../health/outlier/detector.js';
 import type { Breaker, BreakerFactory, BreakerView } from './breaker.js';
 import { RetryBudget } from './retry.js';
@@ -58,14 +58,16 @@ export class ServiceGuard {
       this.budgetConfig = b;
     }
     const cb = cfg.circuitBreaker;
-    if (this.serviceBreaker && (cb === undefined || this.serviceBreaker.config !== cb)) {
+    // Breakers (and their counts) survive updates that leave their settings alone.
+    const same = (a: CircuitBreakerConfig): boolean => cb !== undefined && JSON.stringify(a) === JSON.stringify(cb);
+    if (this.serviceBreaker && !same(this.serviceBreaker.config)) {
       this.breakers.release(this.serviceBreaker);
       this.serviceBreaker = undefined;
     }
     if (cb !== undefined && this.serviceBreaker === undefined) this.serviceBreaker = this.breakers.create(this.cluster.name, undefined, cb);
     const live = new Set(this.cluster.endpoints);
     for (const [ep, br] of this.endpointBreakers) {
-      if (!live.has(ep) || cb === undefined || br.config !== cb) {
+      if (!live.has(ep) || !same(br.config)) {
         this.breakers.release(br);
         this.endpointBreakers.delete(ep);
         if (live.has(ep)) this.cluster.setFlag(ep, HealthFlag.Breaker, false);
