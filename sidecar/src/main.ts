@@ -1,7 +1,7 @@
 import type { Server } from 'node:http';
 import { ClusterManager } from './cluster/cluster.js';
-import type { SidecarConfig } from './config/types.js';
-import { loadSidecarConfig } from './config/load.js';
+import type { ServiceConfig, SidecarConfig } from './config/types.js';
+import { loadSidecarConfig, parseServiceConfig } from './config/load.js';
 import { systemClock, type Clock } from './core/clock.js';
 import { systemRandom, type Random } from './core/random.js';
 import { systemTimers, type Timers } from './core/timers.js';
@@ -29,6 +29,12 @@ export interface SidecarOptions {
   readonly logger?: Logger | undefined;
 }
 
+/** One service as the control plane pushes it: its policy JSON in the shape of `services.NAME`. */
+export interface PushedService {
+  readonly name: string;
+  readonly policyJson: string;
+}
+
 export interface SidecarAddresses {
   readonly admin: string;
   readonly outbound: string;
@@ -43,6 +49,10 @@ const DRAIN_GRACE_MS = 10_000;
 /** The composition root: config → clusters → proxies → listeners, plus admin, metrics and logs. */
 export class Sidecar {
   private config: SidecarConfig;
+  /** What sidecar.yaml says; the control plane's services are laid over it. */
+  private fileConfig: SidecarConfig;
+  private pushed: { version: string; services: Record<string, ServiceConfig>; source: 'control-plane' | 'cache' } | undefined;
+  private lastNack: { version: string; reason: string } | undefined;
   private version = 1;
   private loadedAt: number;
   private lastReloadError: string | undefined;
@@ -70,6 +80,7 @@ export class Sidecar {
     private readonly options: SidecarOptions,
   ) {
     this.config = config;
+    this.fileConfig = config;
     this.clock = options.clock ?? systemClock;
     const random = options.random ?? systemRandom;
     this.timers = options.timers ?? systemTimers;
@@ -216,14 +227,60 @@ export class Sidecar {
 
   configView(): unknown {
     return {
-      version: this.version,
-      source: 'static',
+      version: this.pushed?.version ?? String(this.version),
+      source: this.pushed?.source ?? 'static',
       file: this.options.configFile ?? null,
+      fileVersion: this.version,
       loadedAt: new Date(this.loadedAt).toISOString(),
       lastReloadError: this.lastReloadError ?? null,
-      lastNack: null,
+      lastNack: this.lastNack ?? null,
       config: this.config,
     };
+  }
+
+  /** The file's configuration with the services the control plane pushed laid over it. */
+  private effective(): SidecarConfig {
+    const pushed = this.pushed;
+    if (pushed === undefined) return this.fileConfig;
+    return { ...this.fileConfig, services: { ...this.fileConfig.services, ...pushed.services } };
+  }
+
+  /**
+   * Applies services pushed by the control plane (or read back from the disk cache), all or nothing: every
+   * policy goes through the same validation as sidecar.yaml. Returns undefined when applied, or the reason
+   * to NACK with, in which case the previous configuration stays in force.
+   */
+  async applyPushed(version: string, services: readonly PushedService[], source: 'control-plane' | 'cache'): Promise<string | undefined> {
+    const parsed: Record<string, ServiceConfig> = {};
+    for (const svc of services) {
+      try {
+        parsed[svc.name] = parseServiceConfig(JSON.parse(svc.policyJson) as unknown, `services.${svc.name}`);
+      } catch (err) {
+        const reason = err instanceof SyntaxError ? `services.${svc.name}: policy is not valid JSON: ${err.message}` : err instanceof Error ? err.message : String(err);
+        this.lastNack = { version, reason };
+        this.logger.warn({ version, reason, source }, 'pushed configuration rejected; keeping the previous one');
+        return reason;
+      }
+    }
+    const previous = this.pushed;
+    this.pushed = { version, services: parsed, source };
+    try {
+      await this.apply(this.effective());
+    } catch (err) {
+      this.pushed = previous;
+      const reason = err instanceof Error ? err.message : String(err);
+      this.lastNack = { version, reason };
+      return reason;
+    }
+    const numeric = Number(version);
+    this.metrics.setConfigVersion(Number.isFinite(numeric) ? numeric : this.version);
+    this.logger.info({ version, source, services: Object.keys(parsed) }, 'pushed configuration applied');
+    return undefined;
+  }
+
+  /** The current configuration in the form the control-plane client caches and reports. */
+  get pushedState(): { readonly version: string; readonly source: string } | undefined {
+    return this.pushed;
   }
 
   /**
@@ -242,7 +299,9 @@ export class Sidecar {
       return false;
     }
     try {
-      await this.apply(next);
+      this.fileConfig = next;
+      this.version++;
+      await this.apply(this.effective());
     } catch (err) {
       this.lastReloadError = err instanceof Error ? err.message : String(err);
       this.logger.error({ err: this.lastReloadError, file }, 'config reload could not be applied fully');
@@ -268,7 +327,6 @@ export class Sidecar {
     this.logger.level = next.log.level;
     this.accessLogger.level = next.log.level;
     this.accessLog.configure(next.log.accessLog.enabled, next.log.accessLog.sampleRate);
-    this.version++;
     this.loadedAt = this.clock.wallNow();
     this.metrics.setConfigVersion(this.version);
     await this.reconcileServiceListeners();

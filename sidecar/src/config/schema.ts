@@ -394,6 +394,15 @@ export const sidecarSchema = strict({
     addresses: z
       .array(address(), { error: 'expected a list of control plane addresses (host:port)' })
       .min(1, { error: 'expected at least one control plane address' }),
+    // Services to receive from the control plane besides those declared under `services`.
+    subscribe: z.array(serviceName(), { error: 'expected a list of service names' }).default([]),
+    // Where other sidecars reach this instance; default: the inbound listen address (127.0.0.1 for 0.0.0.0).
+    advertise: address().optional(),
+    weight: int(1, 1000).default(1),
+    capacity: int(1).default(100),
+    zone: z.string().optional(),
+    // Last applied control-plane configuration, used when the control plane is unreachable at start.
+    cacheFile: z.string().min(1).optional(),
   }).optional(),
   services: z
     .record(serviceName(), serviceSchema, { error: 'expected a mapping of service name to policy' })

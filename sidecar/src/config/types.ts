@@ -101,7 +101,18 @@ export interface SidecarConfig {
     readonly maxConcurrent: number; // default 256
   } | undefined;
   readonly outbound: { readonly listen: string }; // default 127.0.0.1:15001
-  readonly controlPlane?: { readonly addresses: readonly string[] } | undefined;
+  readonly controlPlane?: {
+    readonly addresses: readonly string[];
+    /** Services to receive besides those under `services`. */
+    readonly subscribe: readonly string[];
+    /** host:port other sidecars reach this instance at; default from inbound.listen. */
+    readonly advertise?: string | undefined;
+    readonly weight: number; // default 1
+    readonly capacity: number; // default 100
+    readonly zone?: string | undefined;
+    /** Cache of the last applied control-plane configuration; default next to nothing (no cache). */
+    readonly cacheFile?: string | undefined;
+  } | undefined;
   readonly services: Readonly<Record<string, ServiceConfig>>;
   readonly log: { readonly level: 'trace' | 'debug' | 'info' | 'warn' | 'error' | 'silent'; readonly accessLog: AccessLogConfig };
   readonly metrics: { readonly enabled: boolean };
