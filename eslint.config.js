@@ -7,7 +7,7 @@ const noClockOrRandom = [
 ];
 
 export default tseslint.config(
-  { ignores: ['dist/**', 'coverage/**', 'node_modules/**', 'bench/.work/**', '**/generated/**'] },
+  { ignores: ['dist/**', 'coverage/**', 'node_modules/**', 'bench/.work/**', '**/generated/**', 'proto/gen/**'] },
   js.configs.recommended,
   ...tseslint.configs.recommended,
   {

@@ -10,6 +10,10 @@ import type { Cluster } from './cluster/cluster.js';
 import { BreakerFactory } from './resilience/breaker.js';
 import { ServiceGuard } from './resilience/guard.js';
 import { HealthSupervisor } from './health/supervisor.js';
+import { ConfigCache } from './discovery/cache.js';
+import { ControlPlaneClient } from './discovery/client.js';
+import type { LoadReport } from '../../proto/gen/outrigger/v1/discovery.js';
+import { parseHostPort } from './proxy/listen.js';
 import { createAdminServer } from './admin/server.js';
 import { InboundProxy } from './proxy/inbound.js';
 import { closeServer, createProxyServer, listen } from './proxy/listen.js';
@@ -58,6 +62,7 @@ export class Sidecar {
   private lastReloadError: string | undefined;
   private readonly clock: Clock;
   private readonly timers: Timers;
+  private readonly random: Random;
   private readonly breakers: BreakerFactory;
   private readonly guards = new Map<Cluster, ServiceGuard>();
   private readonly health: HealthSupervisor;
@@ -74,6 +79,8 @@ export class Sidecar {
   private _addresses: { admin: string; outbound: string; inbound: string | undefined } = { admin: '', outbound: '', inbound: undefined };
   private isReady = false;
   private stopping = false;
+  private controlPlane: ControlPlaneClient | undefined;
+  private lastReport = { at: 0, inbound: 0, errors: 0, cpu: process.cpuUsage() };
 
   private constructor(
     config: SidecarConfig,
@@ -83,6 +90,7 @@ export class Sidecar {
     this.fileConfig = config;
     this.clock = options.clock ?? systemClock;
     const random = options.random ?? systemRandom;
+    this.random = random;
     this.timers = options.timers ?? systemTimers;
     this.loadedAt = this.clock.wallNow();
     this.logger = options.logger ?? createLogger(config.log.level);
@@ -160,8 +168,57 @@ export class Sidecar {
       this._addresses.inbound = await listen(this.servers.inbound, cfg.inbound.listen);
     }
     await this.reconcileServiceListeners();
+    if (cfg.controlPlane) await this.startControlPlaneClient(cfg.controlPlane);
     this.isReady = true;
     this.logger.info({ addresses: this.addresses, services: Object.keys(cfg.services), version: this.version }, 'sidecar started');
+  }
+
+  /** Registers this instance with the control plane and subscribes to its services' configuration. */
+  private async startControlPlaneClient(cp: NonNullable<SidecarConfig['controlPlane']>): Promise<void> {
+    const cfg = this.fileConfig;
+    let advertise = cp.advertise;
+    if (advertise === undefined && this._addresses.inbound !== undefined) {
+      const { host, port } = parseHostPort(this._addresses.inbound);
+      advertise = `${host === '0.0.0.0' || host === '::' ? '127.0.0.1' : this._addresses.inbound.startsWith('[') ? `[${host}]` : host}:${port}`;
+    }
+    this.lastReport = { at: this.clock.now(), inbound: 0, errors: 0, cpu: process.cpuUsage() };
+    this.controlPlane = new ControlPlaneClient({
+      addresses: cp.addresses,
+      instance: { service: cfg.service, id: cfg.instance, address: advertise ?? '', weight: cp.weight, capacity: cp.capacity, zone: cp.zone ?? '' },
+      subscriptions: [...new Set([...Object.keys(cfg.services), ...cp.subscribe])],
+      cache: cp.cacheFile === undefined ? undefined : new ConfigCache(cp.cacheFile),
+      apply: (version, services, source) => this.applyPushed(version, services, source),
+      currentVersion: () => this.pushed?.version ?? '',
+      onConnected: (c) => this.metrics.setControlPlaneConnected(c),
+      loadReport: () => this.loadReport(),
+      random: this.random,
+      timers: this.timers,
+      logger: this.logger,
+    });
+    await this.controlPlane.start();
+  }
+
+  /** This instance's load since the previous report (inbound side), for the control plane's weights. */
+  private loadReport(): LoadReport {
+    const now = this.clock.now();
+    const stats = this.metrics.trafficStats('inbound', this.fileConfig.service);
+    let errors = 0;
+    for (let c = 500; c < 600; c++) errors += stats.codes[c]!;
+    const prev = this.lastReport;
+    const seconds = Math.max((now - prev.at) / 1000, 0.001);
+    const requests = stats.requests - prev.inbound;
+    const cpu = process.cpuUsage(prev.cpu);
+    this.lastReport = { at: now, inbound: stats.requests, errors, cpu: process.cpuUsage() };
+    const circuits = [];
+    for (const g of this.guards.values()) for (const b of g.breakerViews()) circuits.push({ service: b.service, endpoint: b.endpoint ?? '', state: b.state });
+    return {
+      rps: requests / seconds,
+      inflight: this.inbound?.inflight ?? 0,
+      latencyEwmaMs: 0,
+      errorRate: requests > 0 ? (errors - prev.errors) / requests : 0,
+      cpu: (cpu.user + cpu.system) / 1000 / (seconds * 1000),
+      circuits,
+    };
   }
 
   /** Keeps one ServiceGuard (limits, budget, breakers) per cluster, in step with the cluster set. */
@@ -337,6 +394,8 @@ export class Sidecar {
   async stop(graceMs: number = DRAIN_GRACE_MS): Promise<void> {
     if (this.stopping) return;
     this.stopping = true;
+    // Deregister first: the control plane drains this instance while requests in flight finish.
+    await this.controlPlane?.stop();
     const closing: Promise<void>[] = [];
     for (const s of [this.servers.outbound, this.servers.inbound]) if (s) closing.push(closeServer(s, graceMs));
     for (const { server } of this.serviceServers.values()) closing.push(closeServer(server, graceMs));

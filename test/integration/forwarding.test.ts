@@ -261,8 +261,8 @@ services: { up: { endpoints: [ { address: ${up.address} } ] } }
     const orders = c.clusters.find((x) => x.service === 'orders')!;
     expect(orders.endpoints.map((e) => e.address).sort()).toEqual([a.address, b.address].sort());
     expect(orders.endpoints.every((e) => e.eligible && e.completed > 0)).toBe(true);
-    const cfg = JSON.parse((await send(admin, { path: '/config' })).body) as { version: number; source: string };
-    expect(cfg).toMatchObject({ version: 1, source: 'static' });
+    const cfg = JSON.parse((await send(admin, { path: '/config' })).body) as { version: string; source: string };
+    expect(cfg).toMatchObject({ version: '1', source: 'static' });
     expect((await send(admin, { path: '/ready' })).status).toBe(200);
     expect((await send(admin, { path: '/live' })).status).toBe(200);
     expect((await send(admin, { path: '/nope' })).status).toBe(404);

@@ -37,8 +37,8 @@ describe('the sidecar process', () => {
     const r = await inFlight;
     expect(r.status).toBe(200);
     expect(r.body).toBe('finished after reload');
-    const cfg = JSON.parse((await send(`127.0.0.1:${p.admin}`, { path: '/config' })).body) as { version: number };
-    expect(cfg.version).toBe(2);
+    const cfg = JSON.parse((await send(`127.0.0.1:${p.admin}`, { path: '/config' })).body) as { version: string };
+    expect(cfg.version).toBe('2');
 
     writeFileSync(proc.file, configYaml(p, `  one: { lb: fastest, endpoints: [ { address: ${a.address} } ] }`));
     proc.child.kill('SIGHUP');
@@ -46,8 +46,8 @@ describe('the sidecar process', () => {
     expect(proc.stdout).toMatch(/services\.one\.lb/);
     // The old config (with both services) is still in force.
     expect((await send(out, { headers: { host: 'two' } })).status).toBe(200);
-    const after = JSON.parse((await send(`127.0.0.1:${p.admin}`, { path: '/config' })).body) as { version: number; lastReloadError: string };
-    expect(after.version).toBe(2);
+    const after = JSON.parse((await send(`127.0.0.1:${p.admin}`, { path: '/config' })).body) as { version: string; lastReloadError: string };
+    expect(after.version).toBe('2');
     expect(after.lastReloadError).toMatch(/services\.one\.lb/);
     // Access log lines are JSON with the request's outcome.
     const line = await waitFor(() => proc.stdout.split('\n').find((l) => l.includes('"access"') && l.includes('"/slow"')));

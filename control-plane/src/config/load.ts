@@ -1,0 +1,80 @@
+import { readFile } from 'node:fs/promises';
+import { dirname, isAbsolute, join } from 'node:path';
+import { deepFreeze, parseServiceConfig, parseYaml, validate } from '../../../sidecar/src/config/load.js';
+import { ConfigError } from '../../../sidecar/src/core/errors.js';
+import { controlPlaneSchema } from './schema.js';
+import type { ControlPlaneConfig, ServicePolicy } from './types.js';
+
+/**
+ * Loading cp.yaml: the sidecar's YAML reader and validator (same messages: `cp.yaml: services.orders.retry.
+ * attempts: expected integer 0..10, got "three"`), the control plane's schema, and each service policy kept
+ * both as written and as parsed (ServicePolicy).
+ */
+
+/**
+ * Validates one service policy given in the YAML/JSON shape of `services.NAME` (from cp.yaml, the admin API,
+ * the store). The policy is copied through JSON first, so what is validated is exactly what will be
+ * persisted and pushed.
+ * @param where  names the source in messages (ConfigError.file), e.g. "services.orders".
+ * @throws ConfigError whose issues name the key path relative to the policy (`retry.attempts: ...`).
+ */
+export function parsePolicy(input: unknown, where: string): ServicePolicy {
+  let copy: unknown;
+  try {
+    copy = input === undefined ? undefined : (JSON.parse(JSON.stringify(input)) as unknown);
+  } catch (e) {
+    throw new ConfigError(where, [`(root): expected a JSON-compatible mapping, got a value JSON cannot hold (${e instanceof Error ? e.message : String(e)})`]);
+  }
+  const config = parseServiceConfig(copy, where);
+  // serviceSchema accepted it, so it is a plain mapping.
+  return { input: deepFreeze(copy as Record<string, unknown>), config };
+}
+
+/**
+ * Validates already-parsed cp.yaml data. An empty document means all defaults.
+ * @param file     names the source in messages (ConfigError.file).
+ * @param baseDir  directory a relative `store.file` is resolved against; default: the directory of `file`.
+ * @throws ConfigError
+ */
+export function validateControlPlaneConfig(value: unknown, file: string, baseDir: string = dirname(file)): ControlPlaneConfig {
+  const root = value === null || value === undefined ? {} : value;
+  const parsed = validate(controlPlaneSchema, root, file);
+  // Valid, so `root.services` (when present) is a mapping with exactly the names parsed.
+  const raw = ((root as { services?: Record<string, unknown> | null }).services ?? {}) as Record<string, unknown>;
+  const services: Record<string, ServicePolicy> = {};
+  for (const [name, config] of Object.entries(parsed.services)) {
+    services[name] = { input: deepFreeze(JSON.parse(JSON.stringify(raw[name])) as Record<string, unknown>), config };
+  }
+  const storeFile = isAbsolute(parsed.store.file) ? parsed.store.file : join(baseDir, parsed.store.file);
+  return deepFreeze({
+    listen: parsed.listen,
+    store: { file: storeFile },
+    instanceTtlMs: parsed.instanceTtl,
+    drainTimeMs: parsed.drainTime,
+    services,
+  });
+}
+
+/**
+ * Parses and validates the text of a cp.yaml.
+ * @param file  the file name as it should appear in messages (the path as given, e.g. "cp.yaml").
+ * @throws ConfigError
+ */
+export function parseControlPlaneConfig(text: string, file: string, baseDir?: string): ControlPlaneConfig {
+  return validateControlPlaneConfig(parseYaml(text, file), file, baseDir);
+}
+
+/**
+ * Reads, parses and validates a cp.yaml; errors name the path as given.
+ * @throws ConfigError, also when the file cannot be read.
+ */
+export async function loadControlPlaneConfig(file: string): Promise<ControlPlaneConfig> {
+  let text: string;
+  try {
+    text = await readFile(file, 'utf8');
+  } catch (e) {
+    const code = (e as NodeJS.ErrnoException).code;
+    throw new ConfigError(file, [`cannot read the file${code !== undefined ? ` (${code})` : ''}: ${e instanceof Error ? e.message : String(e)}`]);
+  }
+  return parseControlPlaneConfig(text, file);
+}

@@ -1,0 +1,184 @@
+import type { ServerDuplexStream } from '@grpc/grpc-js';
+import { status as GrpcStatus } from '@grpc/grpc-js';
+import type { ControlPlaneMessage, Hello, Instance, LoadReport, SidecarMessage } from '../../../proto/gen/outrigger/v1/discovery.js';
+import type { Timers } from '../../../sidecar/src/core/timers.js';
+
+/** What the push layer needs from the registry. */
+export interface PushSource {
+  /** Full state of the given services at the current version. */
+  snapshot(services: readonly string[]): { readonly version: number; readonly services: readonly { readonly name: string; readonly policyJson: string }[] };
+  /** Calls `listener` after every change; returns an unsubscribe function. */
+  onChange(listener: () => void): () => void;
+  register(instance: Instance): void;
+  heartbeat(id: string): void;
+  deregister(id: string): void;
+  readonly instanceTtlMs: number;
+}
+
+/** What the control plane knows about one connected sidecar (admin API). */
+export interface SubscriberView {
+  readonly instance: Instance | null;
+  readonly subscriptions: readonly string[];
+  readonly sentVersion: string | null;
+  readonly ackedVersion: string | null;
+  readonly lastNack: { readonly version: string; readonly reason: string } | null;
+  readonly lastLoad: LoadReport | null;
+  readonly connectedAt: string;
+}
+
+type Stream = ServerDuplexStream<SidecarMessage, ControlPlaneMessage>;
+
+class Subscriber {
+  hello: Hello | undefined;
+  sentVersion: string | undefined;
+  sentNonce: string | undefined;
+  ackedVersion: string | undefined;
+  lastNack: { version: string; reason: string } | undefined;
+  lastLoad: LoadReport | undefined;
+  /** A change arrived that this subscriber has not been sent yet. */
+  dirty = false;
+  /** Waiting for 'drain': the stream's buffer is full, nothing more is queued. */
+  blocked = false;
+  constructor(
+    readonly call: Stream,
+    readonly connectedAt: number,
+  ) {}
+}
+
+export interface PushServerOptions {
+  readonly timers: Timers;
+  readonly wallNow: () => number;
+  /** Changes within this window are sent as one snapshot (default 20 ms). */
+  readonly coalesceMs?: number | undefined;
+  readonly onEvent?: ((event: { type: 'ack' | 'nack' | 'connected' | 'disconnected'; instance: string; version?: string; reason?: string }) => void) | undefined;
+}
+
+/**
+ * The control plane's side of `Discovery.Stream`: one Subscriber per sidecar, full state first, then a new
+ * snapshot after changes (coalesced); a stream whose buffer is full gets nothing more until it drains, and
+ * then only the newest state, so a slow sidecar never delays the others or piles up messages.
+ */
+export class PushServer {
+  private readonly subscribers = new Set<Subscriber>();
+  private nonce = 0;
+  private flushScheduled = false;
+  private readonly unsubscribe: () => void;
+
+  constructor(
+    private readonly source: PushSource,
+    private readonly o: PushServerOptions,
+  ) {
+    this.unsubscribe = source.onChange(() => this.changed());
+  }
+
+  /** gRPC handler of `Discovery.Stream`. */
+  readonly stream = (call: Stream): void => {
+    const sub = new Subscriber(call, this.o.wallNow());
+    call.on('data', (msg: SidecarMessage) => this.onMessage(sub, msg));
+    call.on('error', () => this.drop(sub));
+    call.on('end', () => {
+      this.drop(sub);
+      call.end();
+    });
+    call.on('cancelled', () => this.drop(sub));
+    call.on('drain', () => {
+      sub.blocked = false;
+      if (sub.dirty) this.send(sub);
+    });
+  };
+
+  private onMessage(sub: Subscriber, msg: SidecarMessage): void {
+    const m = msg.msg;
+    if (m === undefined) return;
+    if (sub.hello === undefined) {
+      if (m.$case !== 'hello' || m.hello.instance === undefined) {
+        sub.call.destroy(Object.assign(new Error('the first message must be a Hello with the instance'), { code: GrpcStatus.INVALID_ARGUMENT }));
+        return;
+      }
+      sub.hello = m.hello;
+      this.subscribers.add(sub);
+      if (m.hello.instance.address !== '') this.source.register(m.hello.instance);
+      this.o.onEvent?.({ type: 'connected', instance: m.hello.instance.id });
+      this.send(sub);
+      return;
+    }
+    const id = sub.hello.instance?.id ?? '';
+    switch (m.$case) {
+      case 'ack':
+        if (m.ack.nonce === sub.sentNonce || sub.ackedVersion === undefined || Number(m.ack.version) > Number(sub.ackedVersion)) sub.ackedVersion = m.ack.version;
+        this.o.onEvent?.({ type: 'ack', instance: id, version: m.ack.version });
+        break;
+      case 'nack':
+        sub.lastNack = { version: m.nack.version, reason: m.nack.reason };
+        this.o.onEvent?.({ type: 'nack', instance: id, version: m.nack.version, reason: m.nack.reason });
+        break;
+      case 'heartbeat':
+        this.source.heartbeat(id);
+        break;
+      case 'load':
+        sub.lastLoad = m.load;
+        this.source.heartbeat(id);
+        break;
+      case 'deregister':
+        this.source.deregister(id);
+        break;
+      case 'hello':
+        break;
+    }
+  }
+
+  private drop(sub: Subscriber): void {
+    if (!this.subscribers.delete(sub)) return;
+    this.o.onEvent?.({ type: 'disconnected', instance: sub.hello?.instance?.id ?? '' });
+  }
+
+  private changed(): void {
+    for (const sub of this.subscribers) sub.dirty = true;
+    if (this.flushScheduled) return;
+    this.flushScheduled = true;
+    this.o.timers.after(this.o.coalesceMs ?? 20, () => {
+      this.flushScheduled = false;
+      for (const sub of this.subscribers) if (sub.dirty) this.send(sub);
+    });
+  }
+
+  /** Sends the subscriber the current state of its services, unless its stream is backed up. */
+  private send(sub: Subscriber): void {
+    const hello = sub.hello;
+    if (hello === undefined) return;
+    if (sub.blocked) {
+      sub.dirty = true;
+      return;
+    }
+    sub.dirty = false;
+    const names = [...new Set([...hello.subscriptions, hello.instance?.service ?? ''])].filter((n) => n !== '');
+    const snap = this.source.snapshot(names);
+    const version = String(snap.version);
+    if (version === sub.sentVersion) return;
+    const nonce = String(++this.nonce);
+    sub.sentVersion = version;
+    sub.sentNonce = nonce;
+    const ok = sub.call.write({
+      msg: { $case: 'snapshot', snapshot: { version, nonce, services: snap.services.map((s) => ({ name: s.name, policyJson: s.policyJson })), instanceTtlMs: this.source.instanceTtlMs } },
+    });
+    if (!ok) sub.blocked = true;
+  }
+
+  views(): SubscriberView[] {
+    return [...this.subscribers].map((s) => ({
+      instance: s.hello?.instance ?? null,
+      subscriptions: s.hello?.subscriptions ?? [],
+      sentVersion: s.sentVersion ?? null,
+      ackedVersion: s.ackedVersion ?? null,
+      lastNack: s.lastNack ?? null,
+      lastLoad: s.lastLoad ?? null,
+      connectedAt: new Date(s.connectedAt).toISOString(),
+    }));
+  }
+
+  close(): void {
+    this.unsubscribe();
+    for (const s of this.subscribers) s.call.end();
+    this.subscribers.clear();
+  }
+}

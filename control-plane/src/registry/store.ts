@@ -1,0 +1,195 @@
+import { mkdir, open, readFile, rename, unlink } from 'node:fs/promises';
+import { dirname } from 'node:path';
+import { z } from 'zod';
+import { fallbackMessage, formatIssues, UNKNOWN_KEY_PREFIX } from '../../../sidecar/src/config/issues.js';
+import { hostPortSchema, serviceNameSchema } from '../config/schema.js';
+
+/**
+ * Where the registry keeps what must survive a restart: the version counter, policies set at run time,
+ * pinned weights, registrations and operator drains. Computed cost/weight is not kept (it is derived again
+ * from fresh load reports), nor are instances already deregistering (they are on their way out).
+ */
+
+/** One instance registered by its sidecar (`Hello.instance` on the wire). */
+export interface RegisteredInstance {
+  readonly service: string;
+  /** Unique per instance, e.g. "catalog-host1-15006". */
+  readonly id: string;
+  /** host:port other sidecars reach it at. */
+  readonly address: string;
+  readonly weight: number; // integer 1..1000
+  readonly capacity: number; // integer >= 1
+  readonly zone?: string | undefined;
+}
+
+export interface PersistedState {
+  /** The registry's version when saved; a restored registry continues above it. */
+  readonly version: number;
+  /** Policies set at run time, in the YAML/JSON shape of `services.NAME`, by service. */
+  readonly policies: Readonly<Record<string, unknown>>;
+  /** Pinned weights: service → endpoint address → weight (1..1000). */
+  readonly weights: Readonly<Record<string, Readonly<Record<string, number>>>>;
+  readonly instances: readonly RegisteredInstance[];
+  /** Endpoint addresses an operator drained (kept out of every snapshot until undrained). */
+  readonly drained?: readonly string[] | undefined;
+}
+
+export interface StateStore {
+  /** The saved state, or undefined when nothing was saved yet. @throws StoreError when it cannot be read. */
+  load(): Promise<PersistedState | undefined>;
+  /** Replaces the saved state. */
+  save(state: PersistedState): Promise<void>;
+}
+
+/** The state store cannot be read or is damaged; names the file (or store) and what is wrong. */
+export class StoreError extends Error {
+  constructor(
+    readonly file: string,
+    readonly issues: readonly string[],
+  ) {
+    super(issues.map((i) => `${file}: ${i}`).join('\n'));
+    this.name = 'StoreError';
+  }
+}
+
+// ---------------------------------------------------------------------------------------------------------
+// Shapes
+
+function strict<T extends z.core.$ZodLooseShape>(shape: T) {
+  const keys = Object.keys(shape).join(', ');
+  return z.strictObject(shape, { error: (iss) => (iss.code === 'unrecognized_keys' ? `${UNKNOWN_KEY_PREFIX}${keys}` : 'expected a mapping') });
+}
+
+const weightSchema = z.number({ error: 'expected integer 1..1000' }).int({ error: 'expected integer 1..1000' }).min(1, { error: 'expected integer 1..1000' }).max(1000, { error: 'expected integer 1..1000' });
+
+/**
+ * A registration as the registry accepts it. `zone: ""` (proto3's unset string) means no zone; weight and
+ * capacity default to 1 and 100 as for endpoints.
+ */
+export const instanceSchema = strict({
+  service: serviceNameSchema,
+  id: z.string({ error: 'expected an instance id without spaces' }).regex(/^\S{1,253}$/, { error: 'expected an instance id without spaces (1..253 characters)' }),
+  address: hostPortSchema(false),
+  weight: weightSchema.default(1),
+  capacity: z.number({ error: 'expected integer >= 1' }).int({ error: 'expected integer >= 1' }).min(1, { error: 'expected integer >= 1' }).default(100),
+  zone: z
+    .string({ error: 'expected a zone name' })
+    .optional()
+    .transform((zone) => (zone === '' ? undefined : zone)),
+}).transform((i): RegisteredInstance => (i.zone === undefined ? { service: i.service, id: i.id, address: i.address, weight: i.weight, capacity: i.capacity } : { ...i, zone: i.zone }));
+
+export type InstanceInput = z.input<typeof instanceSchema>;
+
+const persistedSchema = strict({
+  version: z.number({ error: 'expected integer >= 0' }).int({ error: 'expected integer >= 0' }).min(0, { error: 'expected integer >= 0' }),
+  policies: z.record(serviceNameSchema, z.unknown(), { error: 'expected a mapping of service name to policy' }),
+  weights: z.record(serviceNameSchema, z.record(z.string(), weightSchema, { error: 'expected a mapping of address to weight' }), {
+    error: 'expected a mapping of service name to weights',
+  }),
+  instances: z.array(instanceSchema, { error: 'expected a list of instances' }),
+  drained: z.array(z.string({ error: 'expected an address' }), { error: 'expected a list of addresses' }).optional(),
+});
+
+/**
+ * Checks data read from a store against the PersistedState shape.
+ * @param where  names the store in messages.
+ * @throws StoreError with one line per problem (`instances[0].address: expected ..., got ...`).
+ */
+export function parsePersistedState(value: unknown, where: string): PersistedState {
+  const r = persistedSchema.safeParse(value, { reportInput: true, error: fallbackMessage });
+  if (!r.success) throw new StoreError(where, [...formatIssues(r.error.issues, value), 'the state file is damaged; fix it, or move it away to start with an empty state']);
+  return r.data;
+}
+
+// ---------------------------------------------------------------------------------------------------------
+// Stores
+
+/** Keeps the state as one JSON file. Writes are atomic: temporary file in the same directory, fsync, rename. */
+export class FileStore implements StateStore {
+  private seq = 0;
+
+  constructor(readonly file: string) {}
+
+  async load(): Promise<PersistedState | undefined> {
+    let text: string;
+    try {
+      text = await readFile(this.file, 'utf8');
+    } catch (e) {
+      const code = (e as NodeJS.ErrnoException).code;
+      if (code === 'ENOENT') return undefined;
+      throw new StoreError(this.file, [`cannot read the state file${code !== undefined ? ` (${code})` : ''}: ${e instanceof Error ? e.message : String(e)}`]);
+    }
+    let value: unknown;
+    try {
+      value = JSON.parse(text) as unknown;
+    } catch (e) {
+      throw new StoreError(this.file, [
+        `the state file is not valid JSON (${e instanceof Error ? e.message : String(e)}); fix it, or move it away to start with an empty state`,
+      ]);
+    }
+    return parsePersistedState(value, this.file);
+  }
+
+  async save(state: PersistedState): Promise<void> {
+    const dir = dirname(this.file);
+    await mkdir(dir, { recursive: true });
+    const tmp = `${this.file}.${process.pid}.${++this.seq}.tmp`;
+    try {
+      const handle = await open(tmp, 'w', 0o600);
+      try {
+        await handle.writeFile(`${JSON.stringify(state, null, 2)}\n`);
+        await handle.sync();
+      } finally {
+        await handle.close();
+      }
+      await rename(tmp, this.file);
+    } catch (e) {
+      await unlink(tmp).catch(() => undefined);
+      throw e;
+    }
+    await syncDirectory(dir);
+  }
+}
+
+/** Makes a rename durable (POSIX); platforms that cannot open a directory (Windows) skip it. */
+async function syncDirectory(dir: string): Promise<void> {
+  let handle;
+  try {
+    handle = await open(dir, 'r');
+  } catch {
+    return;
+  }
+  try {
+    await handle.sync();
+  } catch {
+    // Some file systems refuse fsync on a directory; the rename itself is still atomic.
+  } finally {
+    await handle.close();
+  }
+}
+
+/** Keeps the state in memory (tests, or a control plane that need not survive restarts). */
+export class MemoryStore implements StateStore {
+  private state: PersistedState | undefined;
+  /** Number of saves so far. */
+  saves = 0;
+
+  constructor(initial?: PersistedState) {
+    this.state = initial === undefined ? undefined : structuredClone(initial);
+  }
+
+  load(): Promise<PersistedState | undefined> {
+    return Promise.resolve(this.state === undefined ? undefined : structuredClone(this.state));
+  }
+
+  save(state: PersistedState): Promise<void> {
+    this.state = structuredClone(state);
+    this.saves++;
+    return Promise.resolve();
+  }
+
+  /** What was saved last. */
+  get saved(): PersistedState | undefined {
+    return this.state;
+  }
+}

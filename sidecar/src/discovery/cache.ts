@@ -1,0 +1,49 @@
+import { mkdir, open, readFile, rename } from 'node:fs/promises';
+import { dirname } from 'node:path';
+import type { PushedService } from '../main.js';
+
+/** The last configuration applied from the control plane, as kept on disk. */
+export interface CachedConfig {
+  readonly version: string;
+  readonly services: readonly PushedService[];
+}
+
+/**
+ * Keeps the last applied control-plane configuration on disk so a sidecar that restarts while the control
+ * plane is unreachable starts from it. Writes are atomic (temporary file, fsync, rename).
+ */
+export class ConfigCache {
+  constructor(readonly file: string) {}
+
+  async save(config: CachedConfig): Promise<void> {
+    await mkdir(dirname(this.file), { recursive: true });
+    const tmp = `${this.file}.${process.pid}.tmp`;
+    const handle = await open(tmp, 'w');
+    try {
+      await handle.writeFile(JSON.stringify(config));
+      await handle.sync();
+    } finally {
+      await handle.close();
+    }
+    await rename(tmp, this.file);
+  }
+
+  /** The cached configuration, or undefined when there is none; a damaged file is reported, not used. */
+  async load(): Promise<CachedConfig | undefined> {
+    let text: string;
+    try {
+      text = await readFile(this.file, 'utf8');
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
+      throw err;
+    }
+    const value = JSON.parse(text) as Partial<CachedConfig>;
+    if (typeof value.version !== 'string' || !Array.isArray(value.services)) {
+      throw new Error(`${this.file}: not a configuration cache (expected { version, services })`);
+    }
+    for (const s of value.services) {
+      if (typeof s?.name !== 'string' || typeof s.policyJson !== 'string') throw new Error(`${this.file}: damaged service entry`);
+    }
+    return { version: value.version, services: value.services };
+  }
+}
