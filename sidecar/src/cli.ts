@@ -7,6 +7,8 @@ const USAGE = `usage: outrigger <command> [options]
 
 commands:
   sidecar --config FILE     run a sidecar proxy (SIGHUP reloads FILE, SIGTERM drains and stops)
+  control-plane --config FILE
+                            run the control plane (gRPC discovery, HTTP admin API)
   demo [--port N]           run a sidecar in front of three local demo instances it starts;
                             N is the outbound port (default 15001; admin is N-1, the demo service's own port N+1)
   version                   print the version
@@ -66,6 +68,20 @@ export async function main(argv: readonly string[]): Promise<void> {
     case 'sidecar':
       await runSidecar(args);
       return;
+    case 'control-plane': {
+      const configFile = flag(args, '--config') ?? flag(args, '-c');
+      if (configFile === undefined) fail('control-plane: --config FILE is required');
+      const { ControlPlane } = await import('../../control-plane/src/main.js');
+      let cp: Awaited<ReturnType<typeof ControlPlane.start>>;
+      try {
+        cp = await ControlPlane.start({ configFile });
+      } catch (err) {
+        if (err instanceof ConfigError) fail(`invalid configuration:\n${err.message}`);
+        fail(err instanceof Error ? err.message : String(err));
+      }
+      exitOnSignals(() => cp.stop());
+      return;
+    }
     case 'demo': {
       const port = Number(flag(args, '--port') ?? '15001');
       if (!Number.isInteger(port) || port < 2 || port > 65534) fail('demo: --port must be an integer 2..65534');

@@ -324,9 +324,12 @@ export class Sidecar {
     try {
       await this.apply(this.effective());
     } catch (err) {
+      // Could not apply (e.g. a service's listen port is taken): go back to the previous configuration whole.
       this.pushed = previous;
       const reason = err instanceof Error ? err.message : String(err);
       this.lastNack = { version, reason };
+      this.logger.warn({ version, reason, source }, 'pushed configuration could not be applied; back to the previous one');
+      await this.apply(this.effective()).catch(() => {});
       return reason;
     }
     const numeric = Number(version);

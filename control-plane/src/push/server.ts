@@ -9,9 +9,11 @@ export interface PushSource {
   snapshot(services: readonly string[]): { readonly version: number; readonly services: readonly { readonly name: string; readonly policyJson: string }[] };
   /** Calls `listener` after every change; returns an unsubscribe function. */
   onChange(listener: () => void): () => void;
-  register(instance: Instance): void;
-  heartbeat(id: string): void;
-  deregister(id: string): void;
+  register(instance: Instance): unknown;
+  heartbeat(id: string): boolean;
+  deregister(id: string): unknown;
+  /** Never go below a version a sidecar already saw (state lost by a crash before its save). */
+  advanceVersion(seen: number): void;
   readonly instanceTtlMs: number;
 }
 
@@ -35,6 +37,7 @@ class Subscriber {
   ackedVersion: string | undefined;
   lastNack: { version: string; reason: string } | undefined;
   lastLoad: LoadReport | undefined;
+  deregistered = false;
   /** A change arrived that this subscriber has not been sent yet. */
   dirty = false;
   /** Waiting for 'drain': the stream's buffer is full, nothing more is queued. */
@@ -95,9 +98,18 @@ export class PushServer {
         sub.call.destroy(Object.assign(new Error('the first message must be a Hello with the instance'), { code: GrpcStatus.INVALID_ARGUMENT }));
         return;
       }
+      const seen = Number(m.hello.lastVersion);
+      if (m.hello.lastVersion !== '' && Number.isFinite(seen)) this.source.advanceVersion(seen);
+      if (m.hello.instance.address !== '') {
+        try {
+          this.source.register(m.hello.instance);
+        } catch (err) {
+          sub.call.destroy(Object.assign(new Error(`invalid instance: ${err instanceof Error ? err.message : String(err)}`), { code: GrpcStatus.INVALID_ARGUMENT }));
+          return;
+        }
+      }
       sub.hello = m.hello;
       this.subscribers.add(sub);
-      if (m.hello.instance.address !== '') this.source.register(m.hello.instance);
       this.o.onEvent?.({ type: 'connected', instance: m.hello.instance.id });
       this.send(sub);
       return;
@@ -113,17 +125,31 @@ export class PushServer {
         this.o.onEvent?.({ type: 'nack', instance: id, version: m.nack.version, reason: m.nack.reason });
         break;
       case 'heartbeat':
-        this.source.heartbeat(id);
+        this.heartbeat(sub, id);
         break;
       case 'load':
         sub.lastLoad = m.load;
-        this.source.heartbeat(id);
+        this.heartbeat(sub, id);
         break;
       case 'deregister':
+        sub.deregistered = true;
         this.source.deregister(id);
         break;
       case 'hello':
         break;
+    }
+  }
+
+  /** A heartbeat for an instance the registry no longer knows (expired, or state lost) registers it again. */
+  private heartbeat(sub: Subscriber, id: string): void {
+    if (this.source.heartbeat(id) || sub.deregistered) return;
+    const inst = sub.hello?.instance;
+    if (inst !== undefined && inst.address !== '') {
+      try {
+        this.source.register(inst);
+      } catch {
+        // validated at Hello; nothing else can make it fail
+      }
     }
   }
 

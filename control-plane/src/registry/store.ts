@@ -62,23 +62,34 @@ function strict<T extends z.core.$ZodLooseShape>(shape: T) {
 
 const weightSchema = z.number({ error: 'expected integer 1..1000' }).int({ error: 'expected integer 1..1000' }).min(1, { error: 'expected integer 1..1000' }).max(1000, { error: 'expected integer 1..1000' });
 
+/** proto3 cannot tell 0 from unset: a 0 weight or capacity on the wire means "not given". */
+const unsetIfZero = (v: unknown): unknown => (v === 0 ? undefined : v);
+
 /**
- * A registration as the registry accepts it. `zone: ""` (proto3's unset string) means no zone; weight and
- * capacity default to 1 and 100 as for endpoints.
+ * A registration as the registry accepts it (a proto `Instance` fits). Weight and capacity default to 1 and
+ * 100 as for endpoints; 0 and `zone: ""` (proto3's unset values) count as not given.
  */
 export const instanceSchema = strict({
   service: serviceNameSchema,
   id: z.string({ error: 'expected an instance id without spaces' }).regex(/^\S{1,253}$/, { error: 'expected an instance id without spaces (1..253 characters)' }),
   address: hostPortSchema(false),
-  weight: weightSchema.default(1),
-  capacity: z.number({ error: 'expected integer >= 1' }).int({ error: 'expected integer >= 1' }).min(1, { error: 'expected integer >= 1' }).default(100),
+  weight: z.preprocess(unsetIfZero, weightSchema.default(1)),
+  capacity: z.preprocess(unsetIfZero, z.number({ error: 'expected integer >= 1' }).int({ error: 'expected integer >= 1' }).min(1, { error: 'expected integer >= 1' }).default(100)),
   zone: z
     .string({ error: 'expected a zone name' })
     .optional()
     .transform((zone) => (zone === '' ? undefined : zone)),
 }).transform((i): RegisteredInstance => (i.zone === undefined ? { service: i.service, id: i.id, address: i.address, weight: i.weight, capacity: i.capacity } : { ...i, zone: i.zone }));
 
-export type InstanceInput = z.input<typeof instanceSchema>;
+/** What `Registry.register` takes; a proto `Instance` fits. */
+export interface InstanceInput {
+  readonly service: string;
+  readonly id: string;
+  readonly address: string;
+  readonly weight?: number | undefined; // default 1; 0 = not given
+  readonly capacity?: number | undefined; // default 100; 0 = not given
+  readonly zone?: string | undefined; // "" = no zone
+}
 
 const persistedSchema = strict({
   version: z.number({ error: 'expected integer >= 0' }).int({ error: 'expected integer >= 0' }).min(0, { error: 'expected integer >= 0' }),

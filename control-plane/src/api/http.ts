@@ -1,0 +1,121 @@
+import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
+import { ConfigError } from '../../../sidecar/src/core/errors.js';
+import type { PushServer } from '../push/server.js';
+import type { Registry } from '../registry/registry.js';
+
+function json(res: ServerResponse, status: number, body: unknown): void {
+  const text = JSON.stringify(body, null, 2);
+  res.writeHead(status, { 'content-type': 'application/json', 'content-length': Buffer.byteLength(text) });
+  res.end(text);
+}
+
+const MAX_BODY = 1024 * 1024;
+
+function readJson(req: IncomingMessage): Promise<unknown> {
+  return new Promise((resolve, reject) => {
+    const chunks: Buffer[] = [];
+    let size = 0;
+    req.on('data', (c: Buffer) => {
+      size += c.length;
+      if (size > MAX_BODY) {
+        reject(new Error('body larger than 1 MiB'));
+        req.destroy();
+        return;
+      }
+      chunks.push(c);
+    });
+    req.on('end', () => {
+      const text = Buffer.concat(chunks).toString('utf8');
+      try {
+        resolve(text.trim() === '' ? {} : (JSON.parse(text) as unknown));
+      } catch (err) {
+        reject(new Error(`body is not JSON: ${(err as Error).message}`));
+      }
+    });
+    req.on('error', reject);
+  });
+}
+
+/**
+ * The control plane's HTTP admin API (JSON), used by `outrigger ctl` and the dashboard:
+ *
+ *   GET    /api/services                          services, policies, endpoints with state and weights
+ *   GET    /api/services/NAME                     one service
+ *   GET    /api/services/NAME/policy              its policy as written
+ *   PUT    /api/services/NAME/policy              set it (JSON in the sidecar.yaml `services.NAME` shape)
+ *   PUT    /api/services/NAME/weights/ADDRESS     { "weight": N } pins a weight; DELETE unpins
+ *   POST   /api/drain                             { "address": "host:port" } drains an endpoint
+ *   GET    /api/instances                         registered instances
+ *   GET    /api/sidecars                          connected sidecars: versions sent and ACKed, last NACK, load
+ *   GET    /api/circuits                          circuit states reported by sidecars
+ *   GET    /api/version                           current state version
+ */
+export function createAdminApi(registry: Registry, push: PushServer): Server {
+  return createServer((req, res) => {
+    handle(req, res).catch((err: unknown) => json(res, 500, { error: err instanceof Error ? err.message : String(err) }));
+  });
+
+  async function handle(req: IncomingMessage, res: ServerResponse): Promise<void> {
+    const url = new URL(req.url ?? '/', 'http://control-plane');
+    const parts = url.pathname.split('/').filter((p) => p !== '').map(decodeURIComponent);
+    const method = req.method ?? 'GET';
+    if (parts[0] === 'healthz') return json(res, 200, { ok: true });
+    if (parts[0] !== 'api') return json(res, 404, { error: `no such path ${url.pathname}` });
+    const [, kind, name, sub, arg] = parts;
+    if (kind === 'version' && method === 'GET') return json(res, 200, { version: registry.version });
+    if (kind === 'instances' && method === 'GET') return json(res, 200, { instances: registry.instances(url.searchParams.get('service') ?? undefined) });
+    if (kind === 'sidecars' && method === 'GET') return json(res, 200, { sidecars: push.views() });
+    if (kind === 'circuits' && method === 'GET') {
+      const service = url.searchParams.get('service');
+      const circuits = push.views().flatMap((s) =>
+        (s.lastLoad?.circuits ?? []).filter((c) => service === null || c.service === service).map((c) => ({ reporter: s.instance?.id ?? null, ...c })),
+      );
+      return json(res, 200, { circuits });
+    }
+    if (kind === 'drain' && method === 'POST') {
+      const body = (await readJson(req)) as { address?: unknown };
+      if (typeof body.address !== 'string') return json(res, 400, { error: 'expected { "address": "host:port" }' });
+      const changed = registry.drain(body.address);
+      return changed || registry.services().some((s) => s.endpoints.some((e) => e.address === body.address))
+        ? json(res, 200, { drained: body.address, version: registry.version })
+        : json(res, 404, { error: `no endpoint ${body.address}` });
+    }
+    if (kind === 'services') {
+      if (name === undefined) return json(res, 200, { services: registry.services() });
+      const svc = registry.services().find((s) => s.name === name);
+      if (sub === undefined && method === 'GET') return svc ? json(res, 200, svc) : json(res, 404, { error: `no service ${name}` });
+      if (sub === 'policy' && method === 'GET') return svc ? json(res, 200, { service: name, policy: svc.policy }) : json(res, 404, { error: `no service ${name}` });
+      if (sub === 'policy' && method === 'PUT') {
+        let body: unknown;
+        try {
+          body = await readJson(req);
+        } catch (err) {
+          return json(res, 400, { error: (err as Error).message });
+        }
+        try {
+          registry.setPolicy(name, body);
+        } catch (err) {
+          if (err instanceof ConfigError) return json(res, 400, { error: err.issues.join('\n'), issues: err.issues });
+          throw err;
+        }
+        return json(res, 200, { service: name, version: registry.version });
+      }
+      if (sub === 'weights' && arg !== undefined) {
+        if (method === 'DELETE') {
+          registry.clearWeight(name, arg);
+          return json(res, 200, { service: name, endpoint: arg, version: registry.version });
+        }
+        if (method === 'PUT') {
+          const body = (await readJson(req)) as { weight?: unknown };
+          try {
+            registry.setWeight(name, arg, Number(body.weight));
+          } catch (err) {
+            return json(res, 400, { error: (err as Error).message });
+          }
+          return json(res, 200, { service: name, endpoint: arg, weight: body.weight, version: registry.version });
+        }
+      }
+    }
+    return json(res, 404, { error: `no such endpoint: ${method} ${url.pathname}` });
+  }
+}

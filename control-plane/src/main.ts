@@ -1,0 +1,96 @@
+import { Server, ServerCredentials } from '@grpc/grpc-js';
+import type { Server as HttpServer } from 'node:http';
+import { DiscoveryService } from '../../proto/gen/outrigger/v1/discovery.js';
+import { systemClock, type Clock } from '../../sidecar/src/core/clock.js';
+import { systemTimers, type Timers } from '../../sidecar/src/core/timers.js';
+import { closeServer, listen } from '../../sidecar/src/proxy/listen.js';
+import { createLogger, type Logger } from '../../sidecar/src/telemetry/logger.js';
+import { createAdminApi } from './api/http.js';
+import { loadControlPlaneConfig } from './config/load.js';
+import type { ControlPlaneConfig } from './config/types.js';
+import { PushServer } from './push/server.js';
+import { Registry } from './registry/registry.js';
+import { FileStore } from './registry/store.js';
+
+export interface ControlPlaneOptions {
+  readonly configFile?: string | undefined;
+  readonly config?: ControlPlaneConfig | undefined;
+  readonly clock?: Clock | undefined;
+  readonly timers?: Timers | undefined;
+  readonly logger?: Logger | undefined;
+}
+
+/** Composition root of the control plane: config → registry (with its store) → push stream and admin API. */
+export class ControlPlane {
+  readonly registry: Registry;
+  readonly push: PushServer;
+  private readonly grpc = new Server({
+    'grpc.keepalive_time_ms': 20_000,
+    'grpc.keepalive_timeout_ms': 5_000,
+    'grpc.keepalive_permit_without_calls': 1,
+    // Sidecars reconnect now and then, which spreads them over replicas behind one address.
+    'grpc.max_connection_age_ms': 30 * 60_000,
+    'grpc.max_connection_age_grace_ms': 60_000,
+  });
+  private http: HttpServer | undefined;
+  grpcAddress = '';
+  httpAddress = '';
+
+  private constructor(
+    readonly config: ControlPlaneConfig,
+    readonly logger: Logger,
+    clock: Clock,
+    timers: Timers,
+  ) {
+    this.registry = new Registry({
+      clock,
+      timers,
+      instanceTtlMs: config.instanceTtlMs,
+      drainTimeMs: config.drainTimeMs,
+      services: config.services,
+      store: new FileStore(config.store.file),
+      onError: (err, context) => logger.error({ err: err instanceof Error ? err.message : String(err), context }, 'control plane state problem'),
+    });
+    this.registry.onChange((e) => logger.info({ version: e.version, reason: e.reason, services: e.services }, 'state changed'));
+    this.push = new PushServer(this.registry, {
+      timers,
+      wallNow: () => clock.wallNow(),
+      onEvent: (e) => (e.type === 'nack' ? logger.warn(e, 'sidecar rejected a configuration') : logger.info(e, `sidecar ${e.type}`)),
+    });
+  }
+
+  static async start(options: ControlPlaneOptions): Promise<ControlPlane> {
+    let config = options.config;
+    if (config === undefined) {
+      if (options.configFile === undefined) throw new Error('the control plane needs a configuration file');
+      config = await loadControlPlaneConfig(options.configFile);
+    }
+    const cp = new ControlPlane(config, options.logger ?? createLogger('info', 'outrigger-control-plane'), options.clock ?? systemClock, options.timers ?? systemTimers);
+    await cp.registry.restore();
+    try {
+      await cp.listen();
+    } catch (err) {
+      await cp.stop();
+      throw err;
+    }
+    cp.logger.info({ grpc: cp.grpcAddress, http: cp.httpAddress, version: cp.registry.version }, 'control plane started');
+    return cp;
+  }
+
+  private async listen(): Promise<void> {
+    this.grpc.addService(DiscoveryService, { stream: this.push.stream });
+    const port = await new Promise<number>((resolve, reject) => {
+      this.grpc.bindAsync(this.config.listen.grpc, ServerCredentials.createInsecure(), (err, p) => (err ? reject(new Error(`cannot listen on ${this.config.listen.grpc}: ${err.message}`)) : resolve(p)));
+    });
+    this.grpcAddress = `${this.config.listen.grpc.slice(0, this.config.listen.grpc.lastIndexOf(':'))}:${port}`;
+    this.http = createAdminApi(this.registry, this.push);
+    this.httpAddress = await listen(this.http, this.config.listen.http);
+  }
+
+  async stop(): Promise<void> {
+    this.push.close();
+    await new Promise<void>((resolve) => this.grpc.tryShutdown(() => resolve()));
+    if (this.http) await closeServer(this.http, 1_000);
+    await this.registry.close();
+  }
+}

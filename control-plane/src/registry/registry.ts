@@ -1,0 +1,719 @@
+import { checkHostPort } from '../../../sidecar/src/config/address.js';
+import { validate } from '../../../sidecar/src/config/load.js';
+import type { EndpointConfig } from '../../../sidecar/src/config/types.js';
+import type { Clock } from '../../../sidecar/src/core/clock.js';
+import { ConfigError } from '../../../sidecar/src/core/errors.js';
+import type { TimerHandle, Timers } from '../../../sidecar/src/core/timers.js';
+import { parsePolicy } from '../config/load.js';
+import { serviceNameSchema } from '../config/schema.js';
+import type { ServicePolicy } from '../config/types.js';
+import { FileStore, type InstanceInput, instanceSchema, parsePersistedState, type PersistedState, type RegisteredInstance, type StateStore } from './store.js';
+
+/**
+ * The control plane's state: services (policy and static endpoints from cp.yaml, policies set at run time),
+ * instances registered by their sidecars (kept alive by heartbeats, removed after the TTL; deregistration
+ * drains them first), weights pinned by operators, cost/weight computed from load reports, and endpoints
+ * drained by operators. Every change bumps one global integer `version`, tells the listeners which services
+ * changed, and is persisted through the StateStore (coalesced: at most one save in flight, the newest state
+ * saved after it). `snapshot()` renders services in the shape of `services.NAME` in sidecar.yaml, which the
+ * sidecar validates with the very schema it validates its own file with.
+ */
+
+export interface RegistryOptions {
+  readonly clock: Clock;
+  readonly timers: Timers;
+  /** An instance whose heartbeats stop for this long is removed. */
+  readonly instanceTtlMs: number;
+  /** How long a deregistered instance stays (out of snapshots) before it is removed. */
+  readonly drainTimeMs: number;
+  /** Services declared in cp.yaml. */
+  readonly services?: Readonly<Record<string, ServicePolicy>> | undefined;
+  /** Where state is persisted; without one nothing survives a restart. */
+  readonly store?: StateStore | undefined;
+  /** A failed save (retried after `saveRetryMs`) or a throwing listener; default: a process warning. */
+  readonly onError?: ((err: unknown, context: string) => void) | undefined;
+  /** Delay before a failed save is tried again; default 1s. */
+  readonly saveRetryMs?: number | undefined;
+}
+
+/** Cost/weight derived from load reports for one endpoint; a pinned weight still wins over `weight`. */
+export interface ComputedOverride {
+  readonly cost?: number | undefined; // > 0
+  readonly weight?: number | undefined; // rounded and clamped to 1..1000
+}
+
+export type ChangeReason = 'register' | 'deregister' | 'expire' | 'remove' | 'policy' | 'weight' | 'computed' | 'drain' | 'undrain' | 'restore';
+
+export interface ChangeEvent {
+  /** The registry's version after the change. */
+  readonly version: number;
+  readonly reason: ChangeReason;
+  /** Services whose snapshot may differ from the previous version (sorted). */
+  readonly services: readonly string[];
+}
+
+export type ChangeListener = (event: ChangeEvent) => void;
+
+/** One service as pushed (`ServiceSnapshot` on the wire). */
+export interface ServiceSnapshot {
+  readonly name: string;
+  /** JSON of the policy in the shape of `services.NAME` in sidecar.yaml, endpoints included. */
+  readonly policyJson: string;
+}
+
+export interface RegistrySnapshot {
+  readonly version: number;
+  readonly services: readonly ServiceSnapshot[];
+}
+
+/** serving: in snapshots; draining: deregistered, removed at the end of the drain time; drained: by an operator. */
+export type EndpointState = 'serving' | 'draining' | 'drained';
+
+export interface InstanceView extends RegisteredInstance {
+  readonly state: EndpointState;
+  /** Wall-clock ms. */
+  readonly registeredAt: number;
+  /** Wall-clock ms of the last registration or heartbeat. */
+  readonly lastHeartbeatAt: number;
+  /** Wall-clock ms at which the instance is removed: TTL expiry without further heartbeats, or end of drain. */
+  readonly removeAt: number;
+}
+
+export interface EndpointView {
+  readonly address: string;
+  /** Effective: pinned, else computed, else registered/declared. */
+  readonly weight: number;
+  readonly capacity: number;
+  /** Effective: computed, else declared (static) or 1. */
+  readonly cost: number;
+  readonly zone?: string | undefined;
+  readonly source: 'static' | 'registered';
+  /** The registered instance's id. */
+  readonly instance?: string | undefined;
+  readonly state: EndpointState;
+  readonly pinnedWeight?: number | undefined;
+  readonly computed?: ComputedOverride | undefined;
+}
+
+export interface ServiceView {
+  readonly name: string;
+  /** cp.yaml, set at run time (wins over cp.yaml), or none (known by registration: the default policy). */
+  readonly policySource: 'config' | 'runtime' | 'default';
+  /** The policy as written; its `endpoints` are the static ones. */
+  readonly policy: Readonly<Record<string, unknown>>;
+  /** Every endpoint, also those kept out of snapshots (state ≠ serving). */
+  readonly endpoints: readonly EndpointView[];
+}
+
+interface Instance {
+  readonly data: RegisteredInstance;
+  state: 'serving' | 'draining';
+  readonly registeredAtWall: number;
+  lastSeen: number; // monotonic
+  lastSeenWall: number;
+  /** Monotonic end of the drain while draining. */
+  drainEndsAt: number;
+  timer: TimerHandle;
+}
+
+interface EndpointBase {
+  readonly address: string;
+  readonly weight: number;
+  readonly capacity: number;
+  readonly cost: number;
+  readonly zone?: string | undefined;
+}
+
+const DEFAULT_POLICY: Readonly<Record<string, unknown>> = Object.freeze({});
+const MAX_WEIGHT = 1000;
+
+const byString = (a: string, b: string): number => (a < b ? -1 : a > b ? 1 : 0);
+
+export class Registry {
+  private readonly clock: Clock;
+  private readonly timers: Timers;
+  private readonly store: StateStore | undefined;
+  private readonly saveRetryMs: number;
+  private readonly onError: (err: unknown, context: string) => void;
+  readonly instanceTtlMs: number;
+  readonly drainTimeMs: number;
+
+  private currentVersion = 1;
+  private readonly fileServices: ReadonlyMap<string, ServicePolicy>;
+  private readonly runtimePolicies = new Map<string, ServicePolicy>();
+  /** Services that had registrations: they stay known (default policy, maybe no endpoints) for the process's life. */
+  private readonly registeredServices = new Set<string>();
+  private readonly byId = new Map<string, Instance>();
+  private readonly byService = new Map<string, Map<string, Instance>>();
+  private readonly pinned = new Map<string, Map<string, number>>();
+  private readonly computed = new Map<string, Map<string, ComputedOverride>>();
+  private readonly drained = new Set<string>();
+  private readonly jsonCache = new Map<string, string>();
+  private readonly listeners = new Set<ChangeListener>();
+
+  private dirty = false;
+  private saveQueued = false;
+  private saveRunning = false;
+  private saveDone: Promise<void> = Promise.resolve();
+  private lastSaveError: unknown = undefined;
+  private retryTimer: TimerHandle | undefined;
+  private closed = false;
+
+  constructor(options: RegistryOptions) {
+    if (!(options.instanceTtlMs > 0)) throw new RangeError(`instanceTtlMs: expected a duration > 0, got ${options.instanceTtlMs}`);
+    if (!(options.drainTimeMs >= 0)) throw new RangeError(`drainTimeMs: expected a duration >= 0, got ${options.drainTimeMs}`);
+    this.clock = options.clock;
+    this.timers = options.timers;
+    this.store = options.store;
+    this.instanceTtlMs = options.instanceTtlMs;
+    this.drainTimeMs = options.drainTimeMs;
+    this.saveRetryMs = options.saveRetryMs ?? 1_000;
+    this.onError = options.onError ?? ((err, context) => process.emitWarning(`${context}: ${err instanceof Error ? err.message : String(err)}`, 'OutriggerRegistry'));
+    this.fileServices = new Map(Object.entries(options.services ?? {}));
+  }
+
+  /** Strictly increasing; bumped by every change. */
+  get version(): number {
+    return this.currentVersion;
+  }
+
+  // -------------------------------------------------------------------------------------------------------
+  // Change notification
+
+  /** Calls `listener` synchronously after every change; returns a function that unsubscribes it. */
+  onChange(listener: ChangeListener): () => void {
+    this.listeners.add(listener);
+    return () => this.listeners.delete(listener);
+  }
+
+  // -------------------------------------------------------------------------------------------------------
+  // Policies
+
+  /**
+   * Sets the policy of `service` at run time (wins over cp.yaml's, also after a restart). `input` is in the
+   * shape of `services.NAME`; without an `endpoints` key, the static endpoints declared in cp.yaml stay.
+   * @returns false when the policy was already exactly this.
+   * @throws ConfigError naming the key path (`services.orders: retry.attempts: expected integer 0..10, got
+   *   "three"`), or the service name's problem; the previous policy stays in force.
+   */
+  setPolicy(service: string, input: unknown): boolean {
+    const problem = serviceNameProblem(service);
+    if (problem !== undefined) throw new ConfigError('service name', [problem]);
+    const policy = parsePolicy(input, `services.${service}`);
+    const current = this.runtimePolicies.get(service);
+    if (current !== undefined && JSON.stringify(current.input) === JSON.stringify(policy.input)) return false;
+    this.runtimePolicies.set(service, policy);
+    this.commit('policy', [service]);
+    return true;
+  }
+
+  /** Drops the run-time policy of `service`: cp.yaml's applies again (or the default). */
+  clearPolicy(service: string): boolean {
+    if (!this.runtimePolicies.delete(service)) return false;
+    this.commit('policy', [service]);
+    return true;
+  }
+
+  // -------------------------------------------------------------------------------------------------------
+  // Instances
+
+  /**
+   * Registers (or re-registers) an instance with a fresh TTL. A registration with the id of a known instance
+   * replaces it (also one that is draining); another instance of the same service at the same address is
+   * superseded and removed.
+   * @throws ConfigError naming the field (`registration of catalog-1: weight: expected integer 1..1000, got 0`).
+   */
+  register(input: InstanceInput): RegisteredInstance {
+    const id = (input as { id?: unknown } | null | undefined)?.id;
+    const data = validate(instanceSchema, input, typeof id === 'string' && id !== '' ? `registration of ${id}` : 'registration');
+    const now = this.clock.now();
+    const existing = this.byId.get(data.id);
+    if (existing !== undefined && existing.state === 'serving' && sameInstance(existing.data, data)) {
+      existing.lastSeen = now;
+      existing.lastSeenWall = this.clock.wallNow();
+      return existing.data;
+    }
+    const affected = new Set([data.service]);
+    if (existing !== undefined) {
+      this.drop(existing);
+      affected.add(existing.data.service);
+    }
+    for (const other of [...(this.byService.get(data.service)?.values() ?? [])]) {
+      if (other.data.address === data.address) this.drop(other);
+    }
+    this.add(data);
+    this.commit('register', affected);
+    return data;
+  }
+
+  /**
+   * Keeps a registered instance alive for another TTL.
+   * @returns false when the id is unknown (expired or never registered): the caller registers it again.
+   */
+  heartbeat(id: string): boolean {
+    const inst = this.byId.get(id);
+    if (inst === undefined) return false;
+    if (inst.state === 'serving') {
+      inst.lastSeen = this.clock.now();
+      inst.lastSeenWall = this.clock.wallNow();
+    }
+    return true;
+  }
+
+  /**
+   * Starts draining an instance: out of snapshots at once (sidecars stop sending it new requests, requests in
+   * flight finish), removed after the drain time whatever its heartbeats do.
+   * @returns false when the id is unknown.
+   */
+  deregister(id: string): boolean {
+    const inst = this.byId.get(id);
+    if (inst === undefined) return false;
+    if (inst.state === 'draining') return true;
+    inst.timer.cancel();
+    if (this.drainTimeMs === 0) {
+      this.drop(inst);
+      this.commit('remove', [inst.data.service]);
+      return true;
+    }
+    inst.state = 'draining';
+    inst.drainEndsAt = this.clock.now() + this.drainTimeMs;
+    inst.timer = this.timers.after(this.drainTimeMs, () => {
+      if (this.byId.get(inst.data.id) !== inst) return;
+      this.drop(inst);
+      this.commit('remove', [inst.data.service]);
+    });
+    this.commit('deregister', [inst.data.service]);
+    return true;
+  }
+
+  // -------------------------------------------------------------------------------------------------------
+  // Operator drains and weights
+
+  /**
+   * Keeps every endpoint at `address` (static or registered, in any service) out of snapshots until
+   * `undrain`; registered instances stay registered. Survives restarts.
+   * @returns false when it was drained already.
+   * @throws RangeError when `address` is not host:port.
+   */
+  drain(address: string): boolean {
+    checkAddress(address);
+    if (this.drained.has(address)) return false;
+    this.drained.add(address);
+    this.commit('drain', this.servicesWithAddress(address));
+    return true;
+  }
+
+  /** Ends an operator drain; false when `address` was not drained. */
+  undrain(address: string): boolean {
+    if (!this.drained.delete(address)) return false;
+    this.commit('undrain', this.servicesWithAddress(address));
+    return true;
+  }
+
+  /**
+   * Pins the weight of the endpoint at `address` in `service` (it need not exist yet); wins over computed
+   * and registered weights. Survives restarts.
+   * @throws RangeError unless `weight` is an integer 1..1000, `service` a service name and `address` host:port.
+   */
+  setWeight(service: string, address: string, weight: number): boolean {
+    const problem = serviceNameProblem(service);
+    if (problem !== undefined) throw new RangeError(problem);
+    checkAddress(address);
+    if (!Number.isInteger(weight) || weight < 1 || weight > MAX_WEIGHT) {
+      throw new RangeError(`weight of ${service} ${address}: expected integer 1..${MAX_WEIGHT}, got ${JSON.stringify(weight) ?? String(weight)}`);
+    }
+    const weights = this.pinned.get(service) ?? new Map<string, number>();
+    if (weights.get(address) === weight) return false;
+    weights.set(address, weight);
+    this.pinned.set(service, weights);
+    this.commit('weight', [service]);
+    return true;
+  }
+
+  /** Unpins a weight; false when none was pinned. */
+  clearWeight(service: string, address: string): boolean {
+    const weights = this.pinned.get(service);
+    if (weights?.delete(address) !== true) return false;
+    if (weights.size === 0) this.pinned.delete(service);
+    this.commit('weight', [service]);
+    return true;
+  }
+
+  /**
+   * Sets the cost and/or weight derived from load reports for one endpoint (replacing what was computed
+   * before; `{}` clears). Dropped when the instance is removed; not persisted. A pinned weight wins.
+   * @returns false when nothing changed.
+   * @throws RangeError when cost is not a finite number > 0 or weight not a finite number > 0.
+   */
+  setComputed(service: string, address: string, override: ComputedOverride): boolean {
+    const { cost, weight } = override;
+    if (cost !== undefined && !(Number.isFinite(cost) && cost > 0)) throw new RangeError(`computed cost of ${service} ${address}: expected a number > 0, got ${cost}`);
+    if (weight !== undefined && !(Number.isFinite(weight) && weight > 0)) throw new RangeError(`computed weight of ${service} ${address}: expected a number > 0, got ${weight}`);
+    const next: ComputedOverride = {
+      ...(cost !== undefined ? { cost } : {}),
+      ...(weight !== undefined ? { weight: Math.min(MAX_WEIGHT, Math.max(1, Math.round(weight))) } : {}),
+    };
+    const map = this.computed.get(service) ?? new Map<string, ComputedOverride>();
+    const prev = map.get(address);
+    const unchanged = prev === undefined ? next.cost === undefined && next.weight === undefined : prev.cost === next.cost && prev.weight === next.weight;
+    if (unchanged) return false;
+    if (next.cost === undefined && next.weight === undefined) map.delete(address);
+    else map.set(address, next);
+    if (map.size === 0) this.computed.delete(service);
+    else this.computed.set(service, map);
+    this.commit('computed', [service]);
+    return true;
+  }
+
+  /** Drops computed overrides of one endpoint, or of every endpoint of `service`. */
+  clearComputed(service: string, address?: string): boolean {
+    const map = this.computed.get(service);
+    if (map === undefined) return false;
+    if (address !== undefined) {
+      if (!map.delete(address)) return false;
+      if (map.size === 0) this.computed.delete(service);
+    } else {
+      this.computed.delete(service);
+    }
+    this.commit('computed', [service]);
+    return true;
+  }
+
+  // -------------------------------------------------------------------------------------------------------
+  // Versions
+
+  /**
+   * Makes the version greater than `seen` (a version a sidecar reports in Hello, which may come from before a
+   * restart that lost the last saves), so no sidecar ever sees versions go backwards. No listener is called:
+   * nothing but the number changed.
+   */
+  advanceVersion(seen: number): void {
+    if (!Number.isFinite(seen) || this.currentVersion > seen) return;
+    this.currentVersion = Math.floor(seen) + 1;
+    this.persist();
+  }
+
+  // -------------------------------------------------------------------------------------------------------
+  // Reading
+
+  /**
+   * The given services (default: every known one), sorted by name, as the sidecar's `services.NAME` JSON:
+   * the policy, with `endpoints` = static endpoints and registered instances that are serving. Names the
+   * registry does not know are left out (the sidecar keeps its own static config for them). A service known
+   * only by registration gets the default policy `{}` plus its instances.
+   */
+  snapshot(services?: readonly string[]): RegistrySnapshot {
+    const names = services === undefined ? this.knownServices() : [...new Set(services)].filter((n) => this.isKnown(n)).sort(byString);
+    return { version: this.currentVersion, services: names.map((name) => ({ name, policyJson: this.policyJson(name) })) };
+  }
+
+  /** Every known service with its policy and all endpoints, for the admin API. */
+  services(): ServiceView[] {
+    return this.knownServices().map((name): ServiceView => {
+      const runtime = this.runtimePolicies.get(name);
+      const file = this.fileServices.get(name);
+      return {
+        name,
+        policySource: runtime !== undefined ? 'runtime' : file !== undefined ? 'config' : 'default',
+        policy: runtime?.input ?? file?.input ?? DEFAULT_POLICY,
+        endpoints: this.endpointViews(name),
+      };
+    });
+  }
+
+  /** Registered instances of `service` (default: all), sorted by id. */
+  instances(service?: string): InstanceView[] {
+    const list = service === undefined ? [...this.byId.values()] : [...(this.byService.get(service)?.values() ?? [])];
+    const now = this.clock.now();
+    const wall = this.clock.wallNow();
+    return list
+      .sort((a, b) => byString(a.data.id, b.data.id))
+      .map(
+        (i): InstanceView => ({
+          ...i.data,
+          state: i.state === 'draining' ? 'draining' : this.drained.has(i.data.address) ? 'drained' : 'serving',
+          registeredAt: i.registeredAtWall,
+          lastHeartbeatAt: i.lastSeenWall,
+          removeAt: wall + ((i.state === 'draining' ? i.drainEndsAt : i.lastSeen + this.instanceTtlMs) - now),
+        }),
+      );
+  }
+
+  // -------------------------------------------------------------------------------------------------------
+  // Persistence and lifecycle
+
+  /**
+   * Loads the saved state: run-time policies, pinned weights, operator drains and registrations (each with
+   * a fresh TTL, so live sidecars can heartbeat again). Call once at start, before serving. Continues the
+   * version above the saved one. A saved policy that no longer validates is skipped and reported (onError).
+   * @returns false when there is no store or nothing was saved.
+   * @throws StoreError when the store is unreadable or damaged.
+   */
+  async restore(): Promise<boolean> {
+    if (this.store === undefined) return false;
+    const loaded = await this.store.load();
+    if (loaded === undefined) return false;
+    const state = this.store instanceof FileStore ? loaded : parsePersistedState(loaded, 'state store');
+    for (const [name, input] of Object.entries(state.policies)) {
+      try {
+        this.runtimePolicies.set(name, parsePolicy(input, `saved policy of ${name}`));
+      } catch (err) {
+        this.onError(err, `restoring the policy of ${name} (skipped; cp.yaml's or the default applies)`);
+      }
+    }
+    for (const [service, weights] of Object.entries(state.weights)) {
+      const map = this.pinned.get(service) ?? new Map<string, number>();
+      for (const [address, weight] of Object.entries(weights)) map.set(address, weight);
+      if (map.size > 0) this.pinned.set(service, map);
+    }
+    for (const address of state.drained ?? []) this.drained.add(address);
+    for (const inst of state.instances) {
+      if (this.byId.has(inst.id)) continue; // registered again already: the live registration wins
+      if ([...(this.byService.get(inst.service)?.values() ?? [])].some((o) => o.data.address === inst.address)) continue;
+      this.add(Object.freeze({ ...inst }));
+    }
+    this.currentVersion = Math.max(this.currentVersion, state.version);
+    this.jsonCache.clear();
+    this.commit('restore', this.knownServices());
+    return true;
+  }
+
+  /**
+   * Resolves once the current state is saved. Waits for a save in flight, then saves once more if anything
+   * is unsaved (also right after a failed save instead of waiting for the retry).
+   * @throws the store's error when that save fails.
+   */
+  async flush(): Promise<void> {
+    if (this.store === undefined) return;
+    let attempted = false;
+    for (;;) {
+      if (this.saveRunning) {
+        await this.saveDone;
+        continue;
+      }
+      if (!this.dirty) return;
+      if (attempted && this.lastSaveError !== undefined) throw this.lastSaveError;
+      this.retryTimer?.cancel();
+      this.retryTimer = undefined;
+      attempted = true;
+      this.startSaving();
+    }
+  }
+
+  /** Stops every timer (TTLs, drains, save retries) and saves what is unsaved. Do not use the registry after. */
+  async close(): Promise<void> {
+    this.closed = true;
+    for (const inst of this.byId.values()) inst.timer.cancel();
+    this.retryTimer?.cancel();
+    this.retryTimer = undefined;
+    this.listeners.clear();
+    await this.flush();
+  }
+
+  // -------------------------------------------------------------------------------------------------------
+  // Internals
+
+  private add(data: RegisteredInstance): void {
+    const now = this.clock.now();
+    const wall = this.clock.wallNow();
+    const inst: Instance = { data, state: 'serving', registeredAtWall: wall, lastSeen: now, lastSeenWall: wall, drainEndsAt: 0, timer: NO_TIMER };
+    this.byId.set(data.id, inst);
+    let map = this.byService.get(data.service);
+    if (map === undefined) this.byService.set(data.service, (map = new Map()));
+    map.set(data.id, inst);
+    this.registeredServices.add(data.service);
+    this.armTtl(inst, this.instanceTtlMs);
+  }
+
+  private armTtl(inst: Instance, ms: number): void {
+    if (this.closed) return;
+    inst.timer = this.timers.after(ms, () => {
+      if (this.byId.get(inst.data.id) !== inst || inst.state !== 'serving') return;
+      const left = inst.lastSeen + this.instanceTtlMs - this.clock.now();
+      if (left > 0) {
+        this.armTtl(inst, left);
+        return;
+      }
+      this.drop(inst);
+      this.commit('expire', [inst.data.service]);
+    });
+  }
+
+  /** Removes an instance and what was computed for its address. */
+  private drop(inst: Instance): void {
+    inst.timer.cancel();
+    this.byId.delete(inst.data.id);
+    const map = this.byService.get(inst.data.service);
+    map?.delete(inst.data.id);
+    if (map?.size === 0) this.byService.delete(inst.data.service);
+    const computed = this.computed.get(inst.data.service);
+    computed?.delete(inst.data.address);
+    if (computed?.size === 0) this.computed.delete(inst.data.service);
+  }
+
+  private commit(reason: ChangeReason, services: Iterable<string>): void {
+    this.currentVersion++;
+    const changed = [...new Set(services)].sort(byString);
+    for (const s of changed) this.jsonCache.delete(s);
+    this.persist();
+    const event: ChangeEvent = { version: this.currentVersion, reason, services: changed };
+    for (const listener of [...this.listeners]) {
+      try {
+        listener(event);
+      } catch (err) {
+        this.onError(err, `change listener (version ${event.version})`);
+      }
+    }
+  }
+
+  private persist(): void {
+    if (this.store === undefined) return;
+    this.dirty = true;
+    if (this.saveRunning || this.saveQueued || this.retryTimer !== undefined) return;
+    // Coalesce the changes of one synchronous burst into one save.
+    this.saveQueued = true;
+    queueMicrotask(() => {
+      this.saveQueued = false;
+      this.startSaving();
+    });
+  }
+
+  private startSaving(): void {
+    const store = this.store;
+    if (store === undefined || this.saveRunning || !this.dirty) return;
+    this.saveRunning = true;
+    this.saveDone = this.saveLoop(store);
+  }
+
+  /** Saves until nothing is unsaved; one save at a time, each of the newest state. Never rejects. */
+  private async saveLoop(store: StateStore): Promise<void> {
+    try {
+      while (this.dirty) {
+        this.dirty = false;
+        try {
+          await store.save(this.persistedState());
+          this.lastSaveError = undefined;
+        } catch (err) {
+          this.dirty = true;
+          this.lastSaveError = err;
+          this.onError(err, `saving the control plane state (retrying in ${this.saveRetryMs} ms)`);
+          if (!this.closed) {
+            this.retryTimer = this.timers.after(this.saveRetryMs, () => {
+              this.retryTimer = undefined;
+              this.startSaving();
+            });
+          }
+          return;
+        }
+      }
+    } finally {
+      this.saveRunning = false;
+    }
+  }
+
+  private persistedState(): PersistedState {
+    const weights: Record<string, Record<string, number>> = {};
+    for (const [service, map] of [...this.pinned].sort(([a], [b]) => byString(a, b))) {
+      weights[service] = Object.fromEntries([...map].sort(([a], [b]) => byString(a, b)));
+    }
+    return {
+      version: this.currentVersion,
+      policies: Object.fromEntries([...this.runtimePolicies].sort(([a], [b]) => byString(a, b)).map(([name, p]) => [name, p.input])),
+      weights,
+      instances: [...this.byId.values()]
+        .filter((i) => i.state === 'serving')
+        .map((i) => i.data)
+        .sort((a, b) => byString(a.id, b.id)),
+      drained: [...this.drained].sort(byString),
+    };
+  }
+
+  private isKnown(service: string): boolean {
+    return this.fileServices.has(service) || this.runtimePolicies.has(service) || this.registeredServices.has(service);
+  }
+
+  private knownServices(): string[] {
+    return [...new Set([...this.fileServices.keys(), ...this.runtimePolicies.keys(), ...this.registeredServices])].sort(byString);
+  }
+
+  private servicesWithAddress(address: string): string[] {
+    return this.knownServices().filter((s) => this.endpointViews(s).some((e) => e.address === address));
+  }
+
+  private policyInput(service: string): Readonly<Record<string, unknown>> {
+    return this.runtimePolicies.get(service)?.input ?? this.fileServices.get(service)?.input ?? DEFAULT_POLICY;
+  }
+
+  /** Static endpoints: the effective policy's; a run-time policy without `endpoints` keeps cp.yaml's. */
+  private staticEndpoints(service: string): readonly EndpointConfig[] {
+    const runtime = this.runtimePolicies.get(service);
+    if (runtime !== undefined && 'endpoints' in runtime.input) return runtime.config.endpoints;
+    return this.fileServices.get(service)?.config.endpoints ?? [];
+  }
+
+  /**
+   * All endpoints of a service: static ones in declared order (except those whose address a registered
+   * instance holds: the live registration wins), then registered instances by address.
+   */
+  private endpointViews(service: string): EndpointView[] {
+    const instances = [...(this.byService.get(service)?.values() ?? [])].sort((a, b) => byString(a.data.address, b.data.address));
+    const registered = new Set(instances.map((i) => i.data.address));
+    const out: EndpointView[] = [];
+    for (const e of this.staticEndpoints(service)) {
+      if (registered.has(e.address)) continue;
+      out.push(this.endpointView(service, e, 'static', undefined, this.drained.has(e.address) ? 'drained' : 'serving'));
+    }
+    for (const i of instances) {
+      const base: EndpointBase = { address: i.data.address, weight: i.data.weight, capacity: i.data.capacity, cost: 1, zone: i.data.zone };
+      const state: EndpointState = i.state === 'draining' ? 'draining' : this.drained.has(i.data.address) ? 'drained' : 'serving';
+      out.push(this.endpointView(service, base, 'registered', i.data.id, state));
+    }
+    return out;
+  }
+
+  private endpointView(service: string, base: EndpointBase, source: EndpointView['source'], instance: string | undefined, state: EndpointState): EndpointView {
+    const pinnedWeight = this.pinned.get(service)?.get(base.address);
+    const computed = this.computed.get(service)?.get(base.address);
+    return {
+      address: base.address,
+      weight: pinnedWeight ?? computed?.weight ?? base.weight,
+      capacity: base.capacity,
+      cost: computed?.cost ?? base.cost,
+      zone: base.zone,
+      source,
+      instance,
+      state,
+      pinnedWeight,
+      computed,
+    };
+  }
+
+  private policyJson(service: string): string {
+    const cached = this.jsonCache.get(service);
+    if (cached !== undefined) return cached;
+    const endpoints = this.endpointViews(service)
+      .filter((e) => e.state === 'serving')
+      .map((e) => ({ address: e.address, weight: e.weight, capacity: e.capacity, cost: e.cost, ...(e.zone !== undefined ? { zone: e.zone } : {}) }));
+    const json = JSON.stringify({ ...this.policyInput(service), endpoints });
+    this.jsonCache.set(service, json);
+    return json;
+  }
+}
+
+const NO_TIMER: TimerHandle = { cancel: () => undefined };
+
+function sameInstance(a: RegisteredInstance, b: RegisteredInstance): boolean {
+  return a.service === b.service && a.id === b.id && a.address === b.address && a.weight === b.weight && a.capacity === b.capacity && a.zone === b.zone;
+}
+
+/** Why `service` is not a service name ("expected ..., got ..."), or undefined when it is one. */
+function serviceNameProblem(service: string): string | undefined {
+  const r = serviceNameSchema.safeParse(service);
+  return r.success ? undefined : `${r.error.issues[0]?.message ?? 'expected a service name'}, got ${JSON.stringify(service) ?? String(service)}`;
+}
+
+/** @throws RangeError unless `address` is host:port with port 1..65535. */
+function checkAddress(address: string): void {
+  const r = checkHostPort(address, false);
+  if ('problem' in r) throw new RangeError(`${r.problem}, got ${JSON.stringify(address) ?? String(address)}`);
+}

@@ -1,0 +1,176 @@
+/**
+ * The control plane with real sidecar processes on loopback: registration, TTL expiry, drain, policy
+ * pushes, validation and NACKs.
+ */
+import type { ServerResponse } from 'node:http';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { spawnControlPlane, type ControlPlaneProcess } from '../helpers/control-plane.js';
+import { send, startUpstream, waitFor, type Upstream } from '../helpers/net.js';
+import { ports, spawnSidecar, type SidecarProcess } from '../helpers/sidecar.js';
+
+interface Clusters {
+  clusters: { service: string; lb: string; endpoints: { address: string }[] }[];
+}
+
+describe('control plane and sidecars', () => {
+  let cp: ControlPlaneProcess;
+  let web: SidecarProcess;
+  let webOut: string;
+  let webAdmin: string;
+  const apps: Upstream[] = [];
+  const sidecars: SidecarProcess[] = [];
+  const held: ServerResponse[] = [];
+
+  /** An app instance with its own sidecar registering it as "inventory". */
+  async function inventoryInstance(name: string): Promise<{ app: Upstream; sidecar: SidecarProcess; address: string }> {
+    const app = await startUpstream((req, res) => {
+      if (req.url === '/hold') {
+        held.push(res);
+        return;
+      }
+      res.end(name);
+    });
+    apps.push(app);
+    const p = await ports();
+    const sidecar = await spawnSidecar(
+      `service: inventory\ninstance: ${name}\nadmin: { listen: 127.0.0.1:${p.admin} }\noutbound: { listen: 127.0.0.1:${p.outbound} }\n` +
+        `inbound: { listen: 127.0.0.1:${p.inbound}, target: http://${app.address} }\ncontrolPlane: { addresses: [${cp.grpc}] }\nlog: { level: warn }\nservices: {}\n`,
+      p.admin,
+    );
+    sidecars.push(sidecar);
+    return { app, sidecar, address: `127.0.0.1:${p.inbound}` };
+  }
+
+  const inventoryEndpoints = async (): Promise<string[]> => {
+    const c = JSON.parse((await send(webAdmin, { path: '/clusters' })).body) as Clusters;
+    return (c.clusters.find((x) => x.service === 'inventory')?.endpoints ?? []).map((e) => e.address);
+  };
+
+  beforeAll(async () => {
+    cp = await spawnControlPlane('instanceTtl: 2s\ndrainTime: 1s\n');
+    const p = await ports();
+    webOut = `127.0.0.1:${p.outbound}`;
+    webAdmin = `127.0.0.1:${p.admin}`;
+    web = await spawnSidecar(
+      `service: web\nadmin: { listen: ${webAdmin} }\noutbound: { listen: ${webOut} }\n` +
+        `controlPlane: { addresses: [${cp.grpc}], subscribe: [inventory], cacheFile: ${cp.dir}/web-cache.json }\nlog: { level: warn }\nservices: {}\n`,
+      p.admin,
+    );
+  }, 30_000);
+
+  afterAll(async () => {
+    for (const s of [web, ...sidecars]) await s.stop();
+    await cp.stop();
+    for (const a of apps) await a.close();
+  });
+
+  it('a new instance registered through its sidecar receives traffic from other sidecars within 1 s', async () => {
+    const first = await inventoryInstance('inv-1');
+    await waitFor(async () => (await send(webOut, { headers: { host: 'inventory' } })).body === 'inv-1', 5_000);
+    const second = await inventoryInstance('inv-2');
+    const joined = performance.now();
+    await waitFor(async () => (await send(webOut, { headers: { host: 'inventory' } })).body === 'inv-2', 1_000, 10);
+    expect(performance.now() - joined).toBeLessThan(1_000);
+    expect(await inventoryEndpoints()).toEqual(expect.arrayContaining([first.address, second.address]));
+    const cfg = JSON.parse((await send(webAdmin, { path: '/config' })).body) as { source: string; version: string };
+    expect(cfg.source).toBe('control-plane');
+    const metrics = (await send(webAdmin, { path: '/metrics' })).body;
+    expect(metrics).toContain('outrigger_control_plane_connected 1');
+    // The control plane knows which version each sidecar ACKed.
+    const sc = JSON.parse((await send(cp.http, { path: '/api/sidecars' })).body) as { sidecars: { instance: { id: string } | null; ackedVersion: string | null }[] };
+    expect(sc.sidecars.length).toBeGreaterThanOrEqual(3);
+    expect(sc.sidecars.every((s) => s.ackedVersion !== null)).toBe(true);
+  }, 20_000);
+
+  it('a drained instance gets no new requests while its request in flight finishes', async () => {
+    const inflight = send(webOut, { path: '/hold', headers: { host: 'inventory' } });
+    await waitFor(() => held.length === 1);
+    const holder = held[0]!;
+    // Drain the instance that holds the request, by its registered address.
+    const instances = JSON.parse((await send(cp.http, { path: '/api/instances' })).body) as { instances: { id: string; address: string }[] };
+    const holdingApp = apps.find((a) => holder.req.socket.localPort === a.port)!;
+    const holdingName = holdingApp === apps[0] ? 'inv-1' : 'inv-2';
+    const drained = instances.instances.find((i) => i.id === holdingName)!.address;
+    const r = await send(cp.http, { method: 'POST', path: '/api/drain', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ address: drained }) });
+    expect(r.status).toBe(200);
+    await waitFor(async () => !(await inventoryEndpoints()).includes(drained), 1_000, 10);
+    for (let i = 0; i < 20; i++) {
+      const other = await send(webOut, { headers: { host: 'inventory' } });
+      expect(other.body).not.toBe(holdingName);
+    }
+    holder.end('finished');
+    const done = await inflight;
+    expect(done.status).toBe(200);
+    expect(done.body).toBe('finished');
+  }, 20_000);
+
+  it('ctl-style policy changes reach every sidecar within 1 s; invalid ones are refused naming the key', async () => {
+    const put = (policy: unknown) =>
+      send(cp.http, { method: 'PUT', path: '/api/services/inventory/policy', headers: { 'content-type': 'application/json' }, body: JSON.stringify(policy) });
+    const ok = await put({ lb: 'least-request' });
+    expect(ok.status).toBe(200);
+    const set = performance.now();
+    await waitFor(async () => (JSON.parse((await send(webAdmin, { path: '/clusters' })).body) as Clusters).clusters.find((c) => c.service === 'inventory')?.lb === 'least-request', 1_000, 10);
+    expect(performance.now() - set).toBeLessThan(1_000);
+    const bad = await put({ retry: { attempts: 'three' } });
+    expect(bad.status).toBe(400);
+    expect(JSON.parse(bad.body)).toMatchObject({ error: expect.stringContaining('retry.attempts: expected integer 0..10, got "three"') });
+  }, 20_000);
+
+  it('a policy a sidecar cannot apply is NACKed: the sidecar keeps the old one and the control plane reports it', async () => {
+    // A port already taken on the sidecar's machine: valid everywhere, impossible to apply there.
+    const blocker = await startUpstream((_q, s) => s.end());
+    apps.push(blocker);
+    const before = (JSON.parse((await send(webAdmin, { path: '/clusters' })).body) as Clusters).clusters.find((c) => c.service === 'inventory')!.lb;
+    const r = await send(cp.http, {
+      method: 'PUT',
+      path: '/api/services/inventory/policy',
+      headers: { 'content-type': 'application/json' },
+      body: JSON.stringify({ lb: 'random', listen: blocker.address }),
+    });
+    expect(r.status).toBe(200);
+    const nack = await waitFor(async () => {
+      const sc = JSON.parse((await send(cp.http, { path: '/api/sidecars' })).body) as { sidecars: { instance: { service: string } | null; lastNack: { reason: string } | null }[] };
+      return sc.sidecars.find((s) => s.instance?.service === 'web' && s.lastNack !== null)?.lastNack;
+    }, 3_000);
+    expect(nack?.reason).toContain(blocker.address);
+    const after = (JSON.parse((await send(webAdmin, { path: '/clusters' })).body) as Clusters).clusters.find((c) => c.service === 'inventory')!.lb;
+    expect(after).toBe(before);
+    expect((await send(webOut, { headers: { host: 'inventory' } })).status).toBe(200);
+    const cfg = JSON.parse((await send(webAdmin, { path: '/config' })).body) as { lastNack: { reason: string } | null };
+    expect(cfg.lastNack?.reason).toContain(blocker.address);
+    // A policy it can apply again: the sidecar follows the control plane once more.
+    const fixed = await send(cp.http, { method: 'PUT', path: '/api/services/inventory/policy', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ lb: 'round-robin' }) });
+    expect(fixed.status).toBe(200);
+    await waitFor(async () => (JSON.parse((await send(webAdmin, { path: '/clusters' })).body) as Clusters).clusters.find((c) => c.service === 'inventory')?.lb === 'round-robin', 2_000);
+  }, 20_000);
+
+  it('an instance whose sidecar is killed with SIGKILL leaves every sidecar after the TTL', async () => {
+    const extra = await inventoryInstance('inv-3');
+    await waitFor(async () => (await inventoryEndpoints()).includes(extra.address), 3_000);
+    extra.sidecar.child.kill('SIGKILL');
+    const killed = performance.now();
+    await waitFor(async () => !(await inventoryEndpoints()).includes(extra.address), 4_000, 50);
+    const took = performance.now() - killed;
+    // TTL 2 s: not before the stream broke, and within the TTL plus a push.
+    expect(took).toBeLessThan(2_000 + 1_000);
+  }, 20_000);
+
+  it('keeps serving with its last good configuration when the control plane is gone, also across a restart', async () => {
+    await cp.stop();
+    expect((await send(webOut, { headers: { host: 'inventory' } })).status).toBe(200);
+    await waitFor(async () => (await send(webAdmin, { path: '/metrics' })).body.includes('outrigger_control_plane_connected 0'), 5_000);
+    // Restart the web sidecar: it starts from its disk cache.
+    await web.stop();
+    const p = await ports();
+    web = await spawnSidecar(
+      `service: web\nadmin: { listen: 127.0.0.1:${p.admin} }\noutbound: { listen: 127.0.0.1:${p.outbound} }\n` +
+        `controlPlane: { addresses: [${cp.grpc}], subscribe: [inventory], cacheFile: ${cp.dir}/web-cache.json }\nlog: { level: warn }\nservices: {}\n`,
+      p.admin,
+    );
+    const r = await send(`127.0.0.1:${p.outbound}`, { headers: { host: 'inventory' } });
+    expect(r.status).toBe(200);
+    const cfg = JSON.parse((await send(`127.0.0.1:${p.admin}`, { path: '/config' })).body) as { source: string };
+    expect(cfg.source).toBe('cache');
+  }, 30_000);
+});
