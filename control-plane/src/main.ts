@@ -11,6 +11,7 @@ import type { ControlPlaneConfig } from './config/types.js';
 import { PushServer } from './push/server.js';
 import { Registry } from './registry/registry.js';
 import { FileStore } from './registry/store.js';
+import { WeightDriver } from './weights/driver.js';
 
 export interface ControlPlaneOptions {
   readonly configFile?: string | undefined;
@@ -33,6 +34,7 @@ export class ControlPlane {
     'grpc.max_connection_age_grace_ms': 60_000,
   });
   private http: HttpServer | undefined;
+  private readonly weights: WeightDriver;
   grpcAddress = '';
   httpAddress = '';
 
@@ -55,8 +57,10 @@ export class ControlPlane {
     this.push = new PushServer(this.registry, {
       timers,
       wallNow: () => clock.wallNow(),
+      now: () => clock.now(),
       onEvent: (e) => (e.type === 'nack' ? logger.warn(e, 'sidecar rejected a configuration') : logger.info(e, `sidecar ${e.type}`)),
     });
+    this.weights = new WeightDriver(this.registry, () => this.push.views(), clock, timers, config.weightIntervalMs);
   }
 
   static async start(options: ControlPlaneOptions): Promise<ControlPlane> {
@@ -73,6 +77,7 @@ export class ControlPlane {
       await cp.stop();
       throw err;
     }
+    cp.weights.start();
     cp.logger.info({ grpc: cp.grpcAddress, http: cp.httpAddress, version: cp.registry.version }, 'control plane started');
     return cp;
   }
@@ -88,6 +93,7 @@ export class ControlPlane {
   }
 
   async stop(): Promise<void> {
+    this.weights.stop();
     this.push.close();
     await new Promise<void>((resolve) => this.grpc.tryShutdown(() => resolve()));
     if (this.http) await closeServer(this.http, 1_000);

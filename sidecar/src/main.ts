@@ -80,7 +80,7 @@ export class Sidecar {
   private isReady = false;
   private stopping = false;
   private controlPlane: ControlPlaneClient | undefined;
-  private lastReport = { at: 0, inbound: 0, errors: 0, cpu: process.cpuUsage() };
+  private lastReport = { at: 0, inbound: 0, errors: 0, seconds: 0, cpu: process.cpuUsage() };
 
   private constructor(
     config: SidecarConfig,
@@ -181,7 +181,7 @@ export class Sidecar {
       const { host, port } = parseHostPort(this._addresses.inbound);
       advertise = `${host === '0.0.0.0' || host === '::' ? '127.0.0.1' : this._addresses.inbound.startsWith('[') ? `[${host}]` : host}:${port}`;
     }
-    this.lastReport = { at: this.clock.now(), inbound: 0, errors: 0, cpu: process.cpuUsage() };
+    this.lastReport = { at: this.clock.now(), inbound: 0, errors: 0, seconds: 0, cpu: process.cpuUsage() };
     this.controlPlane = new ControlPlaneClient({
       addresses: cp.addresses,
       instance: { service: cfg.service, id: cfg.instance, address: advertise ?? '', weight: cp.weight, capacity: cp.capacity, zone: cp.zone ?? '' },
@@ -191,6 +191,7 @@ export class Sidecar {
       currentVersion: () => this.pushed?.version ?? '',
       onConnected: (c) => this.metrics.setControlPlaneConnected(c),
       loadReport: () => this.loadReport(),
+      reportIntervalMs: cp.reportIntervalMs,
       random: this.random,
       timers: this.timers,
       logger: this.logger,
@@ -208,13 +209,15 @@ export class Sidecar {
     const seconds = Math.max((now - prev.at) / 1000, 0.001);
     const requests = stats.requests - prev.inbound;
     const cpu = process.cpuUsage(prev.cpu);
-    this.lastReport = { at: now, inbound: stats.requests, errors, cpu: process.cpuUsage() };
+    const busy = stats.durationSum - prev.seconds;
+    this.lastReport = { at: now, inbound: stats.requests, errors, seconds: stats.durationSum, cpu: process.cpuUsage() };
     const circuits = [];
     for (const g of this.guards.values()) for (const b of g.breakerViews()) circuits.push({ service: b.service, endpoint: b.endpoint ?? '', state: b.state });
     return {
       rps: requests / seconds,
-      inflight: this.inbound?.inflight ?? 0,
-      latencyEwmaMs: 0,
+      // Average over the interval (Little's law: time spent in requests / elapsed), steadier than a sample.
+      inflight: busy / seconds,
+      latencyEwmaMs: requests > 0 ? (busy / requests) * 1000 : 0,
       errorRate: requests > 0 ? (errors - prev.errors) / requests : 0,
       cpu: (cpu.user + cpu.system) / 1000 / (seconds * 1000),
       circuits,

@@ -51,6 +51,7 @@ export function validateControlPlaneConfig(value: unknown, file: string, baseDir
     store: { file: storeFile },
     instanceTtlMs: parsed.instanceTtl,
     drainTimeMs: parsed.drainTime,
+    weightIntervalMs: parsed.weightInterval,
     services,
   });
 }

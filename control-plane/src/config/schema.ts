@@ -68,6 +68,8 @@ export const controlPlaneSchema = strict({
   }).prefault({}),
   instanceTtl: duration(false).default(DEFAULT_INSTANCE_TTL_MS),
   drainTime: duration(true).default(DEFAULT_DRAIN_TIME_MS),
+  // How often load reports are turned into computed endpoint weights and costs.
+  weightInterval: duration(false).default(5_000),
   services: z
     .record(serviceNameSchema, serviceSchema, { error: 'expected a mapping of service name to policy' })
     .nullable()

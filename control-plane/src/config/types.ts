@@ -22,6 +22,7 @@ export interface ControlPlaneConfig {
   };
   readonly instanceTtlMs: number; // default 10s
   readonly drainTimeMs: number; // default 5s
+  readonly weightIntervalMs: number; // default 5s
   /** Services declared in cp.yaml: policy and static endpoints, by service name. */
   readonly services: Readonly<Record<string, ServicePolicy>>;
 }

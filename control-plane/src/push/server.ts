@@ -25,6 +25,8 @@ export interface SubscriberView {
   readonly ackedVersion: string | null;
   readonly lastNack: { readonly version: string; readonly reason: string } | null;
   readonly lastLoad: LoadReport | null;
+  /** Monotonic ms (the control plane's clock) when the last load report arrived. */
+  readonly lastLoadAt: number | null;
   readonly connectedAt: string;
 }
 
@@ -37,6 +39,7 @@ class Subscriber {
   ackedVersion: string | undefined;
   lastNack: { version: string; reason: string } | undefined;
   lastLoad: LoadReport | undefined;
+  lastLoadAt: number | undefined;
   deregistered = false;
   /** A change arrived that this subscriber has not been sent yet. */
   dirty = false;
@@ -51,6 +54,8 @@ class Subscriber {
 export interface PushServerOptions {
   readonly timers: Timers;
   readonly wallNow: () => number;
+  /** Monotonic clock for load-report timestamps. */
+  readonly now: () => number;
   /** Changes within this window are sent as one snapshot (default 20 ms). */
   readonly coalesceMs?: number | undefined;
   readonly onEvent?: ((event: { type: 'ack' | 'nack' | 'connected' | 'disconnected'; instance: string; version?: string; reason?: string }) => void) | undefined;
@@ -129,6 +134,7 @@ export class PushServer {
         break;
       case 'load':
         sub.lastLoad = m.load;
+        sub.lastLoadAt = this.o.now();
         this.heartbeat(sub, id);
         break;
       case 'deregister':
@@ -198,6 +204,7 @@ export class PushServer {
       ackedVersion: s.ackedVersion ?? null,
       lastNack: s.lastNack ?? null,
       lastLoad: s.lastLoad ?? null,
+      lastLoadAt: s.lastLoadAt ?? null,
       connectedAt: new Date(s.connectedAt).toISOString(),
     }));
   }

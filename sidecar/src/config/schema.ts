@@ -403,6 +403,8 @@ export const sidecarSchema = strict({
     zone: z.string().optional(),
     // Last applied control-plane configuration, used when the control plane is unreachable at start.
     cacheFile: z.string().min(1).optional(),
+    // How often this instance's load is reported.
+    reportInterval: duration().default(5_000),
   }).optional(),
   services: z
     .record(serviceName(), serviceSchema, { error: 'expected a mapping of service name to policy' })
@@ -457,7 +459,10 @@ export const sidecarSchema = strict({
       admin: c.admin,
       inbound: c.inbound,
       outbound: c.outbound,
-      controlPlane: c.controlPlane,
+      controlPlane:
+        c.controlPlane === undefined
+          ? undefined
+          : (({ reportInterval, ...rest }) => ({ ...rest, reportIntervalMs: reportInterval }))(c.controlPlane),
       services: c.services,
       log: c.log,
       metrics: c.metrics,

@@ -112,6 +112,7 @@ export interface SidecarConfig {
     readonly zone?: string | undefined;
     /** Cache of the last applied control-plane configuration; default next to nothing (no cache). */
     readonly cacheFile?: string | undefined;
+    readonly reportIntervalMs: number; // default 5s
   } | undefined;
   readonly services: Readonly<Record<string, ServiceConfig>>;
   readonly log: { readonly level: 'trace' | 'debug' | 'info' | 'warn' | 'error' | 'silent'; readonly accessLog: AccessLogConfig };

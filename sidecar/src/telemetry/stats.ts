@@ -11,6 +11,8 @@ export class TrafficStats {
   /** Responses by HTTP status code (index = code). */
   readonly codes = new Float64Array(600);
   requests = 0;
+  /** Sum of request durations in seconds (mean latency and, by Little's law, average in-flight). */
+  durationSum = 0;
   constructor(
     readonly direction: Direction,
     readonly service: string,
@@ -19,6 +21,7 @@ export class TrafficStats {
 
   record(code: number, seconds: number): void {
     this.requests++;
+    this.durationSum += seconds;
     if (code >= 100 && code < 600) this.codes[code]!++;
     this.sink(seconds);
   }

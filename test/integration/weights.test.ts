@@ -1,0 +1,83 @@
+/**
+ * Computed weights end to end: sidecars report load, the control plane turns it into weights and costs,
+ * and an instance 3x slower than its peers ends up with clearly less traffic.
+ */
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { spawnControlPlane, type ControlPlaneProcess } from '../helpers/control-plane.js';
+import { runLoad } from '../helpers/load.js';
+import { send, startUpstream, waitFor, type Upstream } from '../helpers/net.js';
+import { ports, spawnSidecar, type SidecarProcess } from '../helpers/sidecar.js';
+
+describe('weights computed from load reports', () => {
+  let cp: ControlPlaneProcess;
+  const apps: Upstream[] = [];
+  const sidecars: SidecarProcess[] = [];
+  let webOut = '';
+  const addresses: string[] = [];
+
+  beforeAll(async () => {
+    cp = await spawnControlPlane('instanceTtl: 5s\nweightInterval: 500ms\n');
+    for (const [i, delay] of [10, 10, 30].entries()) {
+      const app = await startUpstream((_req, res) => {
+        setTimeout(() => res.end(`inv-${i}`), delay);
+      });
+      apps.push(app);
+      const p = await ports();
+      addresses.push(`127.0.0.1:${p.inbound}`);
+      sidecars.push(
+        await spawnSidecar(
+          `service: inventory\ninstance: inv-${i}\nadmin: { listen: 127.0.0.1:${p.admin} }\noutbound: { listen: 127.0.0.1:${p.outbound} }\n` +
+            `inbound: { listen: 127.0.0.1:${p.inbound}, target: http://${app.address} }\n` +
+            `controlPlane: { addresses: [${cp.grpc}], capacity: 10, reportInterval: 500ms }\nlog: { level: warn }\nservices: {}\n`,
+          p.admin,
+        ),
+      );
+    }
+    const p = await ports();
+    webOut = `127.0.0.1:${p.outbound}`;
+    sidecars.push(
+      await spawnSidecar(
+        `service: web\nadmin: { listen: 127.0.0.1:${p.admin} }\noutbound: { listen: ${webOut} }\ncontrolPlane: { addresses: [${cp.grpc}], subscribe: [inventory] }\nlog: { level: warn }\nservices: {}\n`,
+        p.admin,
+      ),
+    );
+    await waitFor(async () => (await send(webOut, { headers: { host: 'inventory' } })).status === 200, 5_000);
+  }, 30_000);
+
+  afterAll(async () => {
+    for (const s of sidecars) await s.stop();
+    await cp.stop();
+    for (const a of apps) await a.close();
+  });
+
+  const setPolicy = (policy: unknown) =>
+    send(cp.http, { method: 'PUT', path: '/api/services/inventory/policy', headers: { 'content-type': 'application/json' }, body: JSON.stringify(policy) });
+
+  /** Share of requests each app received during a load run. */
+  async function shares(seconds: number): Promise<number[]> {
+    const before = apps.map((a) => a.count);
+    const r = await runLoad({ target: webOut, host: 'inventory', rps: 150, durationMs: seconds * 1_000 });
+    expect(r.failed).toBe(0);
+    const got = apps.map((a, i) => a.count - before[i]!);
+    const total = got.reduce((x, y) => x + y, 0);
+    return got.map((g) => g / total);
+  }
+
+  it('weighted-round-robin with computed weights sends the 3x slower instance clearly less', async () => {
+    expect((await setPolicy({ lb: 'weighted-round-robin', slowStart: '0s' })).status).toBe(200);
+    // Let reports and weights settle (well within the 30 s the design allows).
+    await shares(8);
+    const svc = JSON.parse((await send(cp.http, { path: '/api/services/inventory' })).body) as { endpoints: { address: string; weight: number; computed?: { weight?: number } }[] };
+    const weight = (a: string): number => svc.endpoints.find((e) => e.address === a)!.weight;
+    expect(weight(addresses[2]!)).toBeLessThan(0.7 * Math.min(weight(addresses[0]!), weight(addresses[1]!)));
+    const s = await shares(3);
+    expect(s[2]).toBeLessThan(0.25);
+  }, 30_000);
+
+  it('least-load sends the 3x slower instance clearly less', async () => {
+    expect((await setPolicy({ lb: 'least-load', slowStart: '0s' })).status).toBe(200);
+    await new Promise((r) => setTimeout(r, 500));
+    const s = await shares(4);
+    expect(s[2]).toBeLessThan(0.28);
+  }, 30_000);
+});
