@@ -11,6 +11,10 @@ export interface ControlPlaneProcess {
   readonly dir: string;
   stdout: string;
   stop(): Promise<void>;
+  /** kill -9. */
+  kill(): Promise<void>;
+  /** Starts it again on the same ports with the same state file. */
+  restart(): Promise<void>;
 }
 
 const repoRoot = new URL('../../', import.meta.url).pathname;
@@ -21,23 +25,42 @@ export async function spawnControlPlane(extraYaml = '', dir = mkdtempSync(join(t
   const httpPort = await freePort();
   const file = join(dir, 'cp.yaml');
   writeFileSync(file, `listen: { grpc: 127.0.0.1:${grpcPort}, http: 127.0.0.1:${httpPort} }\nstore: { file: ${join(dir, 'state.json')} }\n${extraYaml}`);
-  const child = spawn(process.execPath, [join(repoRoot, 'bin/outrigger.js'), 'control-plane', '--config', file], { stdio: ['ignore', 'pipe', 'pipe'] });
+  const start = (): ChildProcess => {
+    const c = spawn(process.execPath, [join(repoRoot, 'bin/outrigger.js'), 'control-plane', '--config', file], { stdio: ['ignore', 'pipe', 'pipe'] });
+    c.stdout?.on('data', (d: Buffer) => (proc.stdout += d.toString()));
+    c.stderr?.on('data', (d: Buffer) => (proc.stdout += d.toString()));
+    return c;
+  };
+  const ready = (): Promise<boolean> => waitFor(async () => (await fetch(`http://${proc.http}/healthz`)).ok, 10_000);
+  const exited = (c: ChildProcess): Promise<void> =>
+    new Promise((resolve) => {
+      if (c.exitCode !== null || c.signalCode !== null) resolve();
+      else c.once('exit', () => resolve());
+    });
   const proc: ControlPlaneProcess = {
-    child,
+    child: undefined as unknown as ChildProcess,
     grpc: `127.0.0.1:${grpcPort}`,
     http: `127.0.0.1:${httpPort}`,
     dir,
     stdout: '',
-    stop: () =>
-      new Promise((resolve) => {
-        if (child.exitCode !== null || child.signalCode !== null) return resolve();
-        child.once('exit', () => resolve());
-        child.kill('SIGTERM');
-        setTimeout(() => child.kill('SIGKILL'), 5_000).unref();
-      }),
+    stop: async () => {
+      const c = proc.child;
+      const done = exited(c);
+      c.kill('SIGTERM');
+      setTimeout(() => c.kill('SIGKILL'), 5_000).unref();
+      await done;
+    },
+    kill: async () => {
+      const done = exited(proc.child);
+      proc.child.kill('SIGKILL');
+      await done;
+    },
+    restart: async () => {
+      (proc as { child: ChildProcess }).child = start();
+      await ready();
+    },
   };
-  child.stdout?.on('data', (d: Buffer) => (proc.stdout += d.toString()));
-  child.stderr?.on('data', (d: Buffer) => (proc.stdout += d.toString()));
-  await waitFor(async () => (await fetch(`http://${proc.http}/healthz`)).ok, 10_000);
+  (proc as { child: ChildProcess }).child = start();
+  await ready();
   return proc;
 }
