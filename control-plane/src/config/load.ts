@@ -1,6 +1,5 @@
-import { readFile } from 'node:fs/promises';
 import { dirname, isAbsolute, join } from 'node:path';
-import { deepFreeze, parseServiceConfig, parseYaml, validate } from '../../../sidecar/src/config/load.js';
+import { deepFreeze, parseServiceConfig, parseYaml, readConfigFile, validate } from '../../../sidecar/src/config/load.js';
 import { ConfigError } from '../../../sidecar/src/core/errors.js';
 import { controlPlaneSchema } from './schema.js';
 import type { ControlPlaneConfig, ServicePolicy } from './types.js';
@@ -70,12 +69,5 @@ export function parseControlPlaneConfig(text: string, file: string, baseDir?: st
  * @throws ConfigError, also when the file cannot be read.
  */
 export async function loadControlPlaneConfig(file: string): Promise<ControlPlaneConfig> {
-  let text: string;
-  try {
-    text = await readFile(file, 'utf8');
-  } catch (e) {
-    const code = (e as NodeJS.ErrnoException).code;
-    throw new ConfigError(file, [`cannot read the file${code !== undefined ? ` (${code})` : ''}: ${e instanceof Error ? e.message : String(e)}`]);
-  }
-  return parseControlPlaneConfig(text, file);
+  return parseControlPlaneConfig(await readConfigFile(file), file);
 }

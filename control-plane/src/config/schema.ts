@@ -1,8 +1,7 @@
 import { z } from 'zod';
 import { checkHostPort, listenersCollide, parseHostPort } from '../../../sidecar/src/config/address.js';
-import { DURATION_EXPECTED, durationProblem, parseDuration } from '../../../sidecar/src/config/duration.js';
-import { type IssueParams, UNKNOWN_KEY_PREFIX } from '../../../sidecar/src/config/issues.js';
-import { serviceSchema, sidecarSchema } from '../../../sidecar/src/config/schema.js';
+import type { IssueParams } from '../../../sidecar/src/config/issues.js';
+import { duration, serviceSchema, sidecarSchema, strict } from '../../../sidecar/src/config/schema.js';
 
 /**
  * zod schema of cp.yaml. Per-service policies are the sidecar's own `serviceSchema` (the same shape as
@@ -20,14 +19,6 @@ export const DEFAULT_DRAIN_TIME_MS = 5_000;
 /** A service name, by the sidecar's rule (lower-case letters, digits, "-" and "."). */
 export const serviceNameSchema = sidecarSchema.in.shape.service;
 
-/** A strict object whose unknown-key message lists the allowed keys (read back by issues.ts). */
-function strict<T extends z.core.$ZodLooseShape>(shape: T, what = 'a mapping') {
-  const keys = Object.keys(shape).join(', ');
-  return z.strictObject(shape, {
-    error: (iss) => (iss.code === 'unrecognized_keys' ? `${UNKNOWN_KEY_PREFIX}${keys}` : `expected ${what}`),
-  });
-}
-
 /** host:port; port 0 (an ephemeral port, for tests) only where `allowPortZero`. */
 export function hostPortSchema(allowPortZero: boolean) {
   return z.string({ error: 'expected host:port (IPv4, hostname or [IPv6])' }).superRefine((text, ctx) => {
@@ -36,27 +27,6 @@ export function hostPortSchema(allowPortZero: boolean) {
   });
 }
 
-/** A duration string ("250ms", "2s", "1m") → ms. */
-function duration(allowZero: boolean) {
-  return z
-    .string({
-      error: (iss) =>
-        typeof iss.input === 'number' ? `${DURATION_EXPECTED}; a plain number has no unit (write e.g. "${iss.input}ms" or "${iss.input}s")` : DURATION_EXPECTED,
-    })
-    .transform((text, ctx): number => {
-      const problem = durationProblem(text);
-      if (problem !== undefined) {
-        ctx.addIssue({ code: 'custom', message: problem, input: text });
-        return z.NEVER;
-      }
-      const ms = parseDuration(text);
-      if (!allowZero && ms === 0) {
-        ctx.addIssue({ code: 'custom', message: 'expected a duration greater than 0', input: text });
-        return z.NEVER;
-      }
-      return ms;
-    });
-}
 
 export const controlPlaneSchema = strict({
   listen: strict({

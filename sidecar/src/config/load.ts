@@ -77,14 +77,17 @@ export function parseSidecarConfig(text: string, file: string): SidecarConfig {
  * @throws ConfigError, also when the file cannot be read.
  */
 export async function loadSidecarConfig(file: string): Promise<SidecarConfig> {
-  let text: string;
+  return parseSidecarConfig(await readConfigFile(file), file);
+}
+
+/** Reads a configuration file; a failure is a ConfigError naming the file. */
+export async function readConfigFile(file: string): Promise<string> {
   try {
-    text = await readFile(file, 'utf8');
+    return await readFile(file, 'utf8');
   } catch (e) {
     const code = (e as NodeJS.ErrnoException).code;
     throw new ConfigError(file, [`cannot read the file${code !== undefined ? ` (${code})` : ''}: ${e instanceof Error ? e.message : String(e)}`]);
   }
-  return parseSidecarConfig(text, file);
 }
 
 /**

@@ -53,7 +53,7 @@ export const DEFAULT_OUTBOUND_LISTEN = '127.0.0.1:15001';
 // Building blocks
 
 /** A strict object whose unknown-key message lists the allowed keys (read back by issues.ts). */
-function strict<T extends z.core.$ZodLooseShape>(shape: T, what = 'a mapping') {
+export function strict<T extends z.core.$ZodLooseShape>(shape: T, what = 'a mapping') {
   const keys = Object.keys(shape).join(', ');
   return z.strictObject(shape, {
     error: (iss) => (iss.code === 'unrecognized_keys' ? `${UNKNOWN_KEY_PREFIX}${keys}` : `expected ${what}`),
@@ -78,7 +78,7 @@ function num(min: number, max: number | undefined, exclusiveMin = false) {
 const bool = () => z.boolean({ error: 'expected true or false' });
 
 /** A duration string ("250ms", "2s", "1m", "1h") → ms. */
-function duration(allowZero = false) {
+export function duration(allowZero = false) {
   return z
     .string({
       error: (iss) =>
