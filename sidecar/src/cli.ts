@@ -1,7 +1,6 @@
 import { readFileSync } from 'node:fs';
 import { ConfigError } from './core/errors.js';
-import { Sidecar } from './main.js';
-import { runDemo } from './demo.js';
+import type { Sidecar } from './main.js';
 
 const USAGE = `usage: outrigger <command> [options]
 
@@ -9,6 +8,9 @@ commands:
   sidecar --config FILE     run a sidecar proxy (SIGHUP reloads FILE, SIGTERM drains and stops)
   control-plane --config FILE
                             run the control plane (gRPC discovery, HTTP admin API)
+  ctl [--server HOST:PORT] [--json] COMMAND
+                            operate a running control plane: services, endpoints, circuits, policy get|set,
+                            weight set|clear, drain, sidecars (\`outrigger ctl help\` lists them)
   demo [--port N]           run a sidecar in front of three local demo instances it starts;
                             N is the outbound port (default 15001; admin is N-1, the demo service's own port N+1)
   version                   print the version
@@ -51,7 +53,9 @@ async function runSidecar(args: readonly string[]): Promise<void> {
   if (configFile === undefined) fail('sidecar: --config FILE is required');
   let sidecar: Sidecar;
   try {
-    sidecar = await Sidecar.start({ configFile });
+    // Each command loads only what it runs (ctl starts in a fraction of the time without the proxy).
+    const { Sidecar: SidecarClass } = await import('./main.js');
+    sidecar = await SidecarClass.start({ configFile });
   } catch (err) {
     if (err instanceof ConfigError) fail(`invalid configuration:\n${err.message}`);
     fail(err instanceof Error ? err.message : String(err));
@@ -82,9 +86,15 @@ export async function main(argv: readonly string[]): Promise<void> {
       exitOnSignals(() => cp.stop());
       return;
     }
+    case 'ctl': {
+      const { runCtl } = await import('../../control-plane/src/ctl/main.js');
+      process.exitCode = await runCtl(args);
+      return;
+    }
     case 'demo': {
       const port = Number(flag(args, '--port') ?? '15001');
       if (!Number.isInteger(port) || port < 2 || port > 65534) fail('demo: --port must be an integer 2..65534');
+      const { runDemo } = await import('./demo.js');
       const demo = await runDemo({ outboundPort: port });
       exitOnSignals(() => demo.stop());
       return;

@@ -45,6 +45,7 @@ function readJson(req: IncomingMessage): Promise<unknown> {
  *   PUT    /api/services/NAME/policy              set it (JSON in the sidecar.yaml `services.NAME` shape)
  *   PUT    /api/services/NAME/weights/ADDRESS     { "weight": N } pins a weight; DELETE unpins
  *   POST   /api/drain                             { "address": "host:port" } drains an endpoint
+ *   POST   /api/undrain                           { "address": "host:port" } brings it back
  *   GET    /api/instances                         registered instances
  *   GET    /api/sidecars                          connected sidecars: versions sent and ACKed, last NACK, load
  *   GET    /api/circuits                          circuit states reported by sidecars
@@ -79,6 +80,11 @@ export function createAdminApi(registry: Registry, push: PushServer): Server {
       return changed || registry.services().some((s) => s.endpoints.some((e) => e.address === body.address))
         ? json(res, 200, { drained: body.address, version: registry.version })
         : json(res, 404, { error: `no endpoint ${body.address}` });
+    }
+    if (kind === 'undrain' && method === 'POST') {
+      const body = (await readJson(req)) as { address?: unknown };
+      if (typeof body.address !== 'string') return json(res, 400, { error: 'expected { "address": "host:port" }' });
+      return registry.undrain(body.address) ? json(res, 200, { undrained: body.address, version: registry.version }) : json(res, 404, { error: `${body.address} is not drained` });
     }
     if (kind === 'services') {
       if (name === undefined) return json(res, 200, { services: registry.services() });

@@ -1,0 +1,122 @@
+/**
+ * The HTTP side of `outrigger ctl`: JSON requests to the control plane's admin API (control-plane/src/api/
+ * http.ts) with the global fetch, and the failures a user should see, each with its exit code.
+ */
+
+/** A failure `outrigger ctl` reports as `outrigger ctl: MESSAGE` and exits with `exitCode`. */
+export class CtlError extends Error {
+  constructor(
+    message: string,
+    /** 1: the control plane refused or does not know the thing; 2: usage, or the control plane is unreachable. */
+    readonly exitCode: 1 | 2,
+    /** Print the usage text with the message. */
+    readonly usage = false,
+  ) {
+    super(message);
+    this.name = 'CtlError';
+  }
+}
+
+export interface Reply {
+  readonly status: number;
+  /** The parsed JSON body. */
+  readonly body: unknown;
+}
+
+const REQUEST_TIMEOUT_MS = 10_000;
+
+/** Why a connection failed, in words, from the error codes Node and undici put on `fetch`'s cause. */
+function reason(err: unknown): string {
+  if (err instanceof Error && (err.name === 'TimeoutError' || err.name === 'AbortError')) return `no answer within ${REQUEST_TIMEOUT_MS / 1000} s`;
+  const cause = (err as { cause?: unknown }).cause ?? err;
+  const c = cause as { code?: unknown; message?: unknown; errors?: readonly { code?: unknown }[] };
+  const code = typeof c.code === 'string' ? c.code : c.errors?.find((e) => typeof e.code === 'string')?.code;
+  switch (code) {
+    case 'ECONNREFUSED':
+      return 'connection refused';
+    case 'ENOTFOUND':
+    case 'EAI_AGAIN':
+      return 'host not found';
+    case 'ETIMEDOUT':
+    case 'UND_ERR_CONNECT_TIMEOUT':
+      return 'connection timed out';
+    case 'EHOSTUNREACH':
+    case 'ENETUNREACH':
+      return 'host unreachable';
+    case 'ECONNRESET':
+      return 'connection reset';
+    case 'UND_ERR_SOCKET':
+      return 'the connection closed before an answer; is this the HTTP admin address (listen.http), not the gRPC one?';
+    default:
+      if ((typeof code === 'string' && code.startsWith('HPE_')) || (cause as { name?: unknown }).name === 'HTTPParserError') return 'the answer is not HTTP/1.1; is this the HTTP admin address (listen.http), not the gRPC one?';
+      return typeof c.message === 'string' && c.message !== '' ? c.message : String(cause);
+  }
+}
+
+/** Turns `--server` (HOST:PORT, or a URL) into the base URL; throws a usage CtlError when it is neither. */
+export function baseUrl(server: string): URL {
+  const text = /^[a-z][a-z0-9+.-]*:\/\//i.test(server) ? server : `http://${server}`;
+  let url: URL;
+  try {
+    url = new URL(text);
+  } catch {
+    throw new CtlError(`--server: expected HOST:PORT, got ${JSON.stringify(server)}`, 2, true);
+  }
+  if (url.protocol !== 'http:' && url.protocol !== 'https:') throw new CtlError(`--server: expected HOST:PORT or an http(s) URL, got ${JSON.stringify(server)}`, 2, true);
+  return url;
+}
+
+export class AdminClient {
+  private readonly base: URL;
+
+  /** @param server  as the user gave it (HOST:PORT); named in messages. */
+  constructor(readonly server: string) {
+    this.base = baseUrl(server);
+  }
+
+  /**
+   * Sends one request; any HTTP status comes back as a Reply.
+   * @throws CtlError (exit 2) when the control plane cannot be reached or does not answer with JSON.
+   */
+  async request(method: 'GET' | 'PUT' | 'POST' | 'DELETE', path: string, body?: unknown): Promise<Reply> {
+    const url = new URL(path, this.base);
+    let res: Response;
+    let text: string;
+    try {
+      res = await fetch(url, {
+        method,
+        headers: body === undefined ? { accept: 'application/json' } : { accept: 'application/json', 'content-type': 'application/json' },
+        ...(body === undefined ? {} : { body: JSON.stringify(body) }),
+        signal: AbortSignal.timeout(REQUEST_TIMEOUT_MS),
+      });
+      text = await res.text();
+    } catch (err) {
+      throw new CtlError(`cannot reach the control plane at ${this.server} (${reason(err)})`, 2);
+    }
+    try {
+      return { status: res.status, body: JSON.parse(text) as unknown };
+    } catch {
+      throw new CtlError(
+        `the server at ${this.server} answered ${method} ${url.pathname} with HTTP ${res.status} and no JSON; is it the control plane's HTTP admin address (listen.http)?`,
+        2,
+      );
+    }
+  }
+
+  /**
+   * Like request, for the 2xx case; any other status becomes a CtlError (exit 1) with the control plane's
+   * `error` message (which names what was wrong), unless `onError` returns one of its own first.
+   */
+  async ok(method: 'GET' | 'PUT' | 'POST' | 'DELETE', path: string, body?: unknown, onError?: (reply: Reply, message: string) => CtlError | undefined): Promise<unknown> {
+    const reply = await this.request(method, path, body);
+    if (reply.status >= 200 && reply.status < 300) return reply.body;
+    const message = errorMessage(reply);
+    throw onError?.(reply, message) ?? new CtlError(message, 1);
+  }
+}
+
+/** The admin API's `error` field, or the HTTP status when there is none. */
+export function errorMessage(reply: Reply): string {
+  const e = (reply.body as { error?: unknown } | null)?.error;
+  return typeof e === 'string' && e !== '' ? e : `HTTP ${reply.status}`;
+}
