@@ -2,7 +2,10 @@
  * The control plane with real sidecar processes on loopback: registration, TTL expiry, drain, policy
  * pushes, validation and NACKs.
  */
+import { spawn } from 'node:child_process';
+import { writeFileSync } from 'node:fs';
 import type { ServerResponse } from 'node:http';
+import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { spawnControlPlane, type ControlPlaneProcess } from '../helpers/control-plane.js';
 import { runLoad } from '../helpers/load.js';
@@ -105,17 +108,31 @@ describe('control plane and sidecars', () => {
     expect(done.body).toBe('finished');
   }, 20_000);
 
-  it('ctl-style policy changes reach every sidecar within 1 s; invalid ones are refused naming the key', async () => {
-    const put = (policy: unknown) =>
-      send(cp.http, { method: 'PUT', path: '/api/services/inventory/policy', headers: { 'content-type': 'application/json' }, body: JSON.stringify(policy) });
-    const ok = await put({ lb: 'least-request' });
-    expect(ok.status).toBe(200);
+  it('ctl policy set changes the policy in every sidecar within 1 s; an invalid one is refused naming the key', async () => {
+    const ctl = (...args: string[]) =>
+      new Promise<{ status: number | null; stdout: string; stderr: string }>((resolve) => {
+        const child = spawn(process.execPath, [new URL('../../bin/outrigger.js', import.meta.url).pathname, 'ctl', '--server', cp.http, ...args], {
+          env: { ...process.env, OUTRIGGER_NO_REEXEC: '1' },
+        });
+        let stdout = '';
+        let stderr = '';
+        child.stdout.on('data', (d: Buffer) => (stdout += d.toString()));
+        child.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
+        child.on('close', (status) => resolve({ status, stdout, stderr }));
+      });
+    const good = join(cp.dir, 'policy.yaml');
+    writeFileSync(good, 'lb: least-request\nretry: { attempts: 1 }\n');
+    const ok = await ctl('policy', 'set', 'inventory', '-f', good);
+    expect(ok.stderr).toBe('');
+    expect(ok.status).toBe(0);
     const set = performance.now();
     await waitFor(async () => (JSON.parse((await send(webAdmin, { path: '/clusters' })).body) as Clusters).clusters.find((c) => c.service === 'inventory')?.lb === 'least-request', 1_000, 10);
     expect(performance.now() - set).toBeLessThan(1_000);
-    const bad = await put({ retry: { attempts: 'three' } });
-    expect(bad.status).toBe(400);
-    expect(JSON.parse(bad.body)).toMatchObject({ error: expect.stringContaining('retry.attempts: expected integer 0..10, got "three"') });
+    const badFile = join(cp.dir, 'bad.yaml');
+    writeFileSync(badFile, 'retry: { attempts: three }\n');
+    const bad = await ctl('policy', 'set', 'inventory', '-f', badFile);
+    expect(bad.status).toBe(1);
+    expect(bad.stderr).toContain('retry.attempts: expected integer 0..10, got "three"');
   }, 20_000);
 
   it('a policy a sidecar cannot apply is NACKed: the sidecar keeps the old one and the control plane reports it', async () => {
