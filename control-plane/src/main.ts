@@ -58,7 +58,9 @@ export class ControlPlane {
       timers,
       wallNow: () => clock.wallNow(),
       now: () => clock.now(),
-      onEvent: (e) => (e.type === 'nack' ? logger.warn(e, 'sidecar rejected a configuration') : logger.info(e, `sidecar ${e.type}`)),
+      // NACKs matter to operators; ACKs (one per sidecar per version) only when debugging.
+      onEvent: (e) =>
+        e.type === 'nack' ? logger.warn(e, 'sidecar rejected a configuration') : e.type === 'ack' ? logger.debug(e, 'sidecar ack') : logger.info(e, `sidecar ${e.type}`),
     });
     this.weights = new WeightDriver(this.registry, () => this.push.views(), clock, timers, config.weightIntervalMs);
   }

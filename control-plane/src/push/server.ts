@@ -7,8 +7,8 @@ import type { Timers } from '../../../sidecar/src/core/timers.js';
 export interface PushSource {
   /** Full state of the given services at the current version. */
   snapshot(services: readonly string[]): { readonly version: number; readonly services: readonly { readonly name: string; readonly policyJson: string }[] };
-  /** Calls `listener` after every change; returns an unsubscribe function. */
-  onChange(listener: () => void): () => void;
+  /** Calls `listener` after every change with the services whose snapshot may differ; returns an unsubscribe function. */
+  onChange(listener: (event: { readonly services: readonly string[] }) => void): () => void;
   register(instance: Instance): unknown;
   heartbeat(id: string): boolean;
   deregister(id: string): unknown;
@@ -41,6 +41,14 @@ class Subscriber {
   lastLoad: LoadReport | undefined;
   lastLoadAt: number | undefined;
   deregistered = false;
+  private wanted: ReadonlySet<string> | undefined;
+  /** Whether this sidecar receives `service` (subscribed, or its own). */
+  wants(service: string): boolean {
+    const h = this.hello;
+    if (h === undefined) return false;
+    this.wanted ??= new Set([...h.subscriptions, h.instance?.service ?? '']);
+    return this.wanted.has(service);
+  }
   /** A change arrived that this subscriber has not been sent yet. */
   dirty = false;
   /** Waiting for 'drain': the stream's buffer is full, nothing more is queued. */
@@ -76,7 +84,7 @@ export class PushServer {
     private readonly source: PushSource,
     private readonly o: PushServerOptions,
   ) {
-    this.unsubscribe = source.onChange(() => this.changed());
+    this.unsubscribe = source.onChange((e) => this.changed(e.services));
   }
 
   /** gRPC handler of `Discovery.Stream`. */
@@ -164,8 +172,11 @@ export class PushServer {
     this.o.onEvent?.({ type: 'disconnected', instance: sub.hello?.instance?.id ?? '' });
   }
 
-  private changed(): void {
-    for (const sub of this.subscribers) sub.dirty = true;
+  /** Marks the sidecars that receive any of `services` (all of them when the list is empty) for a push. */
+  private changed(services: readonly string[]): void {
+    for (const sub of this.subscribers) {
+      if (services.length === 0 || services.some((name) => sub.wants(name))) sub.dirty = true;
+    }
     if (this.flushScheduled) return;
     this.flushScheduled = true;
     this.o.timers.after(this.o.coalesceMs ?? 20, () => {
