@@ -16,11 +16,11 @@
 import { spawn, spawnSync } from 'node:child_process';
 import fs from 'node:fs';
 import http from 'node:http';
-import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 import { credentials } from '@grpc/grpc-js';
+import { freePorts } from './lib.mjs';
 
 const BENCH_DIR = path.dirname(fileURLToPath(import.meta.url));
 const REPO_DIR = path.dirname(BENCH_DIR);
@@ -154,22 +154,6 @@ function run(cmd, args) {
   return spawnSync(cmd, args, { encoding: 'utf8', timeout: 10_000 });
 }
 
-async function freePorts(n) {
-  const servers = [];
-  try {
-    for (let i = 0; i < n; i++) {
-      const srv = net.createServer();
-      servers.push(srv);
-      await new Promise((resolve, reject) => {
-        srv.once('error', reject);
-        srv.listen(0, HOST, resolve);
-      });
-    }
-    return servers.map((s) => s.address().port);
-  } finally {
-    await Promise.all(servers.map((s) => new Promise((resolve) => s.close(() => resolve()))));
-  }
-}
 
 let child = null; // { proc, pid, logFile, exited, exitInfo, done }
 let interrupted = false;
@@ -823,7 +807,7 @@ async function main() {
     process.exit(1);
   }, opts.timeoutSec * 1000);
 
-  const [grpcPort, httpPort] = await freePorts(2);
+  const [grpcPort, httpPort] = await freePorts(2, HOST);
   const configFile = path.join(RUN_DIR, 'cp.yaml');
   fs.writeFileSync(configFile, cpYaml(opts, grpcPort, httpPort));
   const profDir = path.join(RUN_DIR, 'cpu-prof');

@@ -8,10 +8,10 @@
 import { spawn, spawnSync } from 'node:child_process';
 import fs from 'node:fs';
 import http from 'node:http';
-import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { freePorts } from './lib.mjs';
 
 const BENCH_DIR = path.dirname(fileURLToPath(import.meta.url));
 const REPO_DIR = path.dirname(BENCH_DIR);
@@ -139,23 +139,6 @@ function ensureTools() {
   return Object.fromEntries(Object.keys(TOOLS).map((t) => [t, which(t)]));
 }
 
-/** n distinct free ports: hold n listeners on port 0 at once, then release them. */
-async function freePorts(n) {
-  const servers = [];
-  try {
-    for (let i = 0; i < n; i++) {
-      const srv = net.createServer();
-      servers.push(srv);
-      await new Promise((resolve, reject) => {
-        srv.once('error', reject);
-        srv.listen(0, HOST, resolve);
-      });
-    }
-    return servers.map((s) => s.address().port);
-  } finally {
-    await Promise.all(servers.map((s) => new Promise((resolve) => s.close(() => resolve()))));
-  }
-}
 
 // ---------------------------------------------------------------------------------------------
 // Child processes: every child gets its own process group, so that a stop reaches nginx and
@@ -881,7 +864,7 @@ async function main() {
   if (os.loadavg()[0] > 0.5) log(`warning: load average ${machine.loadavg}: something else is running; results will be noisy`);
   log(`work dir: ${path.relative(REPO_DIR, RUN_DIR)} (configs, child logs, h2load request logs)`);
 
-  const [b1, b2, b3, nginxPort, haproxyPort, httpProxyPort, undiciPort, sidecarOut, sidecarAdmin] = await freePorts(9);
+  const [b1, b2, b3, nginxPort, haproxyPort, httpProxyPort, undiciPort, sidecarOut, sidecarAdmin] = await freePorts(9, HOST);
   const ports = { backends: [b1, b2, b3], nginx: nginxPort, haproxy: haproxyPort, httpProxy: httpProxyPort, undici: undiciPort, sidecarOut, sidecarAdmin };
 
   const results = [];

@@ -50,8 +50,8 @@ describe('control plane and sidecars', () => {
     return (c.clusters.find((x) => x.service === 'inventory')?.endpoints ?? []).map((e) => e.address);
   };
 
-  beforeAll(async () => {
-    cp = await spawnControlPlane('instanceTtl: 2s\ndrainTime: 1s\n');
+  /** The "web" sidecar: subscribes to inventory, caches its configuration on disk. */
+  async function startWeb(): Promise<void> {
     const p = await ports();
     webOut = `127.0.0.1:${p.outbound}`;
     webAdmin = `127.0.0.1:${p.admin}`;
@@ -60,6 +60,11 @@ describe('control plane and sidecars', () => {
         `controlPlane: { addresses: [${cp.grpc}], subscribe: [inventory], cacheFile: ${cp.dir}/web-cache.json }\nlog: { level: warn }\nservices: {}\n`,
       p.admin,
     );
+  }
+
+  beforeAll(async () => {
+    cp = await spawnControlPlane('instanceTtl: 2s\ndrainTime: 1s\n');
+    await startWeb();
   }, 30_000);
 
   afterAll(async () => {
@@ -183,14 +188,7 @@ describe('control plane and sidecars', () => {
     await waitFor(async () => (await send(webAdmin, { path: '/metrics' })).body.includes('outrigger_control_plane_connected 0'), 5_000);
     // Restart the web sidecar while the control plane is down: it starts from its disk cache and serves.
     await web.stop();
-    const p = await ports();
-    webOut = `127.0.0.1:${p.outbound}`;
-    webAdmin = `127.0.0.1:${p.admin}`;
-    web = await spawnSidecar(
-      `service: web\nadmin: { listen: ${webAdmin} }\noutbound: { listen: ${webOut} }\n` +
-        `controlPlane: { addresses: [${cp.grpc}], subscribe: [inventory], cacheFile: ${cp.dir}/web-cache.json }\nlog: { level: warn }\nservices: {}\n`,
-      p.admin,
-    );
+    await startWeb();
     expect((await send(webOut, { headers: { host: 'inventory' } })).status).toBe(200);
     const cfg = JSON.parse((await send(webAdmin, { path: '/config' })).body) as { source: string };
     expect(cfg.source).toBe('cache');
