@@ -6,6 +6,7 @@ import { Pool } from 'undici';
 import { afterAll, afterEach, describe, expect, it } from 'vitest';
 import { startFaultUpstream, type FaultUpstream } from '../helpers/fault-upstream.js';
 import { percentile, runLoad, type LoadResult } from '../helpers/load.js';
+import { startProcessUpstream } from '../helpers/process-upstream.js';
 import { send, startUpstream, waitFor } from '../helpers/net.js';
 import { ports, rssMb, spawnSidecar, type SidecarProcess } from '../helpers/sidecar.js';
 
@@ -69,21 +70,25 @@ async function timeUntil(fn: () => Promise<boolean>, timeoutMs: number): Promise
 
 describe('fault tolerance under injected faults', () => {
   it('1. kill -9 of one of 3 instances under 300 GET/s for 20 s: no failed request, out within 1 s, back within 2 check intervals', async () => {
-    const ups = await upstreams(3);
+    // Real processes: the victim is killed with SIGKILL and started again on its port.
+    const ups = await Promise.all([startProcessUpstream(), startProcessUpstream(), startProcessUpstream()]);
+    cleanups.push(() => Promise.all(ups.map((u) => u.close())));
     const { out, admin } = await sidecar(`    lb: round-robin
-${endpointsYaml(ups)}
+    endpoints: [ ${ups.map((u) => `{ address: ${u.address} }`).join(', ')} ]
     healthCheck: { http: { path: /healthz }, interval: 500ms, timeout: 250ms, healthyThreshold: 1, unhealthyThreshold: 2 }
     outlierDetection: { consecutiveGatewayFailure: 3, consecutive5xx: 5, interval: 1s, baseEjectionTime: 30s, maxEjectionPercent: 50 }
     retry: { attempts: 2, on: [connect-failure, reset, gateway-error], perTryTimeout: 1s, backoff: { base: 5ms, max: 50ms } }`);
     const victim = ups[1]!;
+    const completed = async (): Promise<number> =>
+      (JSON.parse((await send(admin, { path: '/clusters' })).body) as { clusters: { endpoints: { address: string; completed: number }[] }[] }).clusters[0]!.endpoints.find((e) => e.address === victim.address)!.completed;
     const load = runLoad({ target: out, host: 'svc', rps: 300, durationMs: 20_000 });
     await new Promise((r) => setTimeout(r, 5_000));
-    await victim.kill();
+    await victim.kill9();
     const ejectMs = await timeUntil(async () => !(await eligible(admin, victim.address)), 1_000);
     await new Promise((r) => setTimeout(r, 5_000));
     await victim.restart();
-    const receivedAtRestart = victim.received;
-    const recoverMs = await timeUntil(async () => (await eligible(admin, victim.address)) && victim.received > receivedAtRestart, 2_000);
+    const before = await completed();
+    const recoverMs = await timeUntil(async () => (await eligible(admin, victim.address)) && (await completed()) > before + 5, 2_000);
     const result = await load;
     table.push({ scenario: '1 kill -9 one of 3', sent: result.sent, failed: result.failed, p99Ms: p99(result), ejectMs, recoverMs });
     expect(result.sent).toBeGreaterThanOrEqual(5_900);
