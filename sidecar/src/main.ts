@@ -406,11 +406,12 @@ export class Sidecar {
     for (const s of [this.servers.outbound, this.servers.inbound]) if (s) closing.push(closeServer(s, graceMs));
     for (const { server } of this.serviceServers.values()) closing.push(closeServer(server, graceMs));
     await Promise.all(closing);
+    // Clusters first: health sources stopping afterwards then have no endpoint left to "re-admit" (no noise).
+    this.clusters.close();
     this.health.stop();
     for (const g of this.guards.values()) g.close();
     this.guards.clear();
     this.breakers.close();
-    this.clusters.close();
     await this.pools.close();
     await this.inbound?.close();
     if (this.servers.admin) await closeServer(this.servers.admin, 0);
