@@ -13,6 +13,8 @@ commands:
                             weight set|clear, drain, sidecars (\`outrigger ctl help\` lists them)
   demo [--port N]           run a sidecar in front of three local demo instances it starts;
                             N is the outbound port (default 15001; admin is N-1, the demo service's own port N+1)
+  demo-app --name NAME --listen HOST:PORT [--delay-ms N]
+                            run one demo service instance (JSON answers, GET /healthz), as in docker-compose.yml
   version                   print the version
   help                      this text
 `;
@@ -97,6 +99,24 @@ export async function main(argv: readonly string[]): Promise<void> {
       const { runDemo } = await import('./demo.js');
       const demo = await runDemo({ outboundPort: port });
       exitOnSignals(() => demo.stop());
+      return;
+    }
+    case 'demo-app': {
+      const name = flag(args, '--name');
+      const listen = flag(args, '--listen');
+      if (name === undefined || name === '') fail('demo-app: --name NAME is required');
+      if (listen === undefined) fail('demo-app: --listen HOST:PORT is required');
+      const delayMs = Number(flag(args, '--delay-ms') ?? '0');
+      if (!Number.isFinite(delayMs) || delayMs < 0) fail('demo-app: --delay-ms must be a number >= 0');
+      const { startDemoApp } = await import('./demo-app.js');
+      let app: Awaited<ReturnType<typeof startDemoApp>>;
+      try {
+        app = await startDemoApp({ name, listen, delayMs });
+      } catch (err) {
+        fail(`demo-app: ${err instanceof Error ? err.message : String(err)}`);
+      }
+      process.stdout.write(`outrigger demo-app ${name} listening on http://${app.address}\n`);
+      exitOnSignals(() => app.stop());
       return;
     }
     case 'version':

@@ -17,10 +17,35 @@ export interface Demo {
   stop(): Promise<void>;
 }
 
-/** A demo instance: answers every request with which instance it is, after a little simulated work. */
-function startInstance(name: string, delayMs: number): Promise<Server> {
+export interface InstanceOptions {
+  /** Address to bind; default 127.0.0.1. */
+  readonly host?: string | undefined;
+  /** Port to bind; default 0 (an ephemeral port). */
+  readonly port?: number | undefined;
+  /** The service this instance belongs to, reported in every answer when given. */
+  readonly service?: string | undefined;
+}
+
+/**
+ * A demo instance: answers every request with which instance it is, after a little simulated work;
+ * `GET /healthz` answers 200 at once. Used by `outrigger demo` and `outrigger demo-app`.
+ */
+export function startInstance(name: string, delayMs: number, options: InstanceOptions = {}): Promise<Server> {
   const server = createServer((req, res) => {
-    const body = JSON.stringify({ instance: name, host: hostname(), method: req.method, path: req.url, requestId: req.headers['x-request-id'] ?? null }) + '\n';
+    if (req.url === '/healthz' && (req.method === 'GET' || req.method === 'HEAD')) {
+      res.writeHead(200, { 'content-type': 'text/plain', 'content-length': 3 });
+      res.end('ok\n');
+      return;
+    }
+    const body =
+      JSON.stringify({
+        ...(options.service !== undefined ? { service: options.service } : {}),
+        instance: name,
+        host: hostname(),
+        method: req.method,
+        path: req.url,
+        requestId: req.headers['x-request-id'] ?? null,
+      }) + '\n';
     setTimeout(() => {
       res.writeHead(200, { 'content-type': 'application/json', 'content-length': Buffer.byteLength(body) });
       res.end(body);
@@ -28,7 +53,7 @@ function startInstance(name: string, delayMs: number): Promise<Server> {
   });
   return new Promise((resolve, reject) => {
     server.once('error', reject);
-    server.listen(0, '127.0.0.1', () => resolve(server));
+    server.listen(options.port ?? 0, options.host ?? '127.0.0.1', () => resolve(server));
   });
 }
 
