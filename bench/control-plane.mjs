@@ -20,7 +20,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 import { credentials } from '@grpc/grpc-js';
-import { freePorts } from './lib.mjs';
+import { cpuModel, freePorts, gitState } from './lib.mjs';
 
 const BENCH_DIR = path.dirname(fileURLToPath(import.meta.url));
 const REPO_DIR = path.dirname(BENCH_DIR);
@@ -663,15 +663,8 @@ function markdownTable({ header, rows }) {
 }
 
 function machineInfo() {
-  let cpuModel = os.cpus()[0]?.model ?? '?';
-  try {
-    const m = /^model name\s*:\s*(.+)$/m.exec(fs.readFileSync('/proc/cpuinfo', 'utf8'));
-    if (m) cpuModel = m[1].trim();
-  } catch {
-    // not Linux
-  }
-  const git = run('git', ['-C', REPO_DIR, 'rev-parse', '--short', 'HEAD']).stdout?.trim();
-  const dirty = run('git', ['-C', REPO_DIR, 'status', '--porcelain']).stdout?.trim();
+  const cpu = cpuModel();
+  const { commit: git, dirty } = gitState(REPO_DIR);
   const grpcVersion = (() => {
     try {
       return JSON.parse(fs.readFileSync(path.join(REPO_DIR, 'node_modules', '@grpc', 'grpc-js', 'package.json'), 'utf8')).version;
@@ -682,7 +675,7 @@ function machineInfo() {
   return {
     date: new Date().toISOString(),
     nproc: os.availableParallelism(),
-    cpu: cpuModel,
+    cpu,
     memory: `${(os.totalmem() / 2 ** 30).toFixed(1)} GiB`,
     kernel: `${os.type()} ${os.release()}`,
     node: process.version,

@@ -11,7 +11,7 @@ import http from 'node:http';
 import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { freePorts } from './lib.mjs';
+import { cpuModel, freePorts, gitState } from './lib.mjs';
 
 const BENCH_DIR = path.dirname(fileURLToPath(import.meta.url));
 const REPO_DIR = path.dirname(BENCH_DIR);
@@ -789,19 +789,12 @@ function firstLine(cmd, args) {
 }
 
 function machineInfo(tools) {
-  let cpuModel = os.cpus()[0]?.model ?? '?';
-  try {
-    const m = /^model name\s*:\s*(.+)$/m.exec(fs.readFileSync('/proc/cpuinfo', 'utf8'));
-    if (m) cpuModel = m[1].trim();
-  } catch {
-    // not Linux
-  }
-  const git = run('git', ['-C', REPO_DIR, 'rev-parse', '--short', 'HEAD']).stdout?.trim();
-  const dirty = run('git', ['-C', REPO_DIR, 'status', '--porcelain']).stdout?.trim();
+  const cpu = cpuModel();
+  const { commit: git, dirty } = gitState(REPO_DIR);
   return {
     date: new Date().toISOString(),
     nproc: os.availableParallelism(),
-    cpu: cpuModel,
+    cpu,
     memory: `${(os.totalmem() / 2 ** 30).toFixed(1)} GiB`,
     kernel: `${os.type()} ${os.release()}`,
     node: process.version,
