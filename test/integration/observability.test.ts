@@ -1,0 +1,111 @@
+import { readFileSync } from 'node:fs';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { parse as parseYaml } from 'yaml';
+import type { Sidecar } from '../../sidecar/src/main.js';
+import { echo, send, startUpstream, type Upstream } from '../helpers/net.js';
+import { ports, startSidecar } from '../helpers/sidecar.js';
+
+const root = new URL('../../', import.meta.url);
+const read = (path: string): string => readFileSync(new URL(path, root), 'utf8');
+
+interface Target {
+  expr?: unknown;
+}
+interface Panel {
+  title?: unknown;
+  targets?: Target[];
+  panels?: Panel[];
+}
+interface Dashboard {
+  panels: Panel[];
+  templating: { list: { name: string; query?: unknown; definition?: unknown }[] };
+}
+
+/** Panels, including those nested in collapsed rows. */
+function allPanels(panels: readonly Panel[]): Panel[] {
+  return panels.flatMap((p) => [p, ...allPanels(p.panels ?? [])]);
+}
+
+/** Metric names an expression references (outrigger_*, process_*, nodejs_*), histogram series reduced to the base name. */
+function metricNames(expr: string): string[] {
+  const names = expr.match(/\b(?:outrigger|process|nodejs)_[A-Za-z0-9_]+/g) ?? [];
+  return names.map((n) => n.replace(/_(?:bucket|sum|count)$/, ''));
+}
+
+describe('observability: dashboard and scrape config match the sidecar', () => {
+  let a: Upstream;
+  let sidecar: Sidecar;
+  let scraped: string;
+  const dashboard = JSON.parse(read('deploy/grafana-dashboard.json')) as Dashboard;
+
+  beforeAll(async () => {
+    a = await startUpstream(echo('a'));
+    const p = await ports();
+    sidecar = await startSidecar(`
+service: tester
+admin: { listen: 127.0.0.1:${p.admin} }
+outbound: { listen: 127.0.0.1:${p.outbound} }
+log: { level: silent }
+services:
+  orders:
+    endpoints: [ { address: ${a.address} } ]
+    circuitBreaker: { errorThresholdPercentage: 50, volumeThreshold: 20, rollingWindow: 10s, resetTimeout: 2s }
+    retry: { attempts: 2, on: [connect-failure, reset, 5xx], perTryTimeout: 1s, backoff: { base: 5ms, max: 20ms } }
+`);
+    for (let i = 0; i < 5; i++) expect((await send(sidecar.addresses.outbound, { path: `/r${i}`, headers: { host: 'orders' } })).status).toBe(200);
+    const res = await send(sidecar.addresses.admin, { path: '/metrics' });
+    expect(res.status).toBe(200);
+    scraped = res.body;
+  });
+
+  afterAll(async () => {
+    await sidecar.stop(100);
+    await a.close();
+  });
+
+  it('the dashboard parses, and every panel has a title and at least one query', () => {
+    const panels = allPanels(dashboard.panels).filter((p) => (p as { type?: string }).type !== 'row');
+    expect(panels.length).toBeGreaterThanOrEqual(10);
+    for (const p of panels) {
+      expect(typeof p.title === 'string' && p.title.length > 0, JSON.stringify(p).slice(0, 80)).toBe(true);
+      expect(p.targets?.length ?? 0, String(p.title)).toBeGreaterThan(0);
+      for (const t of p.targets ?? []) expect(typeof t.expr === 'string' && t.expr.length > 0, String(p.title)).toBe(true);
+    }
+    const service = dashboard.templating.list.find((v) => v.name === 'service');
+    expect(JSON.stringify(service?.query)).toContain('label_values(outrigger_requests_total, service)');
+  });
+
+  it('every metric a dashboard query references is exported by the sidecar', () => {
+    const typed = new Set([...scraped.matchAll(/^# TYPE (\S+) /gm)].map((m) => m[1]!));
+    const exprs = allPanels(dashboard.panels).flatMap((p) => (p.targets ?? []).map((t) => String(t.expr)));
+    const referenced = new Set(exprs.flatMap(metricNames));
+    expect(referenced.size).toBeGreaterThanOrEqual(10);
+    const missing = [...referenced].filter((n) => !typed.has(n));
+    expect(missing).toEqual([]);
+    // The metrics the brief singles out are among those the dashboard shows.
+    for (const n of ['outrigger_requests_total', 'outrigger_request_duration_seconds', 'outrigger_circuit_state', 'outrigger_retries_total', 'outrigger_endpoint_eligible', 'process_resident_memory_bytes'])
+      expect(referenced.has(n), n).toBe(true);
+    // The scrape really had traffic and breaker series for the configured service.
+    expect(scraped).toMatch(/outrigger_requests_total\{direction="outbound",service="orders",code="200"\} 5/);
+    expect(scraped).toMatch(/outrigger_circuit_state\{service="orders",endpoint=""\} 0/);
+  });
+
+  it('prometheus.yml parses and scrapes /metrics on :15000 of hosts that are docker-compose services', () => {
+    const prom = parseYaml(read('deploy/prometheus.yml')) as {
+      scrape_configs: { job_name: string; metrics_path?: string; scrape_interval?: string; static_configs?: { targets: string[] }[] }[];
+    };
+    const compose = parseYaml(read('docker-compose.yml')) as { services: Record<string, unknown> };
+    const services = new Set(Object.keys(compose.services));
+    const job = prom.scrape_configs.find((j) => j.job_name === 'outrigger-sidecar');
+    expect(job).toBeDefined();
+    expect(job!.metrics_path).toBe('/metrics');
+    expect(job!.scrape_interval).toBe('10s');
+    const targets = (job!.static_configs ?? []).flatMap((s) => s.targets);
+    expect(targets.length).toBeGreaterThan(0);
+    for (const t of targets) {
+      const [host, port] = t.split(':');
+      expect(services.has(host!), `${t} is not a docker-compose service`).toBe(true);
+      expect(port).toBe('15000');
+    }
+  });
+});
