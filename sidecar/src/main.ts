@@ -5,14 +5,14 @@ import { loadSidecarConfig, parseServiceConfig } from './config/load.js';
 import { systemClock, type Clock } from './core/clock.js';
 import { systemRandom, type Random } from './core/random.js';
 import { systemTimers, type Timers } from './core/timers.js';
-import { HealthFlag, healthFlagNames } from './core/endpoint.js';
+import { HealthFlag, healthFlagList, healthFlagNames } from './core/endpoint.js';
 import type { Cluster } from './cluster/cluster.js';
 import { BreakerFactory } from './resilience/breaker.js';
 import { ServiceGuard } from './resilience/guard.js';
 import { HealthSupervisor } from './health/supervisor.js';
 import { ConfigCache } from './discovery/cache.js';
 import { ControlPlaneClient } from './discovery/client.js';
-import type { LoadReport } from '../../proto/gen/outrigger/v1/discovery.js';
+import type { EndpointReport, LoadReport } from '../../proto/gen/outrigger/v1/discovery.js';
 import { parseHostPort } from './proxy/listen.js';
 import { createAdminServer } from './admin/server.js';
 import { InboundProxy } from './proxy/inbound.js';
@@ -21,6 +21,7 @@ import { OutboundProxy } from './proxy/outbound.js';
 import { PoolRegistry } from './proxy/pools.js';
 import { AccessLog, createAccessLogger, createLogger, flushLogger, type Logger } from './telemetry/logger.js';
 import { Metrics } from './telemetry/metrics.js';
+import { LATENCY_BUCKETS, latencyPercentile } from './telemetry/stats.js';
 
 export interface SidecarOptions {
   /** Path of sidecar.yaml; required for SIGHUP reloads. */
@@ -80,7 +81,7 @@ export class Sidecar {
   private isReady = false;
   private stopping = false;
   private controlPlane: ControlPlaneClient | undefined;
-  private lastReport = { at: 0, inbound: 0, errors: 0, seconds: 0, cpu: process.cpuUsage() };
+  private lastReport = { at: 0, inbound: 0, errors: 0, seconds: 0, cpu: process.cpuUsage(), buckets: new Float64Array(LATENCY_BUCKETS) };
 
   private constructor(
     config: SidecarConfig,
@@ -181,7 +182,7 @@ export class Sidecar {
       const { host, port } = parseHostPort(this._addresses.inbound);
       advertise = `${host === '0.0.0.0' || host === '::' ? '127.0.0.1' : this._addresses.inbound.startsWith('[') ? `[${host}]` : host}:${port}`;
     }
-    this.lastReport = { at: this.clock.now(), inbound: 0, errors: 0, seconds: 0, cpu: process.cpuUsage() };
+    this.lastReport = { at: this.clock.now(), inbound: 0, errors: 0, seconds: 0, cpu: process.cpuUsage(), buckets: new Float64Array(LATENCY_BUCKETS) };
     this.controlPlane = new ControlPlaneClient({
       addresses: cp.addresses,
       instance: { service: cfg.service, id: cfg.instance, address: advertise ?? '', weight: cp.weight, capacity: cp.capacity, zone: cp.zone ?? '' },
@@ -210,10 +211,19 @@ export class Sidecar {
     const requests = stats.requests - prev.inbound;
     const cpu = process.cpuUsage(prev.cpu);
     const busy = stats.durationSum - prev.seconds;
-    this.lastReport = { at: now, inbound: stats.requests, errors, seconds: stats.durationSum, cpu: process.cpuUsage() };
+    const p99 = latencyPercentile(stats.latencyBuckets, prev.buckets, 0.99);
+    this.lastReport = { at: now, inbound: stats.requests, errors, seconds: stats.durationSum, cpu: process.cpuUsage(), buckets: stats.latencyBuckets.slice() };
     const circuits = [];
     for (const g of this.guards.values()) for (const b of g.breakerViews()) circuits.push({ service: b.service, endpoint: b.endpoint ?? '', state: b.state });
+    const endpoints: EndpointReport[] = [];
+    for (const c of this.clusters.all()) {
+      for (const e of c.endpoints) {
+        endpoints.push({ service: c.name, address: e.address, eligible: e.eligible, health: healthFlagList(e.flags), inflight: e.inflight, ewmaMs: e.ewmaMs });
+      }
+    }
     return {
+      latencyP99Ms: p99,
+      endpoints,
       rps: requests / seconds,
       // Average over the interval (Little's law: time spent in requests / elapsed), steadier than a sample.
       inflight: busy / seconds,

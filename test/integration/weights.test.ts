@@ -37,7 +37,7 @@ describe('weights computed from load reports', () => {
     webOut = `127.0.0.1:${p.outbound}`;
     sidecars.push(
       await spawnSidecar(
-        `service: web\nadmin: { listen: 127.0.0.1:${p.admin} }\noutbound: { listen: ${webOut} }\ncontrolPlane: { addresses: [${cp.grpc}], subscribe: [inventory] }\nlog: { level: warn }\nservices: {}\n`,
+        `service: web\nadmin: { listen: 127.0.0.1:${p.admin} }\noutbound: { listen: ${webOut} }\ncontrolPlane: { addresses: [${cp.grpc}], subscribe: [inventory], reportInterval: 500ms }\nlog: { level: warn }\nservices: {}\n`,
         p.admin,
       ),
     );
@@ -80,4 +80,23 @@ describe('weights computed from load reports', () => {
     const s = await shares(4);
     expect(s[2]).toBeLessThan(0.28);
   }, 30_000);
+  it('load reports carry each instance p99 and how the caller sees every endpoint', async () => {
+    const r = await runLoad({ target: webOut, host: 'inventory', rps: 100, durationMs: 1_500 });
+    expect(r.failed).toBe(0);
+    interface View {
+      instance: { service: string; address: string } | null;
+      lastLoad: { latencyP99Ms: number; endpoints: { service: string; address: string; eligible: boolean; health: string[] }[] } | null;
+    }
+    const views = (JSON.parse((await send(cp.http, { path: '/api/sidecars' })).body) as { sidecars: View[] }).sidecars;
+    const web = views.find((v) => v.instance?.service === 'web');
+    expect(web?.lastLoad?.endpoints.map((e) => e.address).sort()).toEqual([...addresses].sort());
+    for (const e of web?.lastLoad?.endpoints ?? []) {
+      expect(e).toMatchObject({ service: 'inventory', eligible: true, health: [] });
+    }
+    const p99 = (address: string) => views.find((v) => v.instance?.address === address)?.lastLoad?.latencyP99Ms ?? -1;
+    // The slow instance answers after 30 ms, the others after 10 ms.
+    expect(p99(addresses[2]!)).toBeGreaterThanOrEqual(30);
+    expect(p99(addresses[0]!)).toBeGreaterThanOrEqual(10);
+    expect(p99(addresses[0]!)).toBeLessThan(p99(addresses[2]!));
+  }, 20_000);
 });

@@ -1,5 +1,5 @@
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
-import { healthFlagNames, type HealthFlag } from '../core/endpoint.js';
+import { healthFlagList } from '../core/endpoint.js';
 import type { Cluster } from '../cluster/cluster.js';
 import type { Metrics } from '../telemetry/metrics.js';
 
@@ -12,11 +12,6 @@ export interface AdminSource {
   readonly metrics: Metrics;
 }
 
-function flagNames(flags: number): string[] {
-  const out: string[] = [];
-  for (const bit of [1, 2, 4, 8] as const) if (flags & bit) out.push(healthFlagNames[bit as HealthFlag]);
-  return out;
-}
 
 export function clustersView(clusters: Iterable<Cluster>): unknown {
   const out: unknown[] = [];
@@ -36,7 +31,7 @@ export function clustersView(clusters: Iterable<Cluster>): unknown {
         completed: e.completed,
         ewmaMs: Math.round(e.ewmaMs * 1000) / 1000,
         slowStartFactor: Math.round(e.rampFactor * 1000) / 1000,
-        health: flagNames(e.flags),
+        health: healthFlagList(e.flags),
         eligible: e.eligible,
       })),
     });

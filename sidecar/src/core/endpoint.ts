@@ -23,6 +23,13 @@ export const healthFlagNames: Readonly<Record<HealthFlag, string>> = {
   8: 'control-plane',
 };
 
+/** The names of the flags set in `flags` (for admin views and load reports; not for the hot path). */
+export function healthFlagList(flags: number): string[] {
+  const out: string[] = [];
+  for (const bit of [1, 2, 4, 8] as const) if (flags & bit) out.push(healthFlagNames[bit]);
+  return out;
+}
+
 export interface EndpointSpec {
   /** host:port */
   readonly address: string;

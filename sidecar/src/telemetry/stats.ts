@@ -7,6 +7,39 @@ export type Direction = 'inbound' | 'outbound';
 /** Receives one duration observation (seconds); bound to a prom-client histogram child by telemetry. */
 export type DurationSink = (seconds: number) => void;
 
+export const LATENCY_BUCKETS = 160;
+const BUCKET_BASE_MS = 0.05;
+const BUCKETS_PER_DOUBLING = 8;
+
+/** The bucket of a response time: 0 up to 50 µs, then 8 per doubling; the last bucket takes the rest. */
+export function latencyBucket(ms: number): number {
+  if (!(ms > BUCKET_BASE_MS)) return 0;
+  const i = Math.floor(BUCKETS_PER_DOUBLING * Math.log2(ms / BUCKET_BASE_MS)) + 1;
+  return i < LATENCY_BUCKETS ? i : LATENCY_BUCKETS - 1;
+}
+
+/** Upper bound (ms) of bucket `i`. */
+export function latencyBucketUpperMs(i: number): number {
+  return i === 0 ? BUCKET_BASE_MS : BUCKET_BASE_MS * 2 ** (i / BUCKETS_PER_DOUBLING);
+}
+
+/**
+ * The `q`-quantile (0..1) of the response times counted in `now` minus `before` (two copies of
+ * `latencyBuckets`), as the upper bound of the bucket it falls in (at most 9 % high); 0 without samples.
+ */
+export function latencyPercentile(now: Float64Array, before: Float64Array | undefined, q: number): number {
+  let total = 0;
+  for (let i = 0; i < now.length; i++) total += now[i]! - (before?.[i] ?? 0);
+  if (total <= 0) return 0;
+  const rank = Math.ceil(q * total);
+  let seen = 0;
+  for (let i = 0; i < now.length; i++) {
+    seen += now[i]! - (before?.[i] ?? 0);
+    if (seen >= rank) return latencyBucketUpperMs(i);
+  }
+  return latencyBucketUpperMs(now.length - 1);
+}
+
 export class TrafficStats {
   /** Responses by HTTP status code (index = code). */
   readonly codes = new Float64Array(600);
@@ -19,9 +52,16 @@ export class TrafficStats {
     private readonly sink: DurationSink,
   ) {}
 
+  /**
+   * Response times in log-spaced buckets (8 per doubling, from 50 µs to about 48 s), for percentiles over
+   * any interval: diff two copies and call `latencyPercentile`.
+   */
+  readonly latencyBuckets = new Float64Array(LATENCY_BUCKETS);
+
   record(code: number, seconds: number): void {
     this.requests++;
     this.durationSum += seconds;
+    this.latencyBuckets[latencyBucket(seconds * 1000)]!++;
     if (code >= 100 && code < 600) this.codes[code]!++;
     this.sink(seconds);
   }
