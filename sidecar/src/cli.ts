@@ -48,6 +48,8 @@ function exitOnSignals(stop: () => Promise<void>): void {
   };
   process.on('SIGTERM', onSignal);
   process.on('SIGINT', onSignal);
+  // Started by a supervisor with an IPC channel (the autoscaler's process driver, the demo): stop with it.
+  if (process.channel !== undefined) process.once('disconnect', () => onSignal('SIGTERM'));
 }
 
 async function runSidecar(args: readonly string[]): Promise<void> {

@@ -312,7 +312,13 @@ export class Sidecar {
   private effective(): SidecarConfig {
     const pushed = this.pushed;
     if (pushed === undefined) return this.fileConfig;
-    return { ...this.fileConfig, services: { ...this.fileConfig.services, ...pushed.services } };
+    const services: Record<string, ServiceConfig> = { ...this.fileConfig.services };
+    for (const [name, svc] of Object.entries(pushed.services)) {
+      // A local port for a service (`listen`) is this sidecar's own business: a pushed policy without one keeps it.
+      const local = this.fileConfig.services[name]?.listen;
+      services[name] = local !== undefined && svc.listen === undefined ? { ...svc, listen: local } : svc;
+    }
+    return { ...this.fileConfig, services };
   }
 
   /**

@@ -7,11 +7,13 @@ describe('configuration pushed by the control plane', () => {
   let a: Upstream;
   let b: Upstream;
   let sidecar: Sidecar;
+  let localPort = 0;
 
   beforeAll(async () => {
     a = await startUpstream(echo('a'));
     b = await startUpstream(echo('b'));
     const p = await ports();
+    localPort = (await ports()).outbound;
     sidecar = await startSidecar(`
 service: web
 admin: { listen: 127.0.0.1:${p.admin} }
@@ -20,6 +22,7 @@ controlPlane: { addresses: [127.0.0.1:1], subscribe: [pushed] }
 log: { level: silent }
 services:
   local: { endpoints: [ { address: ${a.address} } ] }
+  catalog: { listen: 127.0.0.1:${localPort} }
 `);
   });
 
@@ -58,5 +61,15 @@ services:
     expect(cfg.version).toBe('7');
     expect(cfg.lastNack).toEqual({ version: '8', reason });
     expect(await sidecar.applyPushed('9', [{ name: 'x', policyJson: '{not json' }], 'control-plane')).toMatch(/^services\.x: policy is not valid JSON/);
+  });
+  it("keeps the file's local port of a service when the pushed policy has none", async () => {
+    const local = `127.0.0.1:${localPort}`;
+    // Before any push the service has no endpoints: the local port answers, but with no upstream.
+    expect((await send(local)).status).toBeGreaterThanOrEqual(500);
+    const nack = await sidecar.applyPushed('20', [{ name: 'catalog', policyJson: JSON.stringify({ lb: 'round-robin', endpoints: [{ address: a.address }] }) }], 'control-plane');
+    expect(nack).toBeUndefined();
+    const r = await send(local, { headers: { host: 'anything' } });
+    expect(r.status).toBe(200);
+    expect(JSON.parse(r.body)).toMatchObject({ name: 'a' });
   });
 });
