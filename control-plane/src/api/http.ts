@@ -1,7 +1,11 @@
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
+import { systemClock } from '../../../sidecar/src/core/clock.js';
 import { ConfigError } from '../../../sidecar/src/core/errors.js';
+import { AutoscaleInputError } from '../autoscale/controller.js';
+import type { AutoscaleView } from '../autoscale/types.js';
 import type { PushServer } from '../push/server.js';
 import type { Registry } from '../registry/registry.js';
+import { createDashboardRoutes, type DashboardOptions } from './dashboard/routes.js';
 
 function json(res: ServerResponse, status: number, body: unknown): void {
   const text = JSON.stringify(body, null, 2);
@@ -50,9 +54,12 @@ function readJson(req: IncomingMessage): Promise<unknown> {
  *   GET    /api/sidecars                          connected sidecars: versions sent and ACKed, last NACK, load
  *   GET    /api/circuits                          circuit states reported by sidecars
  *   GET    /api/version                           current state version
+ *   GET    /, /dashboard/*, /api/dashboard[/events]   the live dashboard (dashboard/routes.ts)
  */
-export function createAdminApi(registry: Registry, push: PushServer): Server {
+export function createAdminApi(registry: Registry, push: PushServer, dashboard: DashboardOptions = { clock: systemClock }): Server {
+  const dash = createDashboardRoutes(registry, push, dashboard);
   return createServer((req, res) => {
+    if (dash.handle(req, res)) return;
     handle(req, res).catch((err: unknown) => json(res, 500, { error: err instanceof Error ? err.message : String(err) }));
   });
 
@@ -64,6 +71,17 @@ export function createAdminApi(registry: Registry, push: PushServer): Server {
     if (parts[0] !== 'api') return json(res, 404, { error: `no such path ${url.pathname}` });
     const [, kind, name, sub, arg] = parts;
     if (kind === 'version' && method === 'GET') return json(res, 200, { version: registry.version });
+    if (kind === 'autoscale' && name === undefined && method === 'GET') return json(res, 200, { services: autoscaler?.views() ?? [] });
+    if (kind === 'autoscale' && name !== undefined && sub === undefined && method === 'PUT') {
+      try {
+        const body = await readJson(req);
+        if (autoscaler === undefined) return json(res, 404, { error: `no autoscaled service ${JSON.stringify(name)}` });
+        return json(res, 200, autoscaler.override(name, body));
+      } catch (err) {
+        if (err instanceof AutoscaleInputError) return json(res, err.status, { error: err.message });
+        return json(res, 400, { error: (err as Error).message });
+      }
+    }
     if (kind === 'instances' && method === 'GET') return json(res, 200, { instances: registry.instances(url.searchParams.get('service') ?? undefined) });
     if (kind === 'sidecars' && method === 'GET') return json(res, 200, { sidecars: push.views() });
     if (kind === 'circuits' && method === 'GET') {
