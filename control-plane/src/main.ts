@@ -6,6 +6,7 @@ import { systemTimers, type Timers } from '../../sidecar/src/core/timers.js';
 import { closeServer, listen } from '../../sidecar/src/proxy/listen.js';
 import { createLogger, type Logger } from '../../sidecar/src/telemetry/logger.js';
 import { createAdminApi } from './api/http.js';
+import { Autoscaler, createDriver } from './autoscale/index.js';
 import { loadControlPlaneConfig } from './config/load.js';
 import type { ControlPlaneConfig } from './config/types.js';
 import { PushServer } from './push/server.js';
@@ -25,6 +26,8 @@ export interface ControlPlaneOptions {
 export class ControlPlane {
   readonly registry: Registry;
   readonly push: PushServer;
+  /** Sizes the services under `autoscale` in cp.yaml (none: views() is empty). */
+  readonly autoscaler: Autoscaler;
   private readonly grpc = new Server({
     'grpc.keepalive_time_ms': 20_000,
     'grpc.keepalive_timeout_ms': 5_000,
@@ -41,8 +44,8 @@ export class ControlPlane {
   private constructor(
     readonly config: ControlPlaneConfig,
     readonly logger: Logger,
-    clock: Clock,
-    timers: Timers,
+    private readonly clock: Clock,
+    private readonly timers: Timers,
   ) {
     this.registry = new Registry({
       clock,
@@ -63,6 +66,17 @@ export class ControlPlane {
         e.type === 'nack' ? logger.warn(e, 'sidecar rejected a configuration') : e.type === 'ack' ? logger.debug(e, 'sidecar ack') : logger.info(e, `sidecar ${e.type}`),
     });
     this.weights = new WeightDriver(this.registry, () => this.push.views(), clock, timers, config.weightIntervalMs);
+    const autoscale = config.autoscale ?? {};
+    const autoscaleLogger = logger.child({ component: 'autoscale' });
+    this.autoscaler = new Autoscaler({
+      registry: this.registry,
+      loads: () => this.push.views(),
+      services: autoscale,
+      drivers: new Map(Object.entries(autoscale).map(([name, c]) => [name, createDriver(name, c, autoscaleLogger, clock, timers)])),
+      clock,
+      timers,
+      logger: autoscaleLogger,
+    });
   }
 
   static async start(options: ControlPlaneOptions): Promise<ControlPlane> {
@@ -80,6 +94,8 @@ export class ControlPlane {
       throw err;
     }
     cp.weights.start();
+    // After the registry and the listeners: new instances register through their sidecars at once.
+    cp.autoscaler.start();
     cp.logger.info({ grpc: cp.grpcAddress, http: cp.httpAddress, version: cp.registry.version }, 'control plane started');
     return cp;
   }
@@ -90,11 +106,13 @@ export class ControlPlane {
       this.grpc.bindAsync(this.config.listen.grpc, ServerCredentials.createInsecure(), (err, p) => (err ? reject(new Error(`cannot listen on ${this.config.listen.grpc}: ${err.message}`)) : resolve(p)));
     });
     this.grpcAddress = `${this.config.listen.grpc.slice(0, this.config.listen.grpc.lastIndexOf(':'))}:${port}`;
-    this.http = createAdminApi(this.registry, this.push);
+    this.http = createAdminApi(this.registry, this.push, { clock: this.clock, timers: this.timers, autoscale: () => this.autoscaler.views() }, this.autoscaler);
     this.httpAddress = await listen(this.http, this.config.listen.http);
   }
 
   async stop(): Promise<void> {
+    // First, while the gRPC server still runs: stopped instances deregister through their sidecars.
+    await this.autoscaler.stop();
     this.weights.stop();
     this.push.close();
     await new Promise<void>((resolve) => this.grpc.tryShutdown(() => resolve()));

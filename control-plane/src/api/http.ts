@@ -55,8 +55,15 @@ function readJson(req: IncomingMessage): Promise<unknown> {
  *   GET    /api/circuits                          circuit states reported by sidecars
  *   GET    /api/version                           current state version
  *   GET    /, /dashboard/*, /api/dashboard[/events]   the live dashboard (dashboard/routes.ts)
+ *   GET    /api/autoscale                         autoscaled services: bounds, sizes, state, last decisions
+ *   PUT    /api/autoscale/NAME                    { "min"?, "max"?, "targetUtilization"? } overrides until restart
  */
-export function createAdminApi(registry: Registry, push: PushServer, dashboard: DashboardOptions = { clock: systemClock }): Server {
+export function createAdminApi(
+  registry: Registry,
+  push: PushServer,
+  dashboard: DashboardOptions = { clock: systemClock },
+  autoscaler?: { views(): AutoscaleView[]; override(service: string, input: unknown): AutoscaleView },
+): Server {
   const dash = createDashboardRoutes(registry, push, dashboard);
   return createServer((req, res) => {
     if (dash.handle(req, res)) return;

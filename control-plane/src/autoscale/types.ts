@@ -18,6 +18,8 @@ export interface ScaleDecision {
   readonly action: 'scale-up' | 'scale-down' | 'none';
   /** Why, in words an operator reads in the log and the dashboard. */
   readonly reason: string;
+  /** Set when the driver failed to carry the action out (the size did not change). */
+  readonly error?: string | undefined;
 }
 
 /** The autoscaler's state for one service, for `GET /api/autoscale` and the dashboard. */
@@ -37,6 +39,17 @@ export interface AutoscaleView {
   readonly state: 'idle' | 'scaling-up' | 'draining' | 'cooldown';
   /** Newest first, at most 20. */
   readonly decisions: readonly ScaleDecision[];
+  /** Addresses drained for removal while `state` is draining. */
+  readonly draining?: readonly string[] | undefined;
+  /** Run-time overrides (PUT /api/autoscale/NAME) in force; cp.yaml's values apply to the others. */
+  readonly overrides?: AutoscaleOverride | undefined;
+}
+
+/** Run-time changes of an autoscaled service's bounds and target (not persisted). */
+export interface AutoscaleOverride {
+  readonly min?: number | undefined;
+  readonly max?: number | undefined;
+  readonly targetUtilization?: number | undefined;
 }
 
 /** What an autoscaler driver does: make a service run `replicas` instances. */

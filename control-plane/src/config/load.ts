@@ -2,7 +2,7 @@ import { dirname, isAbsolute, join } from 'node:path';
 import { deepFreeze, parseServiceConfig, parseYaml, readConfigFile, validate } from '../../../sidecar/src/config/load.js';
 import { ConfigError } from '../../../sidecar/src/core/errors.js';
 import { controlPlaneSchema } from './schema.js';
-import type { ControlPlaneConfig, ServicePolicy } from './types.js';
+import type { AutoscaleDriverConfig, AutoscaleServiceConfig, ControlPlaneConfig, ServicePolicy } from './types.js';
 
 /**
  * Loading cp.yaml: the sidecar's YAML reader and validator (same messages: `cp.yaml: services.orders.retry.
@@ -45,6 +45,35 @@ export function validateControlPlaneConfig(value: unknown, file: string, baseDir
     services[name] = { input: deepFreeze(JSON.parse(JSON.stringify(raw[name])) as Record<string, unknown>), config };
   }
   const storeFile = isAbsolute(parsed.store.file) ? parsed.store.file : join(baseDir, parsed.store.file);
+  const resolve = (p: string): string => (isAbsolute(p) ? p : join(baseDir, p));
+  const autoscale: Record<string, AutoscaleServiceConfig> = {};
+  for (const [name, a] of Object.entries(parsed.autoscale)) {
+    const d = a.driver;
+    // The schema checked that exactly one driver is given.
+    const driver: AutoscaleDriverConfig =
+      d.process !== undefined
+        ? { kind: 'process', command: d.process.command, ports: d.process.ports, host: d.process.host, cwd: d.process.cwd === undefined ? baseDir : resolve(d.process.cwd), env: d.process.env, stopGraceMs: d.process.stopGrace }
+        : d.compose !== undefined
+          ? { kind: 'compose', file: d.compose.file === undefined ? undefined : resolve(d.compose.file), project: d.compose.project, service: d.compose.service ?? name }
+          : {
+              kind: 'kubernetes',
+              apiServer: d.kubernetes?.apiServer ?? '',
+              namespace: d.kubernetes?.namespace ?? 'default',
+              deployment: d.kubernetes?.deployment ?? name,
+              tokenFile: d.kubernetes?.tokenFile === undefined ? undefined : resolve(d.kubernetes.tokenFile),
+              caFile: d.kubernetes?.caFile === undefined ? undefined : resolve(d.kubernetes.caFile),
+              insecureSkipTlsVerify: d.kubernetes?.insecureSkipTlsVerify ?? false,
+            };
+    autoscale[name] = {
+      min: a.min,
+      max: a.max,
+      targetUtilization: a.targetUtilization,
+      intervalMs: a.interval,
+      stabilizationWindowMs: a.stabilizationWindow,
+      cooldownMs: a.cooldown,
+      driver,
+    };
+  }
   return deepFreeze({
     listen: parsed.listen,
     store: { file: storeFile },
@@ -52,6 +81,7 @@ export function validateControlPlaneConfig(value: unknown, file: string, baseDir
     drainTimeMs: parsed.drainTime,
     weightIntervalMs: parsed.weightInterval,
     services,
+    ...(Object.keys(autoscale).length > 0 ? { autoscale } : {}),
   });
 }
 

@@ -28,6 +28,97 @@ export function hostPortSchema(allowPortZero: boolean) {
 }
 
 
+// ---------------------------------------------------------------------------------------------------------
+// autoscale.NAME (docs/autoscaling.md)
+
+const AUTOSCALE_INT = (min: number) => {
+  const msg = `expected integer >= ${min}`;
+  return z.number({ error: msg }).int({ error: msg }).min(min, { error: msg });
+};
+const nonEmpty = (what: string) => z.string({ error: `expected ${what}` }).min(1, { error: `expected a non-empty ${what}` });
+const PORT_RANGE_EXPECTED = 'expected a port range FROM-TO such as 21000-21099 (ports 1..65535, FROM <= TO)';
+
+/** "21000-21099" (or one port "21000") → { from, to }. */
+const portRange = () =>
+  z.union([z.string(), z.number()], { error: PORT_RANGE_EXPECTED }).transform((v, ctx): { from: number; to: number } => {
+    const m = /^\s*(\d{1,5})\s*(?:-\s*(\d{1,5})\s*)?$/.exec(String(v));
+    const from = Number(m?.[1]);
+    const to = m?.[2] === undefined ? from : Number(m[2]);
+    if (m === null || !(from >= 1 && to <= 65535 && from <= to)) {
+      ctx.addIssue({ code: 'custom', message: PORT_RANGE_EXPECTED, input: v });
+      return z.NEVER;
+    }
+    return { from, to };
+  });
+
+const processDriverSchema = strict({
+  // argv; {port}, {service}, {index}, {host} and {node} (this Node.js binary) are substituted.
+  command: z.array(z.string({ error: 'expected a string' }), { error: 'expected a command as a list of arguments, e.g. [node, app.js, --port, "{port}"]' }).min(1, { error: 'expected at least the program to run' }),
+  ports: portRange(),
+  host: nonEmpty('host name or IP the instances are registered at').default('127.0.0.1'),
+  cwd: nonEmpty('directory').optional(),
+  env: z.record(z.string(), z.string({ error: 'expected a string (quote numbers)' }), { error: 'expected a mapping of variable name to string' }).default({}),
+  stopGrace: duration(true).default(10_000),
+});
+
+const composeDriverSchema = strict({
+  file: nonEmpty('file path').optional(),
+  project: nonEmpty('project name').optional(),
+  service: nonEmpty('compose service name').optional(),
+});
+
+const kubernetesDriverSchema = strict({
+  apiServer: z.string({ error: 'expected the API server URL, e.g. https://10.0.0.1:6443' }).superRefine((text, ctx) => {
+    let ok: boolean;
+    try {
+      const u = new URL(text);
+      ok = (u.protocol === 'https:' || u.protocol === 'http:') && u.hostname !== '';
+    } catch {
+      ok = false;
+    }
+    if (!ok) ctx.addIssue({ code: 'custom', message: 'expected the API server URL, e.g. https://10.0.0.1:6443', input: text });
+  }),
+  namespace: nonEmpty('namespace').default('default'),
+  deployment: nonEmpty('Deployment name').optional(),
+  tokenFile: nonEmpty('file path').optional(),
+  caFile: nonEmpty('file path').optional(),
+  insecureSkipTlsVerify: z.boolean({ error: 'expected true or false' }).default(false),
+});
+
+const DRIVERS = ['process', 'compose', 'kubernetes'] as const;
+
+export const autoscaleServiceSchema = strict({
+  min: AUTOSCALE_INT(0),
+  max: AUTOSCALE_INT(1),
+  targetUtilization: z.number({ error: 'expected number > 0 and <= 1' }).gt(0, { error: 'expected number > 0 and <= 1' }).max(1, { error: 'expected number > 0 and <= 1' }),
+  interval: duration(false).default(5_000),
+  stabilizationWindow: duration(true).default(60_000),
+  cooldown: duration(true).default(10_000),
+  driver: strict({ process: processDriverSchema.optional(), compose: composeDriverSchema.optional(), kubernetes: kubernetesDriverSchema.optional() }),
+}).superRefine((c, ctx) => {
+  if (c.max < c.min) {
+    ctx.addIssue({ code: 'custom', path: ['max'], message: `expected integer >= min (${c.min})`, params: { fromRoot: true } satisfies IssueParams });
+  }
+  const given = DRIVERS.filter((d) => c.driver[d] !== undefined);
+  if (given.length !== 1) {
+    ctx.addIssue({
+      code: 'custom',
+      path: ['driver'],
+      message: `expected exactly one of ${DRIVERS.join(', ')}`,
+      params: { got: given.length === 0 ? 'none' : given.join(' and ') } satisfies IssueParams,
+    });
+  }
+  const p = c.driver.process;
+  if (p !== undefined && p.ports.to - p.ports.from + 1 < c.max) {
+    ctx.addIssue({
+      code: 'custom',
+      path: ['driver', 'process', 'ports'],
+      message: `expected a range of at least ${c.max} ports (max is ${c.max}, one port per instance)`,
+      params: { fromRoot: true } satisfies IssueParams,
+    });
+  }
+});
+
 export const controlPlaneSchema = strict({
   listen: strict({
     grpc: hostPortSchema(true).default(DEFAULT_GRPC_LISTEN),
@@ -42,6 +133,12 @@ export const controlPlaneSchema = strict({
   weightInterval: duration(false).default(5_000),
   services: z
     .record(serviceNameSchema, serviceSchema, { error: 'expected a mapping of service name to policy' })
+    .nullable()
+    .optional()
+    .transform((s) => s ?? {}),
+  // Services the autoscaler sizes (they need not appear under `services`).
+  autoscale: z
+    .record(serviceNameSchema, autoscaleServiceSchema, { error: 'expected a mapping of service name to autoscaling settings' })
     .nullable()
     .optional()
     .transform((s) => s ?? {}),

@@ -25,4 +25,54 @@ export interface ControlPlaneConfig {
   readonly weightIntervalMs: number; // default 5s
   /** Services declared in cp.yaml: policy and static endpoints, by service name. */
   readonly services: Readonly<Record<string, ServicePolicy>>;
+  /** Services the autoscaler sizes, by service name; absent when cp.yaml has none. */
+  readonly autoscale?: Readonly<Record<string, AutoscaleServiceConfig>> | undefined;
+}
+
+/** How the autoscaler runs instances of one service (exactly one driver per service). */
+export type AutoscaleDriverConfig =
+  | {
+      readonly kind: 'process';
+      /** argv template; {port}, {service}, {index}, {host} and {node} are substituted. */
+      readonly command: readonly string[];
+      /** One port per instance, lowest free first; the instance registers as host:port. */
+      readonly ports: { readonly from: number; readonly to: number };
+      readonly host: string; // default 127.0.0.1
+      /** Working directory of the instances; default (and relative paths against) cp.yaml's directory. */
+      readonly cwd: string;
+      /** Added to the control plane's environment; values are templates like `command`. */
+      readonly env: Readonly<Record<string, string>>;
+      /** SIGTERM, then SIGKILL after this. */
+      readonly stopGraceMs: number; // default 10s
+    }
+  | {
+      readonly kind: 'compose';
+      /** -f FILE (relative to cp.yaml's directory); default: docker compose's own lookup. */
+      readonly file?: string | undefined;
+      /** -p PROJECT. */
+      readonly project?: string | undefined;
+      /** The compose service; default: the autoscaled service's name. */
+      readonly service: string;
+    }
+  | {
+      readonly kind: 'kubernetes';
+      readonly apiServer: string;
+      readonly namespace: string; // default "default"
+      /** default: the autoscaled service's name. */
+      readonly deployment: string;
+      readonly tokenFile?: string | undefined;
+      readonly caFile?: string | undefined;
+      readonly insecureSkipTlsVerify: boolean;
+    };
+
+/** `autoscale.NAME` in cp.yaml, validated and defaulted; durations in ms. */
+export interface AutoscaleServiceConfig {
+  readonly min: number;
+  readonly max: number;
+  /** 0 < x <= 1: mean in-flight / capacity per instance the autoscaler aims at. */
+  readonly targetUtilization: number;
+  readonly intervalMs: number; // default 5s
+  readonly stabilizationWindowMs: number; // default 60s
+  readonly cooldownMs: number; // default 10s
+  readonly driver: AutoscaleDriverConfig;
 }
