@@ -11,9 +11,10 @@ if (major < 22) {
 // A proxy allocates many short-lived objects per request; V8 would grow its young generation to tens of
 // MB for them. A 4 MB semi-space keeps the resident size far lower at no measurable cost in throughput.
 // V8 reads the flag only at start, so the process re-executes itself once with it (same PID; an explicit
-// --max-semi-space-size on the command line or in NODE_OPTIONS wins).
+// --max-semi-space-size on the command line or in NODE_OPTIONS wins). A process started with an IPC channel
+// (by a supervisor that stops it when the channel closes) is not re-executed: exec would close the channel.
 const semiSpaceSet = process.execArgv.some((a) => a.startsWith('--max-semi-space-size')) || (process.env.NODE_OPTIONS ?? '').includes('--max-semi-space-size');
-if (!semiSpaceSet && typeof process.execve === 'function' && process.env.OUTRIGGER_NO_REEXEC !== '1') {
+if (!semiSpaceSet && process.channel === undefined && typeof process.execve === 'function' && process.env.OUTRIGGER_NO_REEXEC !== '1') {
   process.execve(process.execPath, [process.execPath, '--max-semi-space-size=4', ...process.execArgv, ...process.argv.slice(1)], process.env);
 }
 try {

@@ -11,10 +11,15 @@ commands:
   ctl [--server HOST:PORT] [--json] COMMAND
                             operate a running control plane: services, endpoints, circuits, policy get|set,
                             weight set|clear, drain, sidecars (\`outrigger ctl help\` lists them)
-  demo [--port N]           run a sidecar in front of three local demo instances it starts;
-                            N is the outbound port (default 15001; admin is N-1, the demo service's own port N+1)
-  demo-app --name NAME --listen HOST:PORT [--delay-ms N]
-                            run one demo service instance (JSON answers, GET /healthz), as in docker-compose.yml
+  demo [--rps N]            run a whole local mesh (control plane with dashboard, catalog and inventory with
+                            several instances each, a sidecar beside each, a gentle load of N requests/s)
+  demo-app --name NAME --listen HOST:PORT [--instance ID] [--delay-ms N] [--fail-percent P]
+           [--calls SERVICE [--via HOST:PORT]]
+                            run one demo service instance (JSON answers, GET /healthz, POST /knob?delayMs=N
+                            &failPercent=P), calling SERVICE through the sidecar at --via (default 127.0.0.1:15001)
+  demo-instance --service NAME --port N --control-plane HOST:PORT --run-dir DIR [--calls SERVICE]
+           [--delay-ms N] [--capacity N]
+                            one demo instance: demo-app and its sidecar (inbound on N), supervised
   version                   print the version
   help                      this text
 `;
@@ -96,11 +101,35 @@ export async function main(argv: readonly string[]): Promise<void> {
       return;
     }
     case 'demo': {
-      const port = Number(flag(args, '--port') ?? '15001');
-      if (!Number.isInteger(port) || port < 2 || port > 65534) fail('demo: --port must be an integer 2..65534');
-      const { runDemo } = await import('./demo.js');
-      const demo = await runDemo({ outboundPort: port });
-      exitOnSignals(() => demo.stop());
+      const rps = Number(flag(args, '--rps') ?? '20');
+      if (!Number.isFinite(rps) || rps < 0 || rps > 1_000) fail('demo: --rps must be a number 0..1000');
+      const { runMesh } = await import('../../demo/src/mesh.js');
+      let mesh: Awaited<ReturnType<typeof runMesh>>;
+      try {
+        mesh = await runMesh({ loadRps: rps });
+      } catch (err) {
+        fail(`demo: ${err instanceof Error ? err.message : String(err)}`);
+      }
+      exitOnSignals(() => mesh.stop());
+      return;
+    }
+    case 'demo-instance': {
+      const service = flag(args, '--service');
+      const port = Number(flag(args, '--port'));
+      const controlPlane = flag(args, '--control-plane');
+      const runDir = flag(args, '--run-dir');
+      if (service === undefined || service === '') fail('demo-instance: --service NAME is required');
+      if (!Number.isInteger(port) || port < 1 || port > 65535) fail('demo-instance: --port must be an integer 1..65535');
+      if (controlPlane === undefined) fail('demo-instance: --control-plane HOST:PORT is required');
+      if (runDir === undefined) fail('demo-instance: --run-dir DIR is required');
+      const delayMs = Number(flag(args, '--delay-ms') ?? '0');
+      const capacity = Number(flag(args, '--capacity') ?? '20');
+      if (!Number.isFinite(delayMs) || delayMs < 0) fail('demo-instance: --delay-ms must be a number >= 0');
+      if (!Number.isInteger(capacity) || capacity < 1) fail('demo-instance: --capacity must be an integer >= 1');
+      const { runInstance } = await import('../../demo/src/instance.js');
+      const inst = await runInstance({ service, port, controlPlane, runDir, delayMs, capacity, calls: flag(args, '--calls') });
+      exitOnSignals(() => inst.stop());
+      void inst.done.then((code) => process.exit(code));
       return;
     }
     case 'demo-app': {
@@ -110,10 +139,14 @@ export async function main(argv: readonly string[]): Promise<void> {
       if (listen === undefined) fail('demo-app: --listen HOST:PORT is required');
       const delayMs = Number(flag(args, '--delay-ms') ?? '0');
       if (!Number.isFinite(delayMs) || delayMs < 0) fail('demo-app: --delay-ms must be a number >= 0');
-      const { startDemoApp } = await import('./demo-app.js');
+      const failPercent = Number(flag(args, '--fail-percent') ?? '0');
+      if (!Number.isFinite(failPercent) || failPercent < 0 || failPercent > 100) fail('demo-app: --fail-percent must be a number 0..100');
+      const calls = flag(args, '--calls');
+      const via = flag(args, '--via') ?? '127.0.0.1:15001';
+      const { startDemoApp } = await import('../../demo/src/app.js');
       let app: Awaited<ReturnType<typeof startDemoApp>>;
       try {
-        app = await startDemoApp({ name, listen, delayMs });
+        app = await startDemoApp({ name, instance: flag(args, '--instance'), listen, delayMs, failPercent, calls: calls === undefined ? undefined : { service: calls, via } });
       } catch (err) {
         fail(`demo-app: ${err instanceof Error ? err.message : String(err)}`);
       }

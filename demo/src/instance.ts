@@ -1,0 +1,155 @@
+import { spawn, type ChildProcess } from 'node:child_process';
+import { mkdir, rm, writeFile } from 'node:fs/promises';
+import { createServer } from 'node:net';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+
+/**
+ * `outrigger demo-instance`: one instance of a demo service as it would run in production, two processes
+ * side by side: the app (`outrigger demo-app`) and its sidecar (`outrigger sidecar`), whose inbound
+ * listener on `port` is the address the instance registers with the control plane. This process only
+ * supervises them:
+ *
+ * - the app is restarted `restartDelayMs` after it dies (a container's `restart: always`), so killing it
+ *   shows callers ejecting it, opening its circuit, and taking it back once it answers again;
+ * - if the sidecar dies, the instance is gone: the app is stopped and this process exits 1;
+ * - SIGTERM/SIGINT, or the loss of the IPC channel to whoever started it (the autoscaler's process
+ *   driver), stop the sidecar first (it deregisters and finishes its requests), then the app.
+ *
+ * Pid files `<service>-<port>.app.pid` and `.sidecar.pid` in `runDir` name the processes to kill by hand.
+ */
+
+export interface InstanceOptions {
+  readonly service: string;
+  /** The sidecar's inbound port: where other sidecars reach this instance. */
+  readonly port: number;
+  /** The control plane's gRPC address, host:port. */
+  readonly controlPlane: string;
+  /** A service the app calls for each request (through its sidecar). */
+  readonly calls?: string | undefined;
+  readonly delayMs?: number | undefined;
+  readonly capacity?: number | undefined;
+  /** Where the sidecar config and pid files go. */
+  readonly runDir: string;
+  readonly restartDelayMs?: number | undefined;
+  readonly log?: ((line: string) => void) | undefined;
+}
+
+export interface RunningInstance {
+  readonly id: string;
+  /** host:port of the app and of the sidecar's admin endpoint. */
+  readonly app: string;
+  readonly admin: string;
+  appPid(): number | undefined;
+  /** Resolves when the instance has stopped, with the exit code this process should use. */
+  readonly done: Promise<number>;
+  stop(): Promise<void>;
+}
+
+const BIN = fileURLToPath(new URL('../../../bin/outrigger.js', import.meta.url));
+
+/** A port nobody listens on now (the OS picks it). */
+function freePort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const s = createServer();
+    s.once('error', reject);
+    s.listen(0, '127.0.0.1', () => {
+      const a = s.address();
+      const port = typeof a === 'object' && a !== null ? a.port : 0;
+      s.close(() => resolve(port));
+    });
+  });
+}
+
+function exited(child: ChildProcess): Promise<void> {
+  if (child.exitCode !== null || child.signalCode !== null) return Promise.resolve();
+  return new Promise((resolve) => child.once('exit', () => resolve()));
+}
+
+/** SIGTERM, then SIGKILL after `graceMs`. */
+async function terminate(child: ChildProcess | undefined, graceMs: number): Promise<void> {
+  if (child === undefined || child.exitCode !== null || child.signalCode !== null) return;
+  const done = exited(child);
+  child.kill('SIGTERM');
+  const timer = setTimeout(() => child.kill('SIGKILL'), graceMs);
+  await done;
+  clearTimeout(timer);
+}
+
+export async function runInstance(o: InstanceOptions): Promise<RunningInstance> {
+  const log = o.log ?? ((line: string) => process.stderr.write(`${line}\n`));
+  const id = `${o.service}-${o.port}`;
+  const [appPort, outboundPort, adminPort] = [await freePort(), await freePort(), await freePort()];
+  await mkdir(o.runDir, { recursive: true });
+  const configFile = join(o.runDir, `${id}.sidecar.yaml`);
+  const appPidFile = join(o.runDir, `${id}.app.pid`);
+  const sidecarPidFile = join(o.runDir, `${id}.sidecar.pid`);
+  await writeFile(
+    configFile,
+    [
+      `service: ${o.service}`,
+      `instance: ${id}`,
+      `admin: { listen: 127.0.0.1:${adminPort} }`,
+      `outbound: { listen: 127.0.0.1:${outboundPort} }`,
+      `inbound: { listen: 127.0.0.1:${o.port}, target: http://127.0.0.1:${appPort} }`,
+      `controlPlane: { addresses: [${o.controlPlane}], subscribe: [${o.calls ?? ''}], capacity: ${o.capacity ?? 20}, reportInterval: 1s }`,
+      'log: { level: warn, accessLog: { enabled: false } }',
+      'services: {}',
+      '',
+    ].join('\n'),
+  );
+
+  let stopping = false;
+  let app: ChildProcess | undefined;
+  let restartTimer: NodeJS.Timeout | undefined;
+  let resolveDone: (code: number) => void = () => {};
+  const done = new Promise<number>((r) => (resolveDone = r));
+
+  const appArgs = [BIN, 'demo-app', '--name', o.service, '--instance', id, '--listen', `127.0.0.1:${appPort}`, '--delay-ms', String(o.delayMs ?? 0)];
+  if (o.calls !== undefined) appArgs.push('--calls', o.calls, '--via', `127.0.0.1:${outboundPort}`);
+
+  const startApp = (): void => {
+    const child = spawn(process.execPath, ['--max-semi-space-size=4', ...appArgs], { stdio: ['ignore', 'ignore', 'inherit', 'ipc'] });
+    app = child;
+    if (child.pid !== undefined) void writeFile(appPidFile, `${child.pid}\n`).catch(() => {});
+    child.once('exit', (code, signal) => {
+      if (stopping || app !== child) return;
+      const delay = o.restartDelayMs ?? 2_000;
+      log(`${id}: app exited (${signal ?? `code ${code ?? '?'}`}); restarting it in ${delay} ms`);
+      restartTimer = setTimeout(() => {
+        restartTimer = undefined;
+        if (!stopping) startApp();
+      }, delay);
+    });
+  };
+  startApp();
+
+  const sidecar = spawn(process.execPath, ['--max-semi-space-size=4', BIN, 'sidecar', '--config', configFile], { stdio: ['ignore', 'ignore', 'inherit', 'ipc'] });
+  if (sidecar.pid !== undefined) await writeFile(sidecarPidFile, `${sidecar.pid}\n`);
+
+  const stop = async (code: number): Promise<void> => {
+    if (stopping) return;
+    stopping = true;
+    if (restartTimer !== undefined) clearTimeout(restartTimer);
+    // The sidecar first: it deregisters (callers stop sending) and finishes what is in flight.
+    await terminate(sidecar, 10_000);
+    await terminate(app, 5_000);
+    await Promise.all([rm(appPidFile, { force: true }), rm(sidecarPidFile, { force: true }), rm(configFile, { force: true })]);
+    resolveDone(code);
+  };
+
+  sidecar.once('exit', (c, signal) => {
+    if (stopping) return;
+    log(`${id}: sidecar exited (${signal ?? `code ${c ?? '?'}`}); stopping the instance`);
+    void stop(1);
+  });
+
+  return {
+    id,
+    app: `127.0.0.1:${appPort}`,
+    admin: `127.0.0.1:${adminPort}`,
+    appPid: () => app?.pid,
+    done,
+    stop: () => stop(0),
+  };
+}

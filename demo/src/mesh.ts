@@ -1,0 +1,263 @@
+import { Agent, request } from 'node:http';
+import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
+import { createServer } from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { ControlPlane } from '../../control-plane/src/main.js';
+import { parseSidecarConfig } from '../../sidecar/src/config/load.js';
+import { systemTimers, type TimerHandle, type Timers } from '../../sidecar/src/core/timers.js';
+import { Sidecar } from '../../sidecar/src/main.js';
+import { createLogger } from '../../sidecar/src/telemetry/logger.js';
+
+/**
+ * `outrigger demo` (`npm start`): a whole mesh on loopback, nothing to set up.
+ *
+ *   load generator ─► edge sidecar ─► catalog ×2 (app + sidecar each) ─► inventory ×3 (app + sidecar each)
+ *                        ▲                      ▲                                 ▲
+ *                        └──────── control plane (registry, weights, autoscaler, dashboard) ┘
+ *
+ * The control plane runs in this process with its state in a temporary directory; its autoscaler's
+ * process driver starts every instance (`outrigger demo-instance`: the app and its sidecar), so the
+ * instances are sized by the same code that sizes real ones. An edge sidecar in this process gives the
+ * newcomer one URL to send requests to, and a gentle load keeps the charts moving.
+ */
+
+export interface MeshOptions {
+  /** Preferred ports; a port that is taken is replaced by a free one (the printed URLs are the truth). */
+  readonly ports?: Partial<MeshPorts> | undefined;
+  /** Requests per second of the built-in load; 0 turns it off. */
+  readonly loadRps?: number | undefined;
+  readonly print?: ((line: string) => void) | undefined;
+  readonly timers?: Timers | undefined;
+}
+
+export interface MeshPorts {
+  grpc: number;
+  dashboard: number;
+  edgeAdmin: number;
+  edgeOutbound: number;
+  /** The edge sidecar's local port for catalog: the URL to send requests to. */
+  catalog: number;
+}
+
+export const DEFAULT_MESH_PORTS: MeshPorts = { grpc: 15010, dashboard: 15080, edgeAdmin: 15000, edgeOutbound: 15001, catalog: 18080 };
+
+export interface Mesh {
+  readonly dashboardUrl: string;
+  readonly catalogUrl: string;
+  readonly edgeOutbound: string;
+  readonly runDir: string;
+  readonly controlPlane: ControlPlane;
+  /** Requests the load generator sent, and those that did not get a 2xx. */
+  loadStats(): { sent: number; failed: number };
+  stop(): Promise<void>;
+}
+
+const BIN = fileURLToPath(new URL('../../../bin/outrigger.js', import.meta.url));
+
+/** `preferred` if nothing listens there, else a free port. */
+function portOr(preferred: number, taken: Set<number>): Promise<number> {
+  const attempt = (port: number): Promise<number> =>
+    new Promise((resolve, reject) => {
+      const s = createServer();
+      s.once('error', reject);
+      s.listen(port, '127.0.0.1', () => {
+        const a = s.address();
+        const got = typeof a === 'object' && a !== null ? a.port : 0;
+        s.close(() => resolve(got));
+      });
+    });
+  return attempt(taken.has(preferred) ? 0 : preferred)
+    .catch(() => attempt(0))
+    .then((p) => {
+      taken.add(p);
+      return p;
+    });
+}
+
+const POLICY = {
+  lb: 'least-load',
+  healthCheck: { http: { path: '/healthz' }, interval: '2s', timeout: '1s', unhealthyThreshold: 2, healthyThreshold: 1 },
+  outlierDetection: { consecutiveGatewayFailure: 3, interval: '1s', baseEjectionTime: '5s' },
+  circuitBreaker: { errorThresholdPercentage: 50, volumeThreshold: 5, resetTimeout: '3s' },
+  retry: { attempts: 2, on: ['connect-failure', 'reset', 'gateway-error'] },
+  timeout: '5s',
+  slowStart: '10s',
+};
+
+function autoscale(service: string, min: number, max: number, ports: string, extra: readonly string[], grpc: string, runDir: string): unknown {
+  return {
+    min,
+    max,
+    targetUtilization: 0.6,
+    interval: '5s',
+    stabilizationWindow: '60s',
+    cooldown: '15s',
+    driver: {
+      process: {
+        command: [process.execPath, BIN, 'demo-instance', '--service', service, '--port', '{port}', '--control-plane', grpc, '--run-dir', runDir, ...extra],
+        ports,
+      },
+    },
+  };
+}
+
+export async function runMesh(options: MeshOptions = {}): Promise<Mesh> {
+  const print = options.print ?? ((line: string) => process.stdout.write(`${line}\n`));
+  const timers = options.timers ?? systemTimers;
+  const want = { ...DEFAULT_MESH_PORTS, ...options.ports };
+  const taken = new Set<number>();
+  const ports: MeshPorts = {
+    grpc: await portOr(want.grpc, taken),
+    dashboard: await portOr(want.dashboard, taken),
+    edgeAdmin: await portOr(want.edgeAdmin, taken),
+    edgeOutbound: await portOr(want.edgeOutbound, taken),
+    catalog: await portOr(want.catalog, taken),
+  };
+  const runDir = await mkdtemp(join(tmpdir(), 'outrigger-demo-'));
+  const grpc = `127.0.0.1:${ports.grpc}`;
+  const cpConfig = {
+    listen: { grpc, http: `127.0.0.1:${ports.dashboard}` },
+    store: { file: join(runDir, 'state.json') },
+    instanceTtl: '6s',
+    drainTime: '3s',
+    weightInterval: '2s',
+    services: { catalog: POLICY, inventory: POLICY },
+    autoscale: {
+      inventory: autoscale('inventory', 3, 6, '21000-21019', ['--delay-ms', '30', '--capacity', '4'], grpc, runDir),
+      catalog: autoscale('catalog', 2, 4, '21100-21119', ['--calls', 'inventory', '--delay-ms', '5', '--capacity', '8'], grpc, runDir),
+    },
+  };
+  const cpFile = join(runDir, 'cp.yaml');
+  // JSON is YAML: the file goes through the same loader as an operator's cp.yaml.
+  await writeFile(cpFile, JSON.stringify(cpConfig, null, 2));
+
+  const cleanups: (() => Promise<void>)[] = [() => rm(runDir, { recursive: true, force: true })];
+  const stopAll = async (): Promise<void> => {
+    for (const c of cleanups.splice(0).reverse()) await c().catch(() => {});
+  };
+  try {
+    const controlPlane = await ControlPlane.start({ configFile: cpFile, logger: createLogger('warn', 'outrigger-control-plane') });
+    cleanups.push(() => controlPlane.stop());
+    const edge = await Sidecar.start({
+      config: parseSidecarConfig(
+        [
+          'service: demo-edge',
+          `admin: { listen: 127.0.0.1:${ports.edgeAdmin} }`,
+          `outbound: { listen: 127.0.0.1:${ports.edgeOutbound} }`,
+          `controlPlane: { addresses: [${grpc}], subscribe: [inventory] }`,
+          'log: { level: warn, accessLog: { enabled: false } }',
+          'services:',
+          `  catalog: { listen: 127.0.0.1:${ports.catalog} }`,
+        ].join('\n'),
+        'demo-edge.yaml',
+      ),
+    });
+    cleanups.push(() => edge.stop(2_000));
+    const catalogUrl = `http://127.0.0.1:${ports.catalog}/`;
+    const dashboardUrl = `http://${controlPlane.httpAddress}/`;
+
+    // A gentle load: catalog through the edge sidecar, which asks inventory for each request.
+    const stats = { sent: 0, failed: 0 };
+    const agent = new Agent({ keepAlive: true, maxSockets: 32 });
+    const rps = options.loadRps ?? 20;
+    let load: TimerHandle | undefined;
+    if (rps > 0) {
+      load = timers.every(Math.max(1, Math.round(1000 / rps)), () => {
+        stats.sent++;
+        const req = request({ host: '127.0.0.1', port: ports.catalog, path: '/items', agent, timeout: 10_000 }, (res) => {
+          if ((res.statusCode ?? 0) >= 300) stats.failed++;
+          res.resume();
+        });
+        req.on('timeout', () => req.destroy(new Error('timeout')));
+        req.on('error', () => stats.failed++);
+        req.end();
+      });
+      cleanups.push(async () => {
+        load?.cancel();
+        agent.destroy();
+      });
+    }
+
+    // Ready when both services have their minimum of instances and a request goes all the way through.
+    const ready = await waitUntil(async () => {
+      const counts = new Map<string, number>();
+      for (const i of controlPlane.registry.instances()) if (i.state === 'serving') counts.set(i.service, (counts.get(i.service) ?? 0) + 1);
+      if ((counts.get('catalog') ?? 0) < 2 || (counts.get('inventory') ?? 0) < 3) return false;
+      return (await get(`127.0.0.1:${ports.catalog}`, '/items')) === 200;
+    }, 60_000);
+
+    const inventory = controlPlane.registry
+      .instances('inventory')
+      .map((i) => i.address)
+      .sort();
+    const victim = inventory[0] ?? '127.0.0.1:21000';
+    const slow = inventory[1] ?? victim;
+    const slowApp = await appAddress(runDir, 'inventory', slow);
+    print('');
+    print(ready ? 'Outrigger demo mesh is up.' : 'Outrigger demo mesh started, but not every instance is ready yet (see the dashboard).');
+    print('');
+    print(`  dashboard:        ${dashboardUrl}`);
+    print(`  send requests:    curl ${catalogUrl}items              (catalog, which asks inventory)`);
+    print(`              or:   curl -H 'Host: inventory' http://127.0.0.1:${ports.edgeOutbound}/items`);
+    print(`  edge sidecar:     http://127.0.0.1:${ports.edgeAdmin}/clusters  (also /circuits /metrics)`);
+    print(`  control plane:    npx outrigger ctl --server ${controlPlane.httpAddress} services`);
+    print(`  a gentle load of ${rps} requests/s runs through catalog.`);
+    print('');
+    print('Three things to try:');
+    print(`  1. Kill an instance's app; watch it go ineligible and its circuit open, then come back when it restarts:`);
+    print(`       kill -9 $(cat ${join(runDir, `inventory-${portOf(victim)}.app.pid`)})`);
+    print('  2. Make one instance slow; least-load sends it less, its p99 and cost rise on the dashboard:');
+    print(`       curl -X POST 'http://${slowApp}/knob?delayMs=400'      (back: delayMs=30)`);
+    print('  3. Change a policy with ctl; every sidecar gets it in milliseconds:');
+    print(`       echo 'lb: round-robin' | npx outrigger ctl --server ${controlPlane.httpAddress} policy set inventory -f -`);
+    print('');
+    print('Stop everything with Ctrl-C.');
+
+    return {
+      dashboardUrl,
+      catalogUrl,
+      edgeOutbound: `127.0.0.1:${ports.edgeOutbound}`,
+      runDir,
+      controlPlane,
+      loadStats: () => ({ ...stats }),
+      stop: stopAll,
+    };
+  } catch (err) {
+    await stopAll();
+    throw err;
+  }
+}
+
+function portOf(address: string): string {
+  return address.slice(address.lastIndexOf(':') + 1);
+}
+
+/** The app address of an instance, from the sidecar config its supervisor wrote. */
+async function appAddress(runDir: string, service: string, address: string): Promise<string> {
+  const yaml = await readFile(join(runDir, `${service}-${portOf(address)}.sidecar.yaml`), 'utf8').catch(() => '');
+  return /target: http:\/\/([^\s,}]+)/.exec(yaml)?.[1] ?? 'APP-ADDRESS';
+}
+
+function get(hostPort: string, path: string): Promise<number> {
+  const port = Number(portOf(hostPort));
+  return new Promise((resolve) => {
+    const req = request({ host: '127.0.0.1', port, path, timeout: 5_000 }, (res) => {
+      res.resume();
+      resolve(res.statusCode ?? 0);
+    });
+    req.on('timeout', () => req.destroy(new Error('timeout')));
+    req.on('error', () => resolve(0));
+    req.end();
+  });
+}
+
+async function waitUntil(check: () => Promise<boolean>, timeoutMs: number): Promise<boolean> {
+  const until = performance.now() + timeoutMs;
+  while (performance.now() < until) {
+    if (await check()) return true;
+    await new Promise((r) => setTimeout(r, 250));
+  }
+  return false;
+}
