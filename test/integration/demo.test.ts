@@ -1,0 +1,133 @@
+/**
+ * The demo's pieces as a newcomer meets them: the demo app (knob, calls through a sidecar) and the
+ * demo instance (an app and its sidecar under one supervisor that restarts the app and leaves nothing
+ * behind when it goes).
+ */
+import { spawn, type ChildProcess } from 'node:child_process';
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterAll, afterEach, describe, expect, it } from 'vitest';
+import { startDemoApp, type DemoApp } from '../../demo/src/app.js';
+import { seededRandom } from '../../sidecar/src/core/random.js';
+import { spawnControlPlane, type ControlPlaneProcess } from '../helpers/control-plane.js';
+import { freePort, send, waitFor } from '../helpers/net.js';
+
+const bin = new URL('../../bin/outrigger.js', import.meta.url).pathname;
+
+function alive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+async function timed(address: string, path: string): Promise<{ status: number; ms: number; body: string }> {
+  const t0 = performance.now();
+  const r = await send(address, { path });
+  return { status: r.status, ms: performance.now() - t0, body: r.body };
+}
+
+describe('demo app', () => {
+  const apps: DemoApp[] = [];
+  afterEach(async () => {
+    for (const a of apps.splice(0)) await a.stop();
+  });
+
+  it('turns slow or failing at run time through its knob, and refuses a bad knob value', async () => {
+    const app = await startDemoApp({ name: 'inventory', instance: 'inventory-1', listen: '127.0.0.1:0', random: seededRandom(7) });
+    apps.push(app);
+    expect((await timed(app.address, '/items')).ms).toBeLessThan(150);
+    const set = await send(app.address, { method: 'POST', path: '/knob?delayMs=200' });
+    expect(set.status).toBe(200);
+    expect(JSON.parse(set.body)).toEqual({ service: 'inventory', instance: 'inventory-1', delayMs: 200, failPercent: 0 });
+    const slow = await timed(app.address, '/items');
+    expect(slow.status).toBe(200);
+    expect(slow.ms).toBeGreaterThanOrEqual(195);
+    // Health checks stay fast: the knob slows the work, not the health endpoint.
+    expect((await timed(app.address, '/healthz')).ms).toBeLessThan(150);
+
+    await send(app.address, { method: 'POST', path: '/knob?delayMs=0&failPercent=50' });
+    const statuses: number[] = [];
+    for (let i = 0; i < 40; i++) statuses.push((await send(app.address, { path: '/items' })).status);
+    const failed = statuses.filter((s) => s === 500).length;
+    expect(failed).toBeGreaterThan(8);
+    expect(failed).toBeLessThan(32);
+    expect(statuses.every((s) => s === 200 || s === 500)).toBe(true);
+
+    const bad = await send(app.address, { method: 'POST', path: '/knob?failPercent=150' });
+    expect(bad.status).toBe(400);
+    expect(JSON.parse(bad.body)).toEqual({ error: 'failPercent: expected a number 0..100, got "150"' });
+    expect(JSON.parse((await send(app.address, { path: '/knob' })).body)).toMatchObject({ failPercent: 50 });
+  });
+
+  it('asks the service it calls through the given listener with that Host, and answers 502 when it cannot', async () => {
+    const inventory = await startDemoApp({ name: 'inventory', listen: '127.0.0.1:0' });
+    apps.push(inventory);
+    const catalog = await startDemoApp({ name: 'catalog', listen: '127.0.0.1:0', calls: { service: 'inventory', via: inventory.address } });
+    apps.push(catalog);
+    const r = await send(catalog.address, { path: '/items', headers: { 'x-request-id': 'r-1' } });
+    expect(r.status).toBe(200);
+    expect(JSON.parse(r.body)).toMatchObject({ service: 'catalog', requestId: 'r-1', inventory: { service: 'inventory', path: '/items', requestId: 'r-1' } });
+
+    await send(inventory.address, { method: 'POST', path: '/knob?failPercent=100' });
+    const failing = await send(catalog.address, { path: '/items' });
+    expect(failing.status).toBe(502);
+    expect(JSON.parse(failing.body)).toMatchObject({ service: 'catalog', error: 'inventory answered 500' });
+
+    const orphan = await startDemoApp({ name: 'catalog', listen: '127.0.0.1:0', calls: { service: 'inventory', via: `127.0.0.1:${await freePort()}` } });
+    apps.push(orphan);
+    const refused = await send(orphan.address, { path: '/items' });
+    expect(refused.status).toBe(502);
+    expect(JSON.parse(refused.body).error).toMatch(/^inventory: connect ECONNREFUSED/);
+  });
+});
+
+describe('demo instance', () => {
+  let cp: ControlPlaneProcess | undefined;
+  const children: ChildProcess[] = [];
+  const dirs: string[] = [];
+  afterAll(async () => {
+    for (const c of children) if (c.exitCode === null && c.signalCode === null) c.kill('SIGKILL');
+    await cp?.stop();
+    for (const d of dirs) rmSync(d, { recursive: true, force: true });
+  });
+
+  it('registers through its sidecar, restarts a killed app, and takes app and sidecar with it when killed', async () => {
+    cp = await spawnControlPlane('instanceTtl: 3s\ndrainTime: 0s\n');
+    const runDir = mkdtempSync(join(tmpdir(), 'outrigger-demo-instance-'));
+    dirs.push(runDir);
+    const port = await freePort();
+    const child = spawn(process.execPath, [bin, 'demo-instance', '--service', 'inventory', '--port', String(port), '--control-plane', cp.grpc, '--run-dir', runDir, '--capacity', '7'], {
+      stdio: ['ignore', 'pipe', 'pipe', 'ipc'],
+    });
+    children.push(child);
+    let stderr = '';
+    child.stderr?.on('data', (d: Buffer) => (stderr += d.toString()));
+    const address = `127.0.0.1:${port}`;
+
+    const instances = async () => (JSON.parse((await send(cp!.http, { path: '/api/instances' })).body) as { instances: { id: string; address: string; capacity: number; state: string }[] }).instances;
+    await waitFor(async () => (await instances()).some((i) => i.address === address && i.state === 'serving'), 15_000);
+    expect((await instances()).find((i) => i.address === address)).toMatchObject({ id: `inventory-${port}`, capacity: 7 });
+    expect(JSON.parse((await send(address, { path: '/items' })).body)).toMatchObject({ service: 'inventory', instance: `inventory-${port}` });
+
+    const pid = (name: string) => Number(readFileSync(join(runDir, `inventory-${port}.${name}.pid`), 'utf8'));
+    const appPid = pid('app');
+    const sidecarPid = pid('sidecar');
+    process.kill(appPid, 'SIGKILL');
+    await waitFor(async () => (await send(address, { path: '/items' })).status === 502, 3_000);
+    // Its supervisor brings it back (2 s later), under a new pid, on the same port.
+    await waitFor(async () => (await send(address, { path: '/items' })).status === 200, 8_000, 100);
+    expect(pid('app')).not.toBe(appPid);
+    expect(stderr).toContain(`inventory-${port}: app exited (SIGKILL); restarting it in 2000 ms`);
+
+    const newAppPid = pid('app');
+    child.kill('SIGKILL');
+    // Both children notice their supervisor is gone (the IPC channel closes) and stop.
+    await waitFor(() => !alive(newAppPid) && !alive(sidecarPid), 8_000, 50);
+    // The sidecar deregistered on its way out.
+    await waitFor(async () => !(await instances()).some((i) => i.address === address && i.state === 'serving'), 5_000);
+  }, 40_000);
+});
