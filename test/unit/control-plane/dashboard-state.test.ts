@@ -95,6 +95,16 @@ describe('dashboard state', () => {
     ]);
   });
 
+  it("a service's own instances count as callers for circuits only when they subscribed to it", () => {
+    const peer = sidecar('inventory', 'inv-a', A, load({ circuits: [circuit('', 'open'), circuit(B, 'open')], endpoints: [ep(B, true)] }));
+    const s = build([peer]);
+    expect(row(s, B)).toMatchObject({ circuit: null, eligible: true, callers: 1 });
+    expect(inventory(s).circuits).toEqual([]);
+    const selfCaller = build([{ ...peer, subscriptions: ['inventory'] }]);
+    expect(row(selfCaller, B).circuit).toBe('open');
+    expect(inventory(selfCaller).circuits).toEqual([{ reporter: 'inv-a', state: 'open' }]);
+  });
+
   it('ignores load reports older than staleAfterMs, both the instance own and its callers', () => {
     const s = build([
       sidecar('inventory', 'inv-a', A, load({ rps: 50, errorRate: 0.5, latencyP99Ms: 900 }), NOW - STALE - 1),

@@ -48,15 +48,18 @@ export interface DashboardInstance {
   readonly eligible: boolean | null;
   /** Union of the health flags the callers set on it ("active-check", "outlier", "breaker", "control-plane"). */
   readonly health: readonly string[];
-  /** Sidecars whose fresh report lists this endpoint. */
+  /** Sidecars whose fresh report lists this endpoint (its callers, and its peers, which hold their own service). */
   readonly callers: number;
   /** Sum of the callers' requests in flight to it now. */
   readonly callerInflight: number;
-  /** Worst per-endpoint breaker state any caller reports (open > half-open > closed); null when none has one. */
+  /**
+   * Worst per-endpoint breaker state any caller reports (open > half-open > closed); null when none has one.
+   * The service's own instances' sidecars count only if they subscribed to it (otherwise they never call it).
+   */
   readonly circuit: CircuitState | null;
 }
 
-/** A service-level breaker (one per calling sidecar). */
+/** A service-level breaker (one per calling sidecar; the service's own instances only if they subscribed to it). */
 export interface DashboardCircuit {
   /** Instance id of the sidecar that reported it (null when the sidecar registered no instance). */
   readonly reporter: string | null;
@@ -129,6 +132,14 @@ function worse(a: CircuitState | null, b: CircuitState): CircuitState {
 
 const finite = (n: number): number => (Number.isFinite(n) ? n : 0);
 
+/**
+ * Whether a sidecar's breakers for `service` can have seen traffic: every sidecar also holds its own service
+ * (the control plane sends it), but an instance's sidecar calls its own service only when it subscribed to it.
+ */
+function calls(s: SubscriberView, service: string): boolean {
+  return s.instance?.service !== service || s.subscriptions.includes(service);
+}
+
 export function buildDashboardState(input: DashboardInputs): DashboardState {
   const fresh = input.sidecars.filter((s) => s.lastLoad !== null && s.lastLoadAt !== null && input.now - s.lastLoadAt <= input.staleAfterMs);
   const connected = new Set(input.sidecars.map((s) => s.instance?.address ?? '').filter((a) => a !== ''));
@@ -169,6 +180,7 @@ export function buildDashboardState(input: DashboardInputs): DashboardState {
           callerInflight += finite(ep.inflight);
         }
         if (listed) callers++;
+        if (!calls(s, name)) continue;
         for (const c of load.circuits) {
           const st = c.service === name && c.endpoint === e.address ? asCircuitState(c.state) : undefined;
           if (st !== undefined) circuit = worse(circuit, st);
@@ -203,6 +215,7 @@ export function buildDashboardState(input: DashboardInputs): DashboardState {
 
     const circuits: DashboardCircuit[] = [];
     for (const s of fresh) {
+      if (!calls(s, name)) continue;
       for (const c of s.lastLoad?.circuits ?? []) {
         const st = c.service === name && c.endpoint === '' ? asCircuitState(c.state) : undefined;
         if (st !== undefined) circuits.push({ reporter: s.instance?.id ?? null, state: st });
