@@ -16,6 +16,8 @@ WORKDIR /app
 COPY package.json package-lock.json ./
 RUN npm ci --omit=dev --ignore-scripts --no-audit --no-fund && npm cache clean --force
 COPY --from=build /src/dist ./dist
+# The dashboard's page (served as is, not compiled); uPlot comes from node_modules.
+COPY control-plane/dashboard ./control-plane/dashboard
 COPY bin ./bin
 # The control plane keeps its state here (a named volume in docker-compose.yml); owned by the unprivileged user.
 RUN mkdir -p /var/lib/outrigger /etc/outrigger && chown node:node /var/lib/outrigger
