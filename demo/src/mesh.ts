@@ -79,8 +79,8 @@ function portOr(preferred: number, taken: Set<number>): Promise<number> {
 const POLICY = {
   lb: 'least-load',
   healthCheck: { http: { path: '/healthz' }, interval: '2s', timeout: '1s', unhealthyThreshold: 2, healthyThreshold: 1 },
-  outlierDetection: { consecutiveGatewayFailure: 3, interval: '1s', baseEjectionTime: '5s' },
-  circuitBreaker: { errorThresholdPercentage: 50, volumeThreshold: 5, resetTimeout: '3s' },
+  outlierDetection: { consecutiveGatewayFailure: 5, interval: '1s', baseEjectionTime: '5s' },
+  circuitBreaker: { errorThresholdPercentage: 50, volumeThreshold: 3, resetTimeout: '3s' },
   retry: { attempts: 2, on: ['connect-failure', 'reset', 'gateway-error'] },
   timeout: '5s',
   slowStart: '10s',
@@ -174,8 +174,17 @@ export async function runMesh(options: MeshOptions = {}): Promise<Mesh> {
         req.on('error', () => stats.failed++);
         req.end();
       });
+      // Now and then, what the load saw: failures here mean the mesh let one reach a client.
+      let reported = { sent: 0, failed: 0 };
+      const report = timers.every(30_000, () => {
+        const sent = stats.sent - reported.sent;
+        const failed = stats.failed - reported.failed;
+        reported = { ...stats };
+        print(`load: ${sent} requests in the last 30 s, ${failed} failed`);
+      });
       cleanups.push(async () => {
         load?.cancel();
+        report.cancel();
         agent.destroy();
       });
     }
