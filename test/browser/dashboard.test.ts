@@ -80,23 +80,21 @@ describe('dashboard in a browser', () => {
     mkdirSync(artifacts, { recursive: true });
     cp = await spawnControlPlane(CP_YAML);
     const grpc = cp.grpc;
-    const instances = await Promise.all(
-      [0, 1, 2].map(async (i) => {
-        const app = await startProcessUpstream();
-        const p = await ports();
-        const sidecar = await spawnSidecar(
+    // One after the other (free ports are picked by binding and releasing; parallel picks could collide).
+    // Each process is recorded as soon as it runs, so afterAll stops it even if a later start fails.
+    for (const i of [0, 1, 2]) {
+      const app = await startProcessUpstream();
+      apps[i] = app;
+      const p = await ports();
+      addresses[i] = `127.0.0.1:${p.inbound}`;
+      sidecars.push(
+        await spawnSidecar(
           `service: inventory\ninstance: inv-${i}\nadmin: { listen: 127.0.0.1:${p.admin} }\noutbound: { listen: 127.0.0.1:${p.outbound} }\n` +
             `inbound: { listen: 127.0.0.1:${p.inbound}, target: http://${app.address} }\n` +
             `controlPlane: { addresses: [${grpc}], reportInterval: 300ms }\nlog: { level: warn }\nservices: {}\n`,
           p.admin,
-        );
-        return { app, sidecar, address: `127.0.0.1:${p.inbound}` };
-      }),
-    );
-    for (const x of instances) {
-      apps.push(x.app);
-      sidecars.push(x.sidecar);
-      addresses.push(x.address);
+        ),
+      );
     }
     const p = await ports();
     const webOut = `127.0.0.1:${p.outbound}`;
@@ -139,7 +137,7 @@ describe('dashboard in a browser', () => {
     await load?.stop();
     await Promise.all(sidecars.map((s) => s.stop()));
     await cp?.stop();
-    await Promise.all(apps.map((a) => a.close()));
+    await Promise.all(apps.filter((a) => a !== undefined).map((a) => a.close()));
     console.log(`dashboard browser test: ${((performance.now() - t0) / 1000).toFixed(1)} s`);
   }, 20_000);
 
