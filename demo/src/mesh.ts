@@ -147,7 +147,7 @@ export async function runMesh(options: MeshOptions = {}): Promise<Mesh> {
           `admin: { listen: 127.0.0.1:${ports.edgeAdmin} }`,
           `outbound: { listen: 127.0.0.1:${ports.edgeOutbound} }`,
           `controlPlane: { addresses: [${grpc}], subscribe: [inventory] }`,
-          'log: { level: warn, accessLog: { enabled: false } }',
+          'log: { level: error, accessLog: { enabled: false } }',
           'services:',
           `  catalog: { listen: 127.0.0.1:${ports.catalog} }`,
         ].join('\n'),
@@ -158,7 +158,15 @@ export async function runMesh(options: MeshOptions = {}): Promise<Mesh> {
     const catalogUrl = `http://127.0.0.1:${ports.catalog}/`;
     const dashboardUrl = `http://${controlPlane.httpAddress}/`;
 
-    // A gentle load: catalog through the edge sidecar, which asks inventory for each request.
+    // Ready when both services have their minimum of instances and a request goes all the way through.
+    const ready = await waitUntil(async () => {
+      const counts = new Map<string, number>();
+      for (const i of controlPlane.registry.instances()) if (i.state === 'serving') counts.set(i.service, (counts.get(i.service) ?? 0) + 1);
+      if ((counts.get('catalog') ?? 0) < 2 || (counts.get('inventory') ?? 0) < 3) return false;
+      return (await get(`127.0.0.1:${ports.catalog}`, '/items')) === 200;
+    }, 60_000);
+
+    // A gentle load, once the mesh is ready: catalog through the edge sidecar, which asks inventory each time.
     const stats = { sent: 0, failed: 0 };
     const agent = new Agent({ keepAlive: true, maxSockets: 32 });
     const rps = options.loadRps ?? 20;
@@ -188,14 +196,6 @@ export async function runMesh(options: MeshOptions = {}): Promise<Mesh> {
         agent.destroy();
       });
     }
-
-    // Ready when both services have their minimum of instances and a request goes all the way through.
-    const ready = await waitUntil(async () => {
-      const counts = new Map<string, number>();
-      for (const i of controlPlane.registry.instances()) if (i.state === 'serving') counts.set(i.service, (counts.get(i.service) ?? 0) + 1);
-      if ((counts.get('catalog') ?? 0) < 2 || (counts.get('inventory') ?? 0) < 3) return false;
-      return (await get(`127.0.0.1:${ports.catalog}`, '/items')) === 200;
-    }, 60_000);
 
     const inventory = controlPlane.registry
       .instances('inventory')
