@@ -2,7 +2,6 @@ import type { Clock } from '../../../sidecar/src/core/clock.js';
 import type { TimerHandle, Timers } from '../../../sidecar/src/core/timers.js';
 import type { Logger } from '../../../sidecar/src/telemetry/logger.js';
 import type { AutoscaleServiceConfig } from '../config/types.js';
-import type { SubscriberView } from '../push/server.js';
 import type { Registry } from '../registry/registry.js';
 import type { AutoscaleOverride, AutoscaleView, ScaleDecision, ScaleDriver } from './types.js';
 
@@ -25,7 +24,13 @@ import type { AutoscaleOverride, AutoscaleView, ScaleDecision, ScaleDriver } fro
  */
 
 /** What the autoscaler reads of a connected sidecar (a SubscriberView fits). */
-export type LoadSource = () => readonly Pick<SubscriberView, 'instance' | 'lastLoad'>[];
+export interface LoadView {
+  readonly instance: { readonly service: string; readonly address: string } | null;
+  readonly lastLoad: { readonly inflight: number } | null;
+}
+
+/** The connected sidecars, e.g. `push.views()`. */
+export type LoadSource = () => readonly LoadView[];
 
 export interface AutoscalerOptions {
   readonly registry: Registry;
