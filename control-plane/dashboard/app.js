@@ -172,7 +172,7 @@ function instanceRow(i) {
       'data-circuit': i.circuit ?? 'none',
       'data-connected': String(i.connected),
     },
-    el('td', {}, i.id ?? el('span', { class: 'muted' }, 'static'), i.connected || i.source === 'static' ? null : el('span', { class: 'badge disconnected', title: 'no sidecar stream' }, ' offline')),
+    el('td', {}, i.id ?? el('span', { class: 'muted' }, 'static'), i.connected || i.source === 'static' ? null : el('span', { class: 'badge disconnected gap', title: 'no sidecar stream' }, 'offline')),
     el('td', { class: 'mono' }, i.address),
     el('td', {}, el('span', { class: `badge ${i.state}` }, i.state)),
     el('td', { 'data-testid': 'eligible' }, mark, flags, callers),
@@ -259,7 +259,9 @@ function renderService(svc, at) {
       el('span', {}, el('b', {}, `${t.eligible}/${t.instances}`), ' eligible'),
     ),
   );
-  c.table.tBodies[0].replaceChildren(...svc.instances.map(instanceRow));
+  const rows = svc.instances.map(instanceRow);
+  if (rows.length === 0) rows.push(el('tr', {}, el('td', { colspan: 13, class: 'muted' }, 'no instances')));
+  c.table.tBodies[0].replaceChildren(...rows);
   c.lower.replaceChildren(circuitsBox(svc), autoscaleBox(svc.autoscale));
 
   const h = c.history;
