@@ -75,8 +75,8 @@ export class ProcessDriver implements ScaleDriver {
       const inst = this.live().find((i) => i.address === address);
       if (inst !== undefined) stops.push(this.stop(inst));
     }
-    // Fewer named than needed: newest first.
-    for (const inst of this.live().sort((a, b) => b.seq - a.seq).slice(replicas)) stops.push(this.stop(inst));
+    // Fewer named than needed: the newest go, the oldest `replicas` stay.
+    for (const inst of this.live().sort((a, b) => a.seq - b.seq).slice(replicas)) stops.push(this.stop(inst));
     const starts: Promise<void>[] = [];
     for (let n = this.live().length; n < replicas; n++) starts.push(this.start());
     const results = await Promise.allSettled([...starts, ...stops]);
