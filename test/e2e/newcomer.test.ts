@@ -61,7 +61,7 @@ describe('npm start on a fresh clone', () => {
 
   it('brings up the mesh, prints where to go, serves requests and the dashboard, and Ctrl-C leaves nothing behind', async () => {
     // A newcomer's shell: no project node_modules/.bin on the PATH (npm test put Node 24 there).
-    const env = { ...process.env, PATH: (process.env.PATH ?? '').split(':').filter((p) => !p.includes('node_modules')).join(':') };
+    const env: NodeJS.ProcessEnv = { ...process.env, PATH: (process.env.PATH ?? '').split(':').filter((p) => !p.includes('node_modules')).join(':') };
     for (const k of Object.keys(env)) if (k.startsWith('npm_') || k.startsWith('VITEST') || k === 'NODE_OPTIONS') delete env[k];
     execFileSync('npm', ['ci', '--prefer-offline', '--no-audit', '--no-fund'], { cwd: clone, env, stdio: 'pipe', timeout: 240_000 });
 

@@ -63,6 +63,8 @@ const afterSnapshot: SidecarMessage[] = [
           { service: 'catalog', endpoint: '', state: 'closed' },
           { service: 'orders', endpoint: '127.0.0.1:18090', state: 'half-open' },
         ],
+        latencyP99Ms: 41.5,
+        endpoints: [{ service: 'orders', address: '127.0.0.1:18090', eligible: false, health: ['outlier', 'breaker'], inflight: 3, ewmaMs: 12.5 }],
       },
     },
   },

@@ -187,7 +187,7 @@ describe('computeWeights', () => {
   });
 
   it('reads a LoadReport from the wire contract as it is', () => {
-    const load: LoadReport = { rps: 200, inflight: 80, latencyEwmaMs: 12, errorRate: 0, cpu: 0, circuits: [] };
+    const load: LoadReport = { rps: 200, inflight: 80, latencyEwmaMs: 12, errorRate: 0, cpu: 0, circuits: [], latencyP99Ms: 30, endpoints: [] };
     const out = computeWeights([{ address: 'a', report: { load, receivedAt: now }, configuredWeight: 1, capacity: 100 }], now);
     expect(out.get('a')).toEqual({ weight: 100, cost: 3.4 });
   });
