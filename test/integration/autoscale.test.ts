@@ -12,6 +12,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { parseControlPlaneConfig } from '../../control-plane/src/config/load.js';
+import { runCtl } from '../../control-plane/src/ctl/main.js';
 import { ControlPlane } from '../../control-plane/src/main.js';
 import type { Sidecar } from '../../sidecar/src/main.js';
 import { createLogger } from '../../sidecar/src/telemetry/logger.js';
@@ -229,4 +230,41 @@ autoscale:
       clearInterval(sampler);
     }
   }, 30_000);
+
+  it('outrigger ctl autoscale lists it; ctl scale changes bounds at run time, validated by the control plane', async () => {
+    const ctl = async (...args: string[]) => {
+      let stdout = '';
+      let stderr = '';
+      const status = await runCtl(['--server', cp!.httpAddress, ...args], { stdout: (t) => (stdout += t), stderr: (t) => (stderr += t), env: {} });
+      return { status, stdout, stderr };
+    };
+    const list = await ctl('autoscale');
+    expect(list.status).toBe(0);
+    expect(list.stdout.split('\n')[0]).toMatch(/^SERVICE\s+DRIVER\s+MIN\.\.MAX\s+TARGET\s+UTIL\s+CURRENT\/DESIRED\s+STATE\s+LAST ACTION$/);
+    expect(list.stdout.split('\n')[1]).toMatch(new RegExp(`^inventory\\s+process\\s+${MIN}\\.\\.${MAX}\\s+${TARGET}\\s+\\S+\\s+${MIN}/${MIN}\\s+\\S+\\s+scale-down \\d→${MIN}$`));
+
+    const set = await ctl('scale', 'inventory', '--max', '2', '--target=0.4');
+    expect(set).toEqual({ status: 0, stdout: `inventory: min ${MIN}, max 2, target utilization 0.4 (now ${MIN} running, desired ${MIN})\n`, stderr: '' });
+    expect(cp!.autoscaler.views()[0]).toMatchObject({ max: 2, targetUtilization: 0.4, overrides: { max: 2, targetUtilization: 0.4 } });
+    const one = await ctl('autoscale', 'inventory');
+    expect(one.stdout).toMatch(/inventory\s+process\s+1\.\.2 \*\s+0\.4 \*/);
+    expect(one.stdout).toMatch(/\nAT\s+ACTION\s+CURRENT\s+UTIL\s+RAW\s+DESIRED\s+REASON\n/);
+    expect(one.stdout).toContain('below min 1');
+
+    expect(await ctl('scale', 'inventory', '--target', '2')).toEqual({
+      status: 1,
+      stdout: '',
+      stderr: "outrigger ctl: the control plane refused: targetUtilization: expected number > 0 and <= 1 (or null for cp.yaml's), got 2\n",
+    });
+    expect(await ctl('scale', 'inventory', '--min', '3')).toMatchObject({ status: 1, stderr: 'outrigger ctl: the control plane refused: max: expected integer >= min (3), got 2\n' });
+    expect(await ctl('scale', 'nope', '--max', '2')).toMatchObject({ status: 1, stderr: 'outrigger ctl: no autoscaled service "nope" (autoscaled: inventory)\n' });
+    expect((await ctl('scale', 'inventory', '--max', 'lots')).stderr).toContain('outrigger ctl: scale: --max must be a number or "default", got "lots"');
+    expect((await ctl('scale', 'inventory')).status).toBe(2);
+    expect((await ctl('autoscale', 'nope')).stderr).toBe('outrigger ctl: "nope" is not autoscaled\n');
+    const raw = await send(cp!.httpAddress, { method: 'PUT', path: '/api/autoscale/inventory', headers: { 'content-type': 'application/json' }, body: '{"max": 2,' });
+    expect(raw.status).toBe(400);
+    expect(JSON.parse(raw.body)).toMatchObject({ error: expect.stringMatching(/^body is not JSON/) as string });
+    expect(await ctl('scale', 'inventory', '--max', 'default', '--target', 'default')).toMatchObject({ status: 0, stdout: `inventory: min ${MIN}, max ${MAX}, target utilization ${TARGET} (now ${MIN} running, desired ${MIN})\n` });
+    expect(cp!.autoscaler.views()[0]?.overrides).toEqual({});
+  }, 15_000);
 });

@@ -2,6 +2,7 @@ import { readFileSync } from 'node:fs';
 import { stringify } from 'yaml';
 import { parseServiceConfig, parseYaml } from '../../../sidecar/src/config/load.js';
 import { ConfigError } from '../../../sidecar/src/core/errors.js';
+import type { AutoscaleView } from '../autoscale/types.js';
 import type { SubscriberView } from '../push/server.js';
 import type { EndpointView, ServiceView } from '../registry/registry.js';
 import { type AdminClient, CtlError } from './client.js';
@@ -227,4 +228,55 @@ export async function sidecars(ctx: CtlContext): Promise<void> {
     s.lastNack === null ? '-' : `v${s.lastNack.version}: ${s.lastNack.reason}`,
   ]);
   ctx.out(formatTable(['INSTANCE', 'SERVICE', 'SENT', 'ACKED', 'LAST NACK'], rows, ['left', 'left', 'right', 'right']));
+}
+
+function autoscaleRow(v: AutoscaleView): string[] {
+  const last = v.decisions.find((d) => d.action !== 'none');
+  return [
+    v.service,
+    v.driver,
+    `${v.min}..${v.max}${v.overrides !== undefined && (v.overrides.min !== undefined || v.overrides.max !== undefined) ? ' *' : ''}`,
+    `${num(v.targetUtilization)}${v.overrides?.targetUtilization !== undefined ? ' *' : ''}`,
+    v.utilization === null ? '-' : num(v.utilization),
+    `${v.current}/${v.desired}`,
+    v.state,
+    last === undefined ? '-' : `${last.action} ${last.current}→${last.desired}${last.error !== undefined ? ' (failed)' : ''}`,
+  ];
+}
+
+/** Autoscaled services; with a service, also its decisions (newest first). */
+export async function autoscale(ctx: CtlContext, service: string | undefined): Promise<void> {
+  const body = (await ctx.client.ok('GET', '/api/autoscale')) as { services: readonly AutoscaleView[] };
+  const list = service === undefined ? body.services : body.services.filter((v) => v.service === service);
+  if (service !== undefined && list.length === 0) throw new CtlError(`${quote(service)} is not autoscaled`, 1);
+  if (ctx.json) return printJson(ctx, service === undefined ? body : list[0]);
+  if (list.length === 0) {
+    ctx.out('no autoscaled services (autoscale in cp.yaml)\n');
+    return;
+  }
+  ctx.out(formatTable(['SERVICE', 'DRIVER', 'MIN..MAX', 'TARGET', 'UTIL', 'CURRENT/DESIRED', 'STATE', 'LAST ACTION'], list.map(autoscaleRow)));
+  if (list.some((v) => v.overrides !== undefined && Object.keys(v.overrides).length > 0)) ctx.out('\n* set at run time (outrigger ctl scale)\n');
+  const v = list[0];
+  if (service === undefined || v === undefined) return;
+  if (v.decisions.length === 0) {
+    ctx.out('\nno decisions yet\n');
+    return;
+  }
+  ctx.out('\n');
+  ctx.out(
+    formatTable(
+      ['AT', 'ACTION', 'CURRENT', 'UTIL', 'RAW', 'DESIRED', 'REASON'],
+      v.decisions.map((d) => [new Date(d.at).toISOString(), d.action, String(d.current), num(d.utilization), String(d.raw), String(d.desired), d.error !== undefined ? `${d.reason}; FAILED: ${d.error}` : d.reason]),
+      ['left', 'left', 'right', 'right', 'right', 'right'],
+    ),
+  );
+}
+
+/** PUT /api/autoscale/NAME: run-time min, max, targetUtilization (null: back to cp.yaml's). */
+export async function scale(ctx: CtlContext, service: string, change: Readonly<Record<string, number | null>>): Promise<void> {
+  const body = (await ctx.client.ok('PUT', `/api/autoscale/${seg(service)}`, change, (r, message) =>
+    r.status === 404 ? new CtlError(message, 1) : new CtlError(`the control plane refused: ${message}`, 1),
+  )) as AutoscaleView;
+  if (ctx.json) return printJson(ctx, body);
+  ctx.out(`${service}: min ${body.min}, max ${body.max}, target utilization ${num(body.targetUtilization)} (now ${body.current} running, desired ${body.desired})\n`);
 }

@@ -23,6 +23,11 @@ commands:
   drain ENDPOINT                    take host:port out of every service's snapshots
   undrain ENDPOINT                  bring a drained host:port back
   sidecars                          connected sidecars: versions sent and ACKed, last NACK
+  autoscale [SERVICE]               autoscaled services: bounds, target, current/desired, utilization,
+                                    state; with SERVICE also its last decisions
+  scale SERVICE [--min N] [--max N] [--target X]
+                                    change an autoscaled service's bounds or target utilization until
+                                    the control plane restarts; the value "default" restores cp.yaml's
   help                              this text
 
 options:
@@ -45,6 +50,8 @@ interface Parsed {
   readonly json: boolean;
   readonly help: boolean;
   readonly file: string | undefined;
+  /** --min, --max, --target of `scale`, as given. */
+  readonly scale: Readonly<Partial<Record<'min' | 'max' | 'target', string>>>;
   readonly positional: readonly string[];
 }
 
@@ -55,6 +62,7 @@ function parseArgs(argv: readonly string[], env: CtlIo['env']): Parsed {
   let json = false;
   let help = false;
   let file: string | undefined;
+  const scale: Partial<Record<'min' | 'max' | 'target', string>> = {};
   const positional: string[] = [];
   const value = (i: number, name: string): string => {
     const v = argv[i + 1];
@@ -77,10 +85,12 @@ function parseArgs(argv: readonly string[], env: CtlIo['env']): Parsed {
     } else if (name === '-f' || name === '--file') {
       file = inline ?? value(i++, name);
       if (file === '') throw usage(`${name} needs a value`);
+    } else if (name === '--min' || name === '--max' || name === '--target') {
+      scale[name.slice(2) as 'min' | 'max' | 'target'] = inline ?? value(i++, name);
     } else if (a.startsWith('-') && a !== '-' && !/^-\d/.test(a)) throw usage(`unknown option ${quote(a)}`);
     else positional.push(a);
   }
-  return { server, json, help, file, positional };
+  return { server, json, help, file, scale, positional };
 }
 
 const quote = (s: string): string => JSON.stringify(s);
@@ -95,6 +105,7 @@ function expectArgs(what: string, got: readonly string[], names: readonly string
 async function dispatch(p: Parsed, out: (text: string) => void): Promise<void> {
   const [command, ...rest] = p.positional;
   if (p.file !== undefined && !(command === 'policy' && rest[0] === 'set')) throw usage('-f FILE is only for policy set');
+  if (Object.keys(p.scale).length > 0 && command !== 'scale') throw usage('--min, --max and --target are only for scale');
   const ctx = (): cmd.CtlContext => ({ client: new AdminClient(p.server), json: p.json, out });
   switch (command) {
     case 'services':
@@ -109,6 +120,25 @@ async function dispatch(p: Parsed, out: (text: string) => void): Promise<void> {
     case 'sidecars':
       expectArgs('sidecars', rest, []);
       return cmd.sidecars(ctx());
+    case 'autoscale':
+      expectArgs('autoscale', rest, ['SERVICE?']);
+      return cmd.autoscale(ctx(), rest[0]);
+    case 'scale': {
+      expectArgs('scale', rest, ['SERVICE']);
+      const change: Record<string, number | null> = {};
+      for (const [flag, key] of [['min', 'min'], ['max', 'max'], ['target', 'targetUtilization']] as const) {
+        const text = p.scale[flag];
+        if (text === undefined) continue;
+        if (text === 'default') change[key] = null;
+        else {
+          const n = Number(text);
+          if (text.trim() === '' || !Number.isFinite(n)) throw usage(`scale: --${flag} must be a number or "default", got ${quote(text)}`);
+          change[key] = n;
+        }
+      }
+      if (Object.keys(change).length === 0) throw usage('scale: give --min N, --max N and/or --target X');
+      return cmd.scale(ctx(), rest[0] ?? '', change);
+    }
     case 'drain':
       expectArgs('drain', rest, ['ENDPOINT']);
       return cmd.drain(ctx(), rest[0] ?? '');
