@@ -6,6 +6,7 @@ import { systemTimers, type Timers } from '../../sidecar/src/core/timers.js';
 import { closeServer, listen } from '../../sidecar/src/proxy/listen.js';
 import { createLogger, type Logger } from '../../sidecar/src/telemetry/logger.js';
 import { createAdminApi } from './api/http.js';
+import { ControlPlaneMetrics } from './api/metrics.js';
 import { Autoscaler, createDriver } from './autoscale/index.js';
 import { loadControlPlaneConfig } from './config/load.js';
 import type { ControlPlaneConfig } from './config/types.js';
@@ -28,6 +29,8 @@ export class ControlPlane {
   readonly push: PushServer;
   /** Sizes the services under `autoscale` in cp.yaml (none: views() is empty). */
   readonly autoscaler: Autoscaler;
+  /** Prometheus metrics, served at `GET /metrics` on the HTTP port. */
+  readonly metrics: ControlPlaneMetrics;
   private readonly grpc = new Server({
     'grpc.keepalive_time_ms': 20_000,
     'grpc.keepalive_timeout_ms': 5_000,
@@ -47,6 +50,12 @@ export class ControlPlane {
     private readonly clock: Clock,
     private readonly timers: Timers,
   ) {
+    this.metrics = new ControlPlaneMetrics({
+      version: () => this.registry.version,
+      instances: () => this.registry.instances(),
+      sidecars: () => this.push.views(),
+      autoscale: () => this.autoscaler.views(),
+    });
     this.registry = new Registry({
       clock,
       timers,
@@ -56,14 +65,21 @@ export class ControlPlane {
       store: new FileStore(config.store.file),
       onError: (err, context) => logger.error({ err: err instanceof Error ? err.message : String(err), context }, 'control plane state problem'),
     });
-    this.registry.onChange((e) => logger.info({ version: e.version, reason: e.reason, services: e.services }, 'state changed'));
+    this.registry.onChange((e) => {
+      this.metrics.stateChanged(e.reason);
+      logger.info({ version: e.version, reason: e.reason, services: e.services }, 'state changed');
+    });
     this.push = new PushServer(this.registry, {
       timers,
       wallNow: () => clock.wallNow(),
       now: () => clock.now(),
       // NACKs matter to operators; ACKs (one per sidecar per version) only when debugging.
-      onEvent: (e) =>
-        e.type === 'nack' ? logger.warn(e, 'sidecar rejected a configuration') : e.type === 'ack' ? logger.debug(e, 'sidecar ack') : logger.info(e, `sidecar ${e.type}`),
+      onEvent: (e) => {
+        if (e.type === 'ack' || e.type === 'nack') this.metrics.configResponse(e.type);
+        if (e.type === 'nack') logger.warn(e, 'sidecar rejected a configuration');
+        else if (e.type === 'ack') logger.debug(e, 'sidecar ack');
+        else logger.info(e, `sidecar ${e.type}`);
+      },
     });
     this.weights = new WeightDriver(this.registry, () => this.push.views(), clock, timers, config.weightIntervalMs);
     const autoscale = config.autoscale ?? {};
@@ -106,7 +122,7 @@ export class ControlPlane {
       this.grpc.bindAsync(this.config.listen.grpc, ServerCredentials.createInsecure(), (err, p) => (err ? reject(new Error(`cannot listen on ${this.config.listen.grpc}: ${err.message}`)) : resolve(p)));
     });
     this.grpcAddress = `${this.config.listen.grpc.slice(0, this.config.listen.grpc.lastIndexOf(':'))}:${port}`;
-    this.http = createAdminApi(this.registry, this.push, { clock: this.clock, timers: this.timers, autoscale: () => this.autoscaler.views() }, this.autoscaler);
+    this.http = createAdminApi(this.registry, this.push, { clock: this.clock, timers: this.timers, autoscale: () => this.autoscaler.views() }, this.autoscaler, this.metrics);
     this.httpAddress = await listen(this.http, this.config.listen.http);
   }
 

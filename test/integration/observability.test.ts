@@ -2,7 +2,7 @@ import { readFileSync } from 'node:fs';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { parse as parseYaml } from 'yaml';
 import type { Sidecar } from '../../sidecar/src/main.js';
-import { echo, send, startUpstream, type Upstream } from '../helpers/net.js';
+import { echo, send, startUpstream, waitFor, type Upstream } from '../helpers/net.js';
 import { ports, startSidecar } from '../helpers/sidecar.js';
 
 const root = new URL('../../', import.meta.url);
@@ -107,5 +107,46 @@ services:
       expect(services.has(host!), `${t} is not a docker-compose service`).toBe(true);
       expect(port).toBe('15000');
     }
+  });
+});
+
+describe('observability: the control plane metrics', () => {
+  it('serves its state as Prometheus text, and prometheus.yml scrapes it on the compose network', async () => {
+    const { spawnControlPlane } = await import('../helpers/control-plane.js');
+    const cp = await spawnControlPlane('instanceTtl: 5s\n');
+    const a = await startUpstream(echo('a'));
+    const p = await ports();
+    const sidecar = await startSidecar(`
+service: inventory
+admin: { listen: 127.0.0.1:${p.admin} }
+outbound: { listen: 127.0.0.1:${p.outbound} }
+inbound: { listen: 127.0.0.1:${p.inbound}, target: http://${a.address} }
+controlPlane: { addresses: [${cp.grpc}] }
+log: { level: silent }
+`);
+    try {
+      let text = '';
+      await waitFor(async () => {
+        const r = await send(cp.http, { path: '/metrics' });
+        text = r.body;
+        return r.status === 200 && /outrigger_cp_config_responses_total\{result="ack"\} [1-9]/.test(text);
+      }, 10_000);
+      expect(text).toMatch(/^outrigger_cp_sidecars_connected 1$/m);
+      expect(text).toMatch(/^outrigger_cp_instances\{service="inventory",state="serving"\} 1$/m);
+      expect(text).toMatch(/^outrigger_cp_state_changes_total\{reason="register"\} 1$/m);
+      expect(text).toMatch(/^outrigger_cp_state_version [1-9]/m);
+      expect(text).toMatch(/^outrigger_cp_sidecars_behind 0$/m);
+      expect(text).toMatch(/^process_resident_memory_bytes \d+/m);
+    } finally {
+      await sidecar.stop(100);
+      await cp.stop();
+      await a.close();
+    }
+    const prom = parseYaml(read('deploy/prometheus.yml')) as { scrape_configs: { job_name: string; metrics_path?: string; static_configs?: { targets: string[] }[] }[] };
+    const job = prom.scrape_configs.find((j) => j.job_name === 'outrigger-control-plane');
+    expect(job?.metrics_path).toBe('/metrics');
+    expect(job?.static_configs?.flatMap((s) => s.targets)).toEqual(['control-plane:15080']);
+    const compose = parseYaml(read('docker-compose.yml')) as { services: Record<string, unknown> };
+    expect(Object.keys(compose.services)).toContain('control-plane');
   });
 });

@@ -4,6 +4,7 @@ import { ConfigError } from '../../../sidecar/src/core/errors.js';
 import { AutoscaleInputError } from '../autoscale/controller.js';
 import type { AutoscaleView } from '../autoscale/types.js';
 import type { PushServer } from '../push/server.js';
+import type { ControlPlaneMetrics } from './metrics.js';
 import type { Registry } from '../registry/registry.js';
 import { createDashboardRoutes, type DashboardOptions } from './dashboard/routes.js';
 
@@ -54,6 +55,7 @@ function readJson(req: IncomingMessage): Promise<unknown> {
  *   GET    /api/sidecars                          connected sidecars: versions sent and ACKed, last NACK, load
  *   GET    /api/circuits                          circuit states reported by sidecars
  *   GET    /api/version                           current state version
+ *   GET    /metrics                               Prometheus metrics of the control plane (outrigger_cp_*, process_*)
  *   GET    /, /dashboard/*, /api/dashboard[/events]   the live dashboard (dashboard/routes.ts)
  *   GET    /api/autoscale                         autoscaled services: bounds, sizes, state, last decisions
  *   PUT    /api/autoscale/NAME                    { "min"?, "max"?, "targetUtilization"? } overrides until restart
@@ -63,6 +65,7 @@ export function createAdminApi(
   push: PushServer,
   dashboard: DashboardOptions = { clock: systemClock },
   autoscaler?: { views(): AutoscaleView[]; override(service: string, input: unknown): AutoscaleView },
+  metrics?: ControlPlaneMetrics,
 ): Server {
   const dash = createDashboardRoutes(registry, push, dashboard);
   return createServer((req, res) => {
@@ -75,6 +78,12 @@ export function createAdminApi(
     const parts = url.pathname.split('/').filter((p) => p !== '').map(decodeURIComponent);
     const method = req.method ?? 'GET';
     if (parts[0] === 'healthz') return json(res, 200, { ok: true });
+    if (parts[0] === 'metrics' && parts.length === 1 && metrics !== undefined && method === 'GET') {
+      const text = await metrics.registry.metrics();
+      res.writeHead(200, { 'content-type': metrics.registry.contentType, 'content-length': Buffer.byteLength(text) });
+      res.end(text);
+      return;
+    }
     if (parts[0] !== 'api') return json(res, 404, { error: `no such path ${url.pathname}` });
     const [, kind, name, sub, arg] = parts;
     if (kind === 'version' && method === 'GET') return json(res, 200, { version: registry.version });

@@ -1,0 +1,97 @@
+import { Counter, Gauge, Registry, collectDefaultMetrics } from 'prom-client';
+import type { AutoscaleView } from '../autoscale/types.js';
+import type { SubscriberView } from '../push/server.js';
+import type { InstanceView } from '../registry/registry.js';
+
+/** What the control plane's metrics read at scrape time. */
+export interface ControlPlaneMetricsSource {
+  readonly version: () => number;
+  readonly instances: () => readonly InstanceView[];
+  readonly sidecars: () => readonly SubscriberView[];
+  readonly autoscale: () => readonly AutoscaleView[];
+}
+
+/**
+ * The control plane's Prometheus metrics (`GET /metrics` on its HTTP port). Gauges are read from the
+ * registry, the push server and the autoscaler when Prometheus scrapes; counters are bumped by events.
+ * Names start with `outrigger_cp_`, beside prom-client's standard process metrics.
+ */
+export class ControlPlaneMetrics {
+  readonly registry = new Registry();
+  private readonly acks: Counter<'result'>;
+  private readonly stateChanges: Counter<'reason'>;
+
+  constructor(source: ControlPlaneMetricsSource) {
+    const r = this.registry;
+    collectDefaultMetrics({ register: r });
+    new Gauge({
+      name: 'outrigger_cp_state_version',
+      help: 'Current version of the control plane state (bumped by every change pushed to sidecars).',
+      registers: [r],
+      collect() {
+        this.set(source.version());
+      },
+    });
+    new Gauge({
+      name: 'outrigger_cp_sidecars_connected',
+      help: 'Sidecars holding a discovery stream now.',
+      registers: [r],
+      collect() {
+        this.set(source.sidecars().length);
+      },
+    });
+    new Gauge({
+      name: 'outrigger_cp_sidecars_behind',
+      help: 'Connected sidecars whose last ACKed version is older than the last version sent to them.',
+      registers: [r],
+      collect() {
+        this.set(source.sidecars().filter((s) => s.sentVersion !== null && s.ackedVersion !== s.sentVersion).length);
+      },
+    });
+    new Gauge({
+      name: 'outrigger_cp_instances',
+      help: 'Registered instances per service and state (serving, draining, drained).',
+      labelNames: ['service', 'state'],
+      registers: [r],
+      collect() {
+        this.reset();
+        for (const i of source.instances()) this.inc({ service: i.service, state: i.state });
+      },
+    });
+    new Gauge({
+      name: 'outrigger_cp_autoscale_replicas',
+      help: 'Autoscaled services: instances the driver runs (current) and the last desired count.',
+      labelNames: ['service', 'kind'],
+      registers: [r],
+      collect() {
+        this.reset();
+        for (const v of source.autoscale()) {
+          this.set({ service: v.service, kind: 'current' }, v.current);
+          this.set({ service: v.service, kind: 'desired' }, v.desired);
+          this.set({ service: v.service, kind: 'min' }, v.min);
+          this.set({ service: v.service, kind: 'max' }, v.max);
+        }
+      },
+    });
+    new Gauge({
+      name: 'outrigger_cp_autoscale_utilization',
+      help: 'Last measured mean utilization (in-flight / capacity) of an autoscaled service.',
+      labelNames: ['service'],
+      registers: [r],
+      collect() {
+        this.reset();
+        for (const v of source.autoscale()) if (v.utilization !== null) this.set({ service: v.service }, v.utilization);
+      },
+    });
+    this.acks = new Counter({ name: 'outrigger_cp_config_responses_total', help: 'ACKs and NACKs received from sidecars.', labelNames: ['result'], registers: [r] });
+    this.stateChanges = new Counter({ name: 'outrigger_cp_state_changes_total', help: 'State changes (each bumps the version), by reason.', labelNames: ['reason'], registers: [r] });
+  }
+
+  configResponse(result: 'ack' | 'nack'): void {
+    this.acks.inc({ result });
+  }
+
+  stateChanged(reason: string): void {
+    this.stateChanges.inc({ reason });
+  }
+}
