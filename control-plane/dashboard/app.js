@@ -53,6 +53,24 @@ function setStatus(status, text) {
 function connect() {
   const source = new EventSource('/api/dashboard/events');
   source.addEventListener('open', () => setStatus('live', 'live'));
+  // Sent first on every connect: the control plane's recent samples, so the charts start filled.
+  source.addEventListener('history', (ev) => {
+    let history;
+    try {
+      history = JSON.parse(ev.data);
+    } catch {
+      return;
+    }
+    for (const [name, h] of Object.entries(history)) {
+      const c = card(name);
+      c.history = {
+        t: h.t.map((ms) => ms / 1000),
+        rps: h.rps.slice(),
+        err: h.errorRate.map((e) => e * 100),
+        p99: h.p99Ms.slice(),
+      };
+    }
+  });
   source.addEventListener('state', (ev) => {
     lastEventAt = Date.now();
     setStatus('live', 'live');

@@ -5,7 +5,7 @@ import { systemClock, type Clock } from '../../sidecar/src/core/clock.js';
 import { systemTimers, type Timers } from '../../sidecar/src/core/timers.js';
 import { closeServer, listen } from '../../sidecar/src/proxy/listen.js';
 import { createLogger, type Logger } from '../../sidecar/src/telemetry/logger.js';
-import { createAdminApi } from './api/http.js';
+import { closeDashboard, createAdminApi } from './api/http.js';
 import { ControlPlaneMetrics } from './api/metrics.js';
 import { Autoscaler, createDriver } from './autoscale/index.js';
 import { loadControlPlaneConfig } from './config/load.js';
@@ -132,7 +132,10 @@ export class ControlPlane {
     this.weights.stop();
     this.push.close();
     await new Promise<void>((resolve) => this.grpc.tryShutdown(() => resolve()));
-    if (this.http) await closeServer(this.http, 1_000);
+    if (this.http) {
+      closeDashboard(this.http);
+      await closeServer(this.http, 1_000);
+    }
     await this.registry.close();
   }
 }

@@ -5,7 +5,7 @@
  */
 import { request, type Server } from 'node:http';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { createAdminApi } from '../../control-plane/src/api/http.js';
+import { closeDashboard, createAdminApi } from '../../control-plane/src/api/http.js';
 import type { DashboardState } from '../../control-plane/src/api/dashboard/state.js';
 import { PushServer } from '../../control-plane/src/push/server.js';
 import { Registry } from '../../control-plane/src/registry/registry.js';
@@ -45,6 +45,7 @@ describe('dashboard routes', () => {
       timers: counting,
       eventIntervalMs: 50,
       heartbeatMs: 20,
+      historyIntervalMs: 30,
       autoscale: () => [{ service: 'inventory', driver: 'process', min: 1, max: 3, targetUtilization: 0.5, current: 1, desired: 1, utilization: null, state: 'idle', decisions: [] }],
     });
     address = await listen(server, '127.0.0.1:0');
@@ -113,7 +114,11 @@ describe('dashboard routes', () => {
       req.on('error', reject);
       req.end();
     });
-    expect(text.startsWith('retry: 2000\n\n')).toBe(true);
+    expect(text.startsWith('retry: 2000\n\nevent: history\n')).toBe(true);
+    // The recent samples come first, so a page opened now draws the last minutes at once.
+    const history = JSON.parse(/event: history\ndata: (.*)\n\n/.exec(text)![1]!) as Record<string, { t: number[]; rps: number[]; errorRate: number[]; p99Ms: number[] }>;
+    expect(history['inventory']?.t.length).toBeGreaterThan(0);
+    expect(history['inventory']?.rps.length).toBe(history['inventory']?.t.length);
     const first = /event: state\ndata: (.*)\n\n/.exec(text);
     expect((JSON.parse(first![1]!) as DashboardState).services[0]?.name).toBe('inventory');
   });
@@ -132,7 +137,10 @@ describe('dashboard routes', () => {
         req.end();
       });
     for (let round = 0; round < 5; round++) await Promise.all(Array.from({ length: 20 }, once));
-    await waitFor(() => live.size === 0, 2_000);
+    // Only the history sampler keeps running; the event and heartbeat timers stop with the last client.
+    await waitFor(() => live.size === 1, 2_000);
+    expect(live.size).toBe(1);
+    closeDashboard(server);
     expect(live.size).toBe(0);
   });
 });

@@ -41,6 +41,13 @@ function readJson(req: IncomingMessage): Promise<unknown> {
   });
 }
 
+const dashboards = new WeakMap<Server, { close(): void }>();
+
+/** Ends the dashboard's event streams and sampling, so the server can close without waiting for them. */
+export function closeDashboard(server: Server): void {
+  dashboards.get(server)?.close();
+}
+
 /**
  * The control plane's HTTP admin API (JSON), used by `outrigger ctl` and the dashboard:
  *
@@ -68,10 +75,12 @@ export function createAdminApi(
   metrics?: ControlPlaneMetrics,
 ): Server {
   const dash = createDashboardRoutes(registry, push, dashboard);
-  return createServer((req, res) => {
+  const server = createServer((req, res) => {
     if (dash.handle(req, res)) return;
     handle(req, res).catch((err: unknown) => json(res, 500, { error: err instanceof Error ? err.message : String(err) }));
   });
+  dashboards.set(server, dash);
+  return server;
 
   async function handle(req: IncomingMessage, res: ServerResponse): Promise<void> {
     const url = new URL(req.url ?? '/', 'http://control-plane');

@@ -45,6 +45,18 @@ export interface DashboardOptions {
   readonly staleAfterMs?: number | undefined;
   /** Folder holding index.html, app.js and style.css; default: control-plane/dashboard of this checkout. */
   readonly staticDir?: string | undefined;
+  /** Period of the per-service samples kept for the charts of a page opened later; default 2 s. */
+  readonly historyIntervalMs?: number | undefined;
+  /** How many samples are kept per service; default 150 (5 minutes at 2 s). */
+  readonly historyPoints?: number | undefined;
+}
+
+/** The charts' series of one service, oldest first: wall-clock ms and the service totals at that time. */
+export interface ServiceHistory {
+  readonly t: number[];
+  readonly rps: number[];
+  readonly errorRate: number[];
+  readonly p99Ms: number[];
 }
 
 export interface DashboardRoutes {
@@ -55,7 +67,9 @@ export interface DashboardRoutes {
   clients(): number;
   /** Whether the shared event timer runs (only while clients are connected). */
   ticking(): boolean;
-  /** Ends every event stream. */
+  /** Recent totals per service (what a newly opened page draws before live events arrive). */
+  history(): Record<string, ServiceHistory>;
+  /** Ends every event stream and stops sampling. */
   close(): void;
 }
 
@@ -131,6 +145,27 @@ export function createDashboardRoutes(registry: DashboardSource, push: { views()
   let beat: TimerHandle | undefined;
   let eventId = 0;
 
+  // Samples the totals on a timer of their own, so a page opened now shows the last minutes at once.
+  const historyPoints = o.historyPoints ?? 150;
+  const histories = new Map<string, ServiceHistory>();
+  const sample = (): void => {
+    const st = state();
+    const seen = new Set<string>();
+    for (const svc of st.services) {
+      seen.add(svc.name);
+      let h = histories.get(svc.name);
+      if (h === undefined) histories.set(svc.name, (h = { t: [], rps: [], errorRate: [], p99Ms: [] }));
+      h.t.push(st.generatedAt);
+      h.rps.push(svc.totals.rps);
+      h.errorRate.push(svc.totals.errorRate);
+      h.p99Ms.push(svc.totals.p99Ms);
+      if (h.t.length > historyPoints) for (const k of ['t', 'rps', 'errorRate', 'p99Ms'] as const) h[k].shift();
+    }
+    for (const name of histories.keys()) if (!seen.has(name)) histories.delete(name);
+  };
+  let sampler: TimerHandle | undefined = timers.every(o.historyIntervalMs ?? 2_000, sample);
+  const historyEvent = (): string => `event: history\ndata: ${JSON.stringify(Object.fromEntries(histories))}\n\n`;
+
   const state = (): DashboardState =>
     buildDashboardState({
       version,
@@ -188,6 +223,7 @@ export function createDashboardRoutes(registry: DashboardSource, push: { views()
       c.blocked = false;
     });
     write(c, `retry: 2000\n\n`);
+    write(c, historyEvent());
     write(c, event());
     tick ??= timers.every(eventIntervalMs, broadcast);
     beat ??= timers.every(heartbeatMs, () => {
@@ -237,7 +273,10 @@ export function createDashboardRoutes(registry: DashboardSource, push: { views()
     state,
     clients: () => clients.size,
     ticking: () => tick !== undefined,
+    history: () => Object.fromEntries(histories),
     close() {
+      sampler?.cancel();
+      sampler = undefined;
       for (const c of [...clients]) c.res.end();
       clients.clear();
       stopTimersIfIdle();
