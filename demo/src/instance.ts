@@ -10,7 +10,7 @@ import { fileURLToPath } from 'node:url';
  * listener on `port` is the address the instance registers with the control plane. This process only
  * supervises them:
  *
- * - the app is restarted `restartDelayMs` after it dies (a container's `restart: always`), so killing it
+ * - the app is restarted `restartDelayMs` (5 s) after it dies (a container's `restart: always`), so killing it
  *   shows callers ejecting it, opening its circuit, and taking it back once it answers again;
  * - if the sidecar dies, the instance is gone: the app is stopped and this process exits 1;
  * - SIGTERM/SIGINT, or the loss of the IPC channel to whoever started it (the autoscaler's process
@@ -114,7 +114,7 @@ export async function runInstance(o: InstanceOptions): Promise<RunningInstance> 
     if (child.pid !== undefined) void writeFile(appPidFile, `${child.pid}\n`).catch(() => {});
     child.once('exit', (code, signal) => {
       if (stopping || app !== child) return;
-      const delay = o.restartDelayMs ?? 2_000;
+      const delay = o.restartDelayMs ?? 5_000;
       log(`${id}: app exited (${signal ?? `code ${code ?? '?'}`}); restarting it in ${delay} ms`);
       restartTimer = setTimeout(() => {
         restartTimer = undefined;

@@ -215,7 +215,7 @@ export async function runMesh(options: MeshOptions = {}): Promise<Mesh> {
     print(`  a gentle load of ${rps} requests/s runs through catalog.`);
     print('');
     print('Three things to try:');
-    print(`  1. Kill an instance's app; watch it go ineligible and its circuit open, then come back when it restarts:`);
+    print(`  1. Kill an instance's app; watch it go ineligible and its circuit open, then come back when it restarts 5 s later:`);
     print(`       kill -9 $(cat ${join(runDir, `inventory-${portOf(victim)}.app.pid`)})`);
     print('  2. Make one instance slow; least-load sends it less, its p99 and cost rise on the dashboard:');
     print(`       curl -X POST 'http://${slowApp}/knob?delayMs=400'      (back: delayMs=30)`);

@@ -118,10 +118,10 @@ describe('demo instance', () => {
     const sidecarPid = pid('sidecar');
     process.kill(appPid, 'SIGKILL');
     await waitFor(async () => (await send(address, { path: '/items' })).status === 502, 3_000);
-    // Its supervisor brings it back (2 s later), under a new pid, on the same port.
-    await waitFor(async () => (await send(address, { path: '/items' })).status === 200, 8_000, 100);
+    // Its supervisor brings it back (5 s later), under a new pid, on the same port.
+    await waitFor(async () => (await send(address, { path: '/items' })).status === 200, 12_000, 100);
     expect(pid('app')).not.toBe(appPid);
-    expect(stderr).toContain(`inventory-${port}: app exited (SIGKILL); restarting it in 2000 ms`);
+    expect(stderr).toContain(`inventory-${port}: app exited (SIGKILL); restarting it in 5000 ms`);
 
     const newAppPid = pid('app');
     child.kill('SIGKILL');
