@@ -10,7 +10,7 @@ commands:
                             run the control plane (gRPC discovery, HTTP admin API)
   ctl [--server HOST:PORT] [--json] COMMAND
                             operate a running control plane: services, endpoints, circuits, policy get|set,
-                            weight set|clear, drain, sidecars (\`outrigger ctl help\` lists them)
+                            weight set|clear, drain, sidecars, autoscale, scale (\`outrigger ctl help\` lists them)
   demo [--rps N]            run a whole local mesh (control plane with dashboard, catalog and inventory with
                             several instances each, a sidecar beside each, a gentle load of N requests/s)
   demo-app --name NAME --listen HOST:PORT [--instance ID] [--delay-ms N] [--fail-percent P]
