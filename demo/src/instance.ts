@@ -23,6 +23,8 @@ export interface InstanceOptions {
   readonly service: string;
   /** The sidecar's inbound port: where other sidecars reach this instance. */
   readonly port: number;
+  /** The inbound listener's host (default 127.0.0.1; 0.0.0.0 in a container, which then registers its own address). */
+  readonly host?: string | undefined;
   /** The control plane's gRPC address, host:port. */
   readonly controlPlane: string;
   /** A service the app calls for each request (through its sidecar). */
@@ -91,7 +93,7 @@ export async function runInstance(o: InstanceOptions): Promise<RunningInstance> 
       `instance: ${id}`,
       `admin: { listen: 127.0.0.1:${adminPort} }`,
       `outbound: { listen: 127.0.0.1:${outboundPort} }`,
-      `inbound: { listen: 127.0.0.1:${o.port}, target: http://127.0.0.1:${appPort} }`,
+      `inbound: { listen: ${o.host ?? '127.0.0.1'}:${o.port}, target: http://127.0.0.1:${appPort} }`,
       `controlPlane: { addresses: [${o.controlPlane}], subscribe: [${o.calls ?? ''}], capacity: ${o.capacity ?? 20}, reportInterval: 1s }`,
       'log: { level: warn, accessLog: { enabled: false } }',
       'services: {}',

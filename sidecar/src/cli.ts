@@ -17,8 +17,8 @@ commands:
            [--calls SERVICE [--via HOST:PORT]]
                             run one demo service instance (JSON answers, GET /healthz, POST /knob?delayMs=N
                             &failPercent=P), calling SERVICE through the sidecar at --via (default 127.0.0.1:15001)
-  demo-instance --service NAME --port N --control-plane HOST:PORT --run-dir DIR [--calls SERVICE]
-           [--delay-ms N] [--capacity N]
+  demo-instance --service NAME --port N --control-plane HOST:PORT --run-dir DIR [--host H]
+           [--calls SERVICE] [--delay-ms N] [--capacity N]
                             one demo instance: demo-app and its sidecar (inbound on N), supervised
   version                   print the version
   help                      this text
@@ -127,7 +127,7 @@ export async function main(argv: readonly string[]): Promise<void> {
       if (!Number.isFinite(delayMs) || delayMs < 0) fail('demo-instance: --delay-ms must be a number >= 0');
       if (!Number.isInteger(capacity) || capacity < 1) fail('demo-instance: --capacity must be an integer >= 1');
       const { runInstance } = await import('../../demo/src/instance.js');
-      const inst = await runInstance({ service, port, controlPlane, runDir, delayMs, capacity, calls: flag(args, '--calls') });
+      const inst = await runInstance({ service, port, host: flag(args, '--host'), controlPlane, runDir, delayMs, capacity, calls: flag(args, '--calls') });
       exitOnSignals(() => inst.stop());
       void inst.done.then((code) => process.exit(code));
       return;

@@ -12,6 +12,7 @@ import { ServiceGuard } from './resilience/guard.js';
 import { HealthSupervisor } from './health/supervisor.js';
 import { ConfigCache } from './discovery/cache.js';
 import { ControlPlaneClient } from './discovery/client.js';
+import { defaultAdvertise } from './discovery/advertise.js';
 import type { EndpointReport, LoadReport } from '../../proto/gen/outrigger/v1/discovery.js';
 import { parseHostPort } from './proxy/listen.js';
 import { createAdminServer } from './admin/server.js';
@@ -178,10 +179,7 @@ export class Sidecar {
   private async startControlPlaneClient(cp: NonNullable<SidecarConfig['controlPlane']>): Promise<void> {
     const cfg = this.fileConfig;
     let advertise = cp.advertise;
-    if (advertise === undefined && this._addresses.inbound !== undefined) {
-      const { host, port } = parseHostPort(this._addresses.inbound);
-      advertise = `${host === '0.0.0.0' || host === '::' ? '127.0.0.1' : this._addresses.inbound.startsWith('[') ? `[${host}]` : host}:${port}`;
-    }
+    if (advertise === undefined && this._addresses.inbound !== undefined) advertise = defaultAdvertise(parseHostPort(this._addresses.inbound));
     this.lastReport = { at: this.clock.now(), inbound: 0, errors: 0, seconds: 0, cpu: process.cpuUsage(), buckets: new Float64Array(LATENCY_BUCKETS) };
     this.controlPlane = new ControlPlaneClient({
       addresses: cp.addresses,
