@@ -61,10 +61,16 @@ export async function spawnSidecar(yaml: string, adminPort: number): Promise<Sid
     child.once('exit', (code) => reject(new Error(`sidecar exited with ${String(code)}: ${proc.stderr}`)));
   });
   exited.catch(() => {});
-  await Promise.race([
-    exited,
-    waitFor(async () => (await fetch(`http://127.0.0.1:${adminPort}/ready`)).status === 200, 10_000),
-  ]);
+  try {
+    await Promise.race([
+      exited,
+      waitFor(async () => (await fetch(`http://127.0.0.1:${adminPort}/ready`)).status === 200, 10_000),
+    ]);
+  } catch (err) {
+    // Never leave a sidecar that did not become ready behind the failed test.
+    if (child.exitCode === null && child.signalCode === null) child.kill('SIGKILL');
+    throw err;
+  }
   return proc;
 }
 
