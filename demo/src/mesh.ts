@@ -219,8 +219,9 @@ export async function runMesh(options: MeshOptions = {}): Promise<Mesh> {
     print(`       kill -9 $(cat ${join(runDir, `inventory-${portOf(victim)}.app.pid`)})`);
     print('  2. Make one instance slow; least-load sends it less, its p99 and cost rise on the dashboard:');
     print(`       curl -X POST 'http://${slowApp}/knob?delayMs=400'      (back: delayMs=30)`);
-    print('  3. Change a policy with ctl; every sidecar gets it in milliseconds:');
-    print(`       echo 'lb: round-robin' | npx outrigger ctl --server ${controlPlane.httpAddress} policy set inventory -f -`);
+    const ctl = `npx outrigger ctl --server ${controlPlane.httpAddress}`;
+    print('  3. Change a policy with ctl (here least-load → round-robin); every sidecar gets it in milliseconds:');
+    print(`       ${ctl} policy get inventory | sed 's/least-load/round-robin/' | ${ctl} policy set inventory -f -`);
     print('');
     print('Stop everything with Ctrl-C.');
 

@@ -83,7 +83,7 @@ describe('npm start on a fresh clone', () => {
     expect(catalog, stdout).toBeDefined();
     expect(stdout).toMatch(/kill -9 \$\(cat \S+\.app\.pid\)/);
     expect(stdout).toMatch(/curl -X POST 'http:\/\/127\.0\.0\.1:\d+\/knob\?delayMs=400'/);
-    expect(stdout).toMatch(/npx outrigger ctl --server \S+ policy set inventory -f -/);
+    expect(stdout).toMatch(/npx outrigger ctl --server \S+ policy get inventory \| sed 's\/least-load\/round-robin\/' \| npx outrigger ctl --server \S+ policy set inventory -f -/);
 
     // Requests through the printed URL go catalog → inventory across two hops of sidecars.
     for (let i = 0; i < 10; i++) {
