@@ -76,6 +76,25 @@ function portOr(preferred: number, taken: Set<number>): Promise<number> {
     });
 }
 
+/** Whether nothing listens on 127.0.0.1:port now. */
+function isFree(port: number): Promise<boolean> {
+  return new Promise((resolve) => {
+    const s = createServer();
+    s.once('error', () => resolve(false));
+    s.listen(port, '127.0.0.1', () => s.close(() => resolve(true)));
+  });
+}
+
+/** The first block of `size` free ports from `first` on, trying 1,000 ports further each time. */
+async function freeRange(first: number, size: number): Promise<string> {
+  for (let base = first; base + size <= 65_000; base += 1_000) {
+    let free = true;
+    for (let p = base; p < base + size && free; p++) free = await isFree(p);
+    if (free) return `${base}-${base + size - 1}`;
+  }
+  throw new Error(`no block of ${size} free ports from ${first} on`);
+}
+
 const POLICY = {
   lb: 'least-load',
   healthCheck: { http: { path: '/healthz' }, interval: '2s', timeout: '1s', unhealthyThreshold: 2, healthyThreshold: 1 },
@@ -115,6 +134,9 @@ export async function runMesh(options: MeshOptions = {}): Promise<Mesh> {
     edgeOutbound: await portOr(want.edgeOutbound, taken),
     catalog: await portOr(want.catalog, taken),
   };
+  // Instance ports: 21000-21019 and 21100-21119 unless taken (a second demo, say): then the next free blocks.
+  const inventoryPorts = await freeRange(21_000, 20);
+  const catalogPorts = await freeRange(Number(inventoryPorts.split('-')[0]) + 100, 20);
   const runDir = await mkdtemp(join(tmpdir(), 'outrigger-demo-'));
   const grpc = `127.0.0.1:${ports.grpc}`;
   const cpConfig = {
@@ -125,8 +147,8 @@ export async function runMesh(options: MeshOptions = {}): Promise<Mesh> {
     weightInterval: '2s',
     services: { catalog: POLICY, inventory: POLICY },
     autoscale: {
-      inventory: autoscale('inventory', 3, 6, '21000-21019', ['--delay-ms', '30', '--capacity', '4'], grpc, runDir),
-      catalog: autoscale('catalog', 2, 4, '21100-21119', ['--calls', 'inventory', '--delay-ms', '5', '--capacity', '8'], grpc, runDir),
+      inventory: autoscale('inventory', 3, 6, inventoryPorts, ['--delay-ms', '30', '--capacity', '4'], grpc, runDir),
+      catalog: autoscale('catalog', 2, 4, catalogPorts, ['--calls', 'inventory', '--delay-ms', '5', '--capacity', '8'], grpc, runDir),
     },
   };
   const cpFile = join(runDir, 'cp.yaml');
