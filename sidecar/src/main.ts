@@ -311,7 +311,13 @@ export class Sidecar {
     const pushed = this.pushed;
     if (pushed === undefined) return this.fileConfig;
     const services: Record<string, ServiceConfig> = { ...this.fileConfig.services };
+    const own = this.fileConfig.service;
+    const calls = (name: string): boolean => name in this.fileConfig.services || (this.fileConfig.controlPlane?.subscribe.includes(name) ?? false);
     for (const [name, svc] of Object.entries(pushed.services)) {
+      // The control plane also sends this instance's own service (validated and ACKed like the rest), but a
+      // sidecar only needs it as an upstream when its app calls its own service: otherwise every instance
+      // would health-check all its peers.
+      if (name === own && !calls(name)) continue;
       // A local port for a service (`listen`) is this sidecar's own business: a pushed policy without one keeps it.
       const local = this.fileConfig.services[name]?.listen;
       services[name] = local !== undefined && svc.listen === undefined ? { ...svc, listen: local } : svc;
