@@ -26,7 +26,7 @@ describe('control plane and sidecars', () => {
   const held: ServerResponse[] = [];
 
   /** An app instance with its own sidecar registering it as "inventory". */
-  async function inventoryInstance(name: string): Promise<{ app: Upstream; sidecar: SidecarProcess; address: string }> {
+  async function inventoryInstance(name: string): Promise<{ app: Upstream; sidecar: SidecarProcess; address: string; admin: string }> {
     const app = await startUpstream((req, res) => {
       if (req.url === '/hold') {
         held.push(res);
@@ -42,7 +42,7 @@ describe('control plane and sidecars', () => {
       p.admin,
     );
     sidecars.push(sidecar);
-    return { app, sidecar, address: `127.0.0.1:${p.inbound}` };
+    return { app, sidecar, address: `127.0.0.1:${p.inbound}`, admin: `127.0.0.1:${p.admin}` };
   }
 
   const inventoryEndpoints = async (): Promise<string[]> => {
@@ -89,6 +89,10 @@ describe('control plane and sidecars', () => {
     const sc = JSON.parse((await send(cp.http, { path: '/api/sidecars' })).body) as { sidecars: { instance: { id: string } | null; ackedVersion: string | null }[] };
     expect(sc.sidecars.length).toBeGreaterThanOrEqual(3);
     expect(sc.sidecars.every((s) => s.ackedVersion !== null)).toBe(true);
+    // An instance's sidecar ACKs its own service but does not make it an upstream (its app does not call
+    // it), so it does not health-check its peers.
+    const own = JSON.parse((await send(first.admin, { path: '/clusters' })).body) as Clusters;
+    expect(own.clusters.map((c) => c.service)).not.toContain('inventory');
   }, 20_000);
 
   it('a drained instance gets no new requests while its request in flight finishes', async () => {
