@@ -98,8 +98,8 @@ async function freeRange(first: number, size: number): Promise<string> {
 const POLICY = {
   lb: 'least-load',
   healthCheck: { http: { path: '/healthz' }, interval: '2s', timeout: '1s', unhealthyThreshold: 2, healthyThreshold: 1 },
-  outlierDetection: { consecutiveGatewayFailure: 5, interval: '1s', baseEjectionTime: '5s' },
-  circuitBreaker: { errorThresholdPercentage: 50, volumeThreshold: 3, resetTimeout: '3s' },
+  outlierDetection: { consecutiveGatewayFailure: 10, interval: '1s', baseEjectionTime: '5s' },
+  circuitBreaker: { errorThresholdPercentage: 25, volumeThreshold: 3, rollingWindow: '2s', resetTimeout: '3s' },
   retry: { attempts: 2, on: ['connect-failure', 'reset', 'gateway-error'] },
   timeout: '5s',
   slowStart: '10s',
