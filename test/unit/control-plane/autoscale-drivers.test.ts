@@ -9,8 +9,6 @@ import { createServer, type Server } from 'node:https';
 import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { Writable } from 'node:stream';
-import { pino } from 'pino';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { Autoscaler } from '../../../control-plane/src/autoscale/controller.js';
 import { ComposeDriver } from '../../../control-plane/src/autoscale/drivers/compose.js';
@@ -20,21 +18,8 @@ import { Registry } from '../../../control-plane/src/registry/registry.js';
 import { systemClock } from '../../../sidecar/src/core/clock.js';
 import { systemTimers } from '../../../sidecar/src/core/timers.js';
 import { FakeClock } from '../../helpers/fake-clock.js';
+import { captureLogger } from '../../helpers/logger.js';
 import { waitFor } from '../../helpers/net.js';
-
-function captureLogger() {
-  const lines: Record<string, unknown>[] = [];
-  const logger = pino(
-    { level: 'debug' },
-    new Writable({
-      write(chunk: Buffer, _enc, cb) {
-        lines.push(JSON.parse(chunk.toString()) as Record<string, unknown>);
-        cb();
-      },
-    }),
-  );
-  return { lines, logger };
-}
 
 const dirs: string[] = [];
 function tempDir(): string {

@@ -1,5 +1,3 @@
-import { Writable } from 'node:stream';
-import { pino } from 'pino';
 import { describe, expect, it } from 'vitest';
 import { Autoscaler, AutoscaleInputError, type LoadView } from '../../../control-plane/src/autoscale/controller.js';
 import type { ScaleDriver } from '../../../control-plane/src/autoscale/types.js';
@@ -8,6 +6,7 @@ import type { AutoscaleServiceConfig } from '../../../control-plane/src/config/t
 import { Registry } from '../../../control-plane/src/registry/registry.js';
 import { ConfigError } from '../../../sidecar/src/core/errors.js';
 import { FakeClock } from '../../helpers/fake-clock.js';
+import { captureLogger } from '../../helpers/logger.js';
 
 const INTERVAL = 1_000;
 const WINDOW = 5_000;
@@ -52,16 +51,7 @@ function setup(overrides: Partial<AutoscaleServiceConfig> = {}) {
   const clock = new FakeClock();
   const registry = new Registry({ clock, timers: clock, instanceTtlMs: 60_000, drainTimeMs: DRAIN });
   const driver = new FakeDriver();
-  const lines: Record<string, unknown>[] = [];
-  const logger = pino(
-    { level: 'debug' },
-    new Writable({
-      write(chunk: Buffer, _enc, cb) {
-        lines.push(JSON.parse(chunk.toString()) as Record<string, unknown>);
-        cb();
-      },
-    }),
-  );
+  const { lines, logger } = captureLogger();
   /** In-flight per address, as load reports. */
   const inflight = new Map<string, number>();
   const loads = (): LoadView[] => [...inflight].map(([address, n]) => ({ instance: { service: 'inv', address }, lastLoad: { inflight: n } }));
