@@ -1,8 +1,7 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import { mkdir, rm, writeFile } from 'node:fs/promises';
-import { createServer } from 'node:net';
 import { join } from 'node:path';
-import { fileURLToPath } from 'node:url';
+import { BIN, freePort } from './local.js';
 
 /**
  * `outrigger demo-instance`: one instance of a demo service as it would run in production, two processes
@@ -46,21 +45,6 @@ export interface RunningInstance {
   /** Resolves when the instance has stopped, with the exit code this process should use. */
   readonly done: Promise<number>;
   stop(): Promise<void>;
-}
-
-const BIN = fileURLToPath(new URL('../../../bin/outrigger.js', import.meta.url));
-
-/** A port nobody listens on now (the OS picks it). */
-function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const s = createServer();
-    s.once('error', reject);
-    s.listen(0, '127.0.0.1', () => {
-      const a = s.address();
-      const port = typeof a === 'object' && a !== null ? a.port : 0;
-      s.close(() => resolve(port));
-    });
-  });
 }
 
 function exited(child: ChildProcess): Promise<void> {

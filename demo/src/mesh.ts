@@ -1,14 +1,13 @@
 import { Agent, request } from 'node:http';
 import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
-import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { fileURLToPath } from 'node:url';
 import { ControlPlane } from '../../control-plane/src/main.js';
 import { parseSidecarConfig } from '../../sidecar/src/config/load.js';
 import { systemTimers, type TimerHandle, type Timers } from '../../sidecar/src/core/timers.js';
 import { Sidecar } from '../../sidecar/src/main.js';
 import { createLogger } from '../../sidecar/src/telemetry/logger.js';
+import { BIN, freePort, probePort } from './local.js';
 
 /**
  * `outrigger demo` (`npm start`): a whole mesh on loopback, nothing to set up.
@@ -54,42 +53,18 @@ export interface Mesh {
   stop(): Promise<void>;
 }
 
-const BIN = fileURLToPath(new URL('../../../bin/outrigger.js', import.meta.url));
-
-/** `preferred` if nothing listens there, else a free port. */
-function portOr(preferred: number, taken: Set<number>): Promise<number> {
-  const attempt = (port: number): Promise<number> =>
-    new Promise((resolve, reject) => {
-      const s = createServer();
-      s.once('error', reject);
-      s.listen(port, '127.0.0.1', () => {
-        const a = s.address();
-        const got = typeof a === 'object' && a !== null ? a.port : 0;
-        s.close(() => resolve(got));
-      });
-    });
-  return attempt(taken.has(preferred) ? 0 : preferred)
-    .catch(() => attempt(0))
-    .then((p) => {
-      taken.add(p);
-      return p;
-    });
-}
-
-/** Whether nothing listens on 127.0.0.1:port now. */
-function isFree(port: number): Promise<boolean> {
-  return new Promise((resolve) => {
-    const s = createServer();
-    s.once('error', () => resolve(false));
-    s.listen(port, '127.0.0.1', () => s.close(() => resolve(true)));
-  });
+/** `preferred` if nothing listens there (and no other part of the mesh took it), else a free port. */
+async function portOr(preferred: number, taken: Set<number>): Promise<number> {
+  const port = (taken.has(preferred) ? undefined : await probePort(preferred)) ?? (await freePort());
+  taken.add(port);
+  return port;
 }
 
 /** The first block of `size` free ports from `first` on, trying 1,000 ports further each time. */
 async function freeRange(first: number, size: number): Promise<string> {
   for (let base = first; base + size <= 65_000; base += 1_000) {
     let free = true;
-    for (let p = base; p < base + size && free; p++) free = await isFree(p);
+    for (let p = base; p < base + size && free; p++) free = (await probePort(p)) !== undefined;
     if (free) return `${base}-${base + size - 1}`;
   }
   throw new Error(`no block of ${size} free ports from ${first} on`);
