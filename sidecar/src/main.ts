@@ -184,7 +184,7 @@ export class Sidecar {
     this.controlPlane = new ControlPlaneClient({
       addresses: cp.addresses,
       instance: { service: cfg.service, id: cfg.instance, address: advertise ?? '', weight: cp.weight, capacity: cp.capacity, zone: cp.zone ?? '' },
-      subscriptions: [...new Set([...Object.keys(cfg.services), ...cp.subscribe])],
+      subscriptions: [...this.upstreamNames()],
       cache: cp.cacheFile === undefined ? undefined : new ConfigCache(cp.cacheFile),
       apply: (version, services, source) => this.applyPushed(version, services, source),
       currentVersion: () => this.pushed?.version ?? '',
@@ -306,18 +306,23 @@ export class Sidecar {
     };
   }
 
+  /** The services this sidecar's app calls: those its file declares and those it subscribes to. */
+  private upstreamNames(): Set<string> {
+    return new Set([...Object.keys(this.fileConfig.services), ...(this.fileConfig.controlPlane?.subscribe ?? [])]);
+  }
+
   /** The file's configuration with the services the control plane pushed laid over it. */
   private effective(): SidecarConfig {
     const pushed = this.pushed;
     if (pushed === undefined) return this.fileConfig;
     const services: Record<string, ServiceConfig> = { ...this.fileConfig.services };
     const own = this.fileConfig.service;
-    const calls = (name: string): boolean => name in this.fileConfig.services || (this.fileConfig.controlPlane?.subscribe.includes(name) ?? false);
+    const upstreams = this.upstreamNames();
     for (const [name, svc] of Object.entries(pushed.services)) {
       // The control plane also sends this instance's own service (validated and ACKed like the rest), but a
       // sidecar only needs it as an upstream when its app calls its own service: otherwise every instance
       // would health-check all its peers.
-      if (name === own && !calls(name)) continue;
+      if (name === own && !upstreams.has(name)) continue;
       // A local port for a service (`listen`) is this sidecar's own business: a pushed policy without one keeps it.
       const local = this.fileConfig.services[name]?.listen;
       services[name] = local !== undefined && svc.listen === undefined ? { ...svc, listen: local } : svc;
