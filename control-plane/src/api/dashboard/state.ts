@@ -133,8 +133,9 @@ function worse(a: CircuitState | null, b: CircuitState): CircuitState {
 const finite = (n: number): number => (Number.isFinite(n) ? n : 0);
 
 /**
- * Whether a sidecar's breakers for `service` can have seen traffic: every sidecar also holds its own service
- * (the control plane sends it), but an instance's sidecar calls its own service only when it subscribed to it.
+ * Whether a sidecar's breakers for `service` can have seen traffic: an instance's sidecar calls its own
+ * service only when it subscribed to it (this release's sidecars do not even build it otherwise; the check
+ * keeps reports of any other sidecar honest).
  */
 function calls(s: SubscriberView, service: string): boolean {
   return s.instance?.service !== service || s.subscriptions.includes(service);
@@ -156,36 +157,54 @@ export function buildDashboardState(input: DashboardInputs): DashboardState {
     if (prev === undefined || (s.lastLoadAt ?? 0) > (prev.lastLoadAt ?? 0)) own.set(key, s);
   }
 
+  /** What the callers report about each endpoint (service + address), gathered in one pass over the reports. */
+  interface CallerView {
+    eligible: boolean | null;
+    readonly health: Set<string>;
+    callers: number;
+    callerInflight: number;
+    circuit: CircuitState | null;
+    /** The last sidecar counted in `callers` (a sidecar listing an endpoint twice counts once). */
+    lastCaller: SubscriberView | undefined;
+  }
+  const byEndpoint = new Map<string, CallerView>();
+  const view = (key: string): CallerView => {
+    let v = byEndpoint.get(key);
+    if (v === undefined) byEndpoint.set(key, (v = { eligible: null, health: new Set(), callers: 0, callerInflight: 0, circuit: null, lastCaller: undefined }));
+    return v;
+  };
+  for (const s of fresh) {
+    const load = s.lastLoad;
+    if (load === null) continue;
+    // The instance's own sidecar never calls itself: it is not a caller of its own address.
+    const self = s.instance?.address;
+    for (const ep of load.endpoints) {
+      if (ep.address === self) continue;
+      const v = view(`${ep.service}\u0000${ep.address}`);
+      v.eligible = (v.eligible ?? true) && ep.eligible;
+      for (const f of ep.health) v.health.add(f);
+      v.callerInflight += finite(ep.inflight);
+      if (v.lastCaller !== s) {
+        v.callers++;
+        v.lastCaller = s;
+      }
+    }
+    for (const c of load.circuits) {
+      if (c.endpoint === '' || c.endpoint === self || !calls(s, c.service)) continue;
+      const st = asCircuitState(c.state);
+      if (st !== undefined) {
+        const v = view(`${c.service}\u0000${c.endpoint}`);
+        v.circuit = worse(v.circuit, st);
+      }
+    }
+  }
+
   const names = [...new Set([...input.services.map((s) => s.name), ...input.autoscale.map((a) => a.service)])].sort();
   const services = names.map((name): DashboardService => {
     const svc = input.services.find((s) => s.name === name);
     const instances = (svc?.endpoints ?? []).map((e): DashboardInstance => {
       const report = own.get(`${name}\u0000${e.address}`)?.lastLoad ?? null;
-      let eligible: boolean | null = null;
-      let callers = 0;
-      let callerInflight = 0;
-      let circuit: CircuitState | null = null;
-      const health = new Set<string>();
-      for (const s of fresh) {
-        // The instance's own sidecar holds its own service too, but never calls itself: not a caller.
-        if (s.instance?.address === e.address) continue;
-        const load = s.lastLoad;
-        if (load === null) continue;
-        let listed = false;
-        for (const ep of load.endpoints) {
-          if (ep.service !== name || ep.address !== e.address) continue;
-          listed = true;
-          eligible = (eligible ?? true) && ep.eligible;
-          for (const f of ep.health) health.add(f);
-          callerInflight += finite(ep.inflight);
-        }
-        if (listed) callers++;
-        if (!calls(s, name)) continue;
-        for (const c of load.circuits) {
-          const st = c.service === name && c.endpoint === e.address ? asCircuitState(c.state) : undefined;
-          if (st !== undefined) circuit = worse(circuit, st);
-        }
-      }
+      const callers = byEndpoint.get(`${name}\u0000${e.address}`);
       const inst = e.instance === undefined ? undefined : instanceById.get(e.instance);
       return {
         id: e.instance ?? null,
@@ -205,11 +224,11 @@ export function buildDashboardState(input: DashboardInputs): DashboardState {
         p99Ms: report === null ? null : finite(report.latencyP99Ms),
         errorRate: report === null ? null : finite(report.errorRate),
         cpu: report === null ? null : finite(report.cpu),
-        eligible,
-        health: [...health].sort(),
-        callers,
-        callerInflight,
-        circuit,
+        eligible: callers?.eligible ?? null,
+        health: callers === undefined ? [] : [...callers.health].sort(),
+        callers: callers?.callers ?? 0,
+        callerInflight: callers?.callerInflight ?? 0,
+        circuit: callers?.circuit ?? null,
       };
     });
 
