@@ -20,6 +20,7 @@ import { InboundProxy } from './proxy/inbound.js';
 import { closeServer, createProxyServer, listen } from './proxy/listen.js';
 import { OutboundProxy } from './proxy/outbound.js';
 import { PoolRegistry } from './proxy/pools.js';
+import { TcpProxy } from './proxy/tcp/tcp-proxy.js';
 import { AccessLog, createAccessLogger, createLogger, flushLogger, type Logger } from './telemetry/logger.js';
 import { Metrics } from './telemetry/metrics.js';
 import { LATENCY_BUCKETS, latencyPercentile } from './telemetry/stats.js';
@@ -78,6 +79,9 @@ export class Sidecar {
   private inbound: InboundProxy | undefined;
   private readonly servers: { admin?: Server; outbound?: Server; inbound?: Server } = {};
   private readonly serviceServers = new Map<string, { server: Server; listen: string; address: string }>();
+  /** TCP pass-through services (`protocol: tcp`) by name, and those closed by a reload that still drain. */
+  private readonly tcpServices = new Map<string, { proxy: TcpProxy; listen: string; address: string }>();
+  private readonly tcpDraining = new Set<TcpProxy>();
   private _addresses: { admin: string; outbound: string; inbound: string | undefined } = { admin: '', outbound: '', inbound: undefined };
   private isReady = false;
   private stopping = false;
@@ -267,8 +271,22 @@ export class Sidecar {
 
   /** Opens a listener for each service that declares `listen`, closes those no longer declared. */
   private async reconcileServiceListeners(): Promise<void> {
+    // TCP pass-through (protocol: tcp): a TcpProxy on `listen` instead of an HTTP listener. Closed ones stop
+    // accepting at once (the port is free for what replaces them) and drain in the background.
+    const wantedTcp = new Map<string, string>();
+    for (const [name, svc] of Object.entries(this.config.services)) {
+      if (svc.protocol !== 'tcp') continue;
+      if (svc.listen !== undefined) wantedTcp.set(name, svc.listen);
+      else this.logger.warn({ service: name }, 'protocol tcp needs services.NAME.listen in sidecar.yaml; the service has no port');
+    }
+    for (const [name, entry] of this.tcpServices) {
+      if (wantedTcp.get(name) === entry.listen) continue;
+      this.tcpServices.delete(name);
+      this.tcpDraining.add(entry.proxy);
+      void entry.proxy.close(DRAIN_GRACE_MS).then(() => this.tcpDraining.delete(entry.proxy));
+    }
     const wanted = new Map<string, string>();
-    for (const [name, svc] of Object.entries(this.config.services)) if (svc.listen !== undefined) wanted.set(name, svc.listen);
+    for (const [name, svc] of Object.entries(this.config.services)) if (svc.listen !== undefined && svc.protocol !== 'tcp') wanted.set(name, svc.listen);
     for (const [name, entry] of this.serviceServers) {
       if (wanted.get(name) !== entry.listen) {
         this.serviceServers.delete(name);
@@ -281,11 +299,22 @@ export class Sidecar {
       const address = await listen(server, addr);
       this.serviceServers.set(name, { server, listen: addr, address });
     }
+    for (const [name, addr] of wantedTcp) {
+      if (this.tcpServices.has(name)) continue;
+      const proxy = new TcpProxy(
+        name,
+        { cluster: () => this.clusters.get(name), guard: (c) => this.guards.get(c) },
+        { timers: this.timers, stats: this.metrics.tcpStats(name), logger: this.logger },
+      );
+      const address = await proxy.listen(addr);
+      this.tcpServices.set(name, { proxy, listen: addr, address });
+    }
   }
 
   get addresses(): SidecarAddresses {
     const services: Record<string, string> = {};
     for (const [name, entry] of this.serviceServers) services[name] = entry.address;
+    for (const [name, entry] of this.tcpServices) services[name] = entry.address;
     return { ...this._addresses, services };
   }
 
@@ -430,6 +459,7 @@ export class Sidecar {
     const closing: Promise<void>[] = [];
     for (const s of [this.servers.outbound, this.servers.inbound]) if (s) closing.push(closeServer(s, graceMs));
     for (const { server } of this.serviceServers.values()) closing.push(closeServer(server, graceMs));
+    for (const proxy of [...this.tcpDraining, ...[...this.tcpServices.values()].map((e) => e.proxy)]) closing.push(proxy.close(graceMs));
     await Promise.all(closing);
     // Clusters first: health sources stopping afterwards then have no endpoint left to "re-admit" (no noise).
     this.clusters.close();

@@ -14,6 +14,7 @@ import type {
   RetryConfig,
   RetryOn,
   ServiceConfig,
+  ServiceProtocol,
   SidecarConfig,
 } from './types.js';
 
@@ -42,6 +43,9 @@ export const HASH_POLICIES: readonly LbPolicy[] = ['ring-hash', 'maglev'];
 
 export const RETRY_ON = ['connect-failure', 'reset', 'gateway-error', '5xx', 'timeout', 'retriable-status'] as const satisfies readonly RetryOn[];
 const _allRetryOn: readonly (typeof RETRY_ON)[number][] = [] as RetryOn[];
+
+export const PROTOCOLS = ['http', 'tcp'] as const satisfies readonly ServiceProtocol[];
+const _allProtocols: readonly (typeof PROTOCOLS)[number][] = [] as ServiceProtocol[];
 
 export const LOG_LEVELS = ['trace', 'debug', 'info', 'warn', 'error', 'silent'] as const satisfies readonly SidecarConfig['log']['level'][];
 
@@ -319,6 +323,7 @@ export const serviceSchema = strict({
   hashOn: hashOnSchema.optional(),
   endpoints: z.array(endpointSchema, { error: 'expected a list of endpoints such as [{ address: 127.0.0.1:9001 }]' }).default([]),
   listen: listenAddress().optional(),
+  protocol: z.enum(PROTOCOLS, { error: `expected one of ${PROTOCOLS.join(' | ')}` }).default('http'),
   healthCheck: healthCheckSchema.optional(),
   outlierDetection: outlierDetectionSchema.optional(),
   circuitBreaker: circuitBreakerSchema.optional(),
@@ -331,8 +336,9 @@ export const serviceSchema = strict({
 })
   .superRefine((s, ctx) => {
     // hashOn is required for ring-hash / maglev; other policies ignore it (the DESIGN.md example keeps one
-    // beside least-load, and the control plane may switch lb without dropping it).
-    if (HASH_POLICIES.includes(s.lb) && s.hashOn === undefined) {
+    // beside least-load, and the control plane may switch lb without dropping it). A tcp service has no
+    // headers: it hashes the client's IP address.
+    if (HASH_POLICIES.includes(s.lb) && s.hashOn === undefined && s.protocol !== 'tcp') {
       ctx.addIssue({
         code: 'custom',
         path: ['hashOn'],
@@ -361,6 +367,7 @@ export const serviceSchema = strict({
       hashOn: s.hashOn,
       endpoints: s.endpoints,
       listen: s.listen,
+      protocol: s.protocol,
       healthCheck: s.healthCheck,
       outlierDetection: s.outlierDetection,
       circuitBreaker: s.circuitBreaker,
@@ -438,6 +445,18 @@ export const sidecarSchema = strict({
         });
       }
     });
+    // A tcp service is reached only through its own port. (Checked on the file, not in serviceSchema: a
+    // pushed policy may say tcp and leave the port to each sidecar's file.)
+    for (const [name, s] of Object.entries(c.services)) {
+      if (s.protocol === 'tcp' && s.listen === undefined) {
+        ctx.addIssue({
+          code: 'custom',
+          path: ['services', name, 'listen'],
+          message: 'expected a local listen address (host:port) because protocol is tcp',
+          params: { fromRoot: true } satisfies IssueParams,
+        });
+      }
+    }
     // Without a control plane, nobody else can supply endpoints.
     if (c.controlPlane === undefined) {
       for (const [name, s] of Object.entries(c.services)) {

@@ -68,6 +68,8 @@ export interface RetryConfig {
   readonly budget: { readonly ratio: number; readonly minPerSecond: number }; // default 0.2, 10
 }
 
+export type ServiceProtocol = 'http' | 'tcp';
+
 /** Policy of one upstream service (what the control plane pushes per service). */
 export interface ServiceConfig {
   readonly lb: LbPolicy; // default round-robin
@@ -75,6 +77,8 @@ export interface ServiceConfig {
   readonly endpoints: readonly EndpointConfig[];
   /** Optional local port that forwards to this service alone (Consul-style upstream listener). */
   readonly listen?: string | undefined; // host:port
+  /** What the service speaks: `http` (requests are proxied) or `tcp` (connections on `listen` are passed through). */
+  readonly protocol: ServiceProtocol; // default http
   readonly healthCheck?: HealthCheckConfig | undefined;
   readonly outlierDetection?: OutlierDetectionConfig | undefined;
   readonly circuitBreaker?: CircuitBreakerConfig | undefined;

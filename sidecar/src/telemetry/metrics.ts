@@ -1,6 +1,6 @@
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
 import type { Endpoint } from '../core/endpoint.js';
-import { TrafficStats, type Direction } from './stats.js';
+import { TcpStats, TrafficStats, type Direction } from './stats.js';
 
 /** Read-only view of a service's resilience state (retries by reason, breakers) read at scrape time. */
 export interface GuardView {
@@ -23,6 +23,7 @@ export interface ClusterView {
 export class Metrics {
   readonly registry = new Registry();
   private readonly traffic = new Map<string, TrafficStats>();
+  private readonly tcp = new Map<string, TcpStats>();
   private readonly duration: Histogram<'direction' | 'service'>;
   private clusters: () => Iterable<ClusterView> = () => [];
   private guards: () => Iterable<GuardView> = () => [];
@@ -106,6 +107,30 @@ export class Metrics {
       labelNames: ['service'],
       registers: [this.registry],
     });
+    const tcp = this.tcp;
+    new Gauge({
+      name: 'outrigger_tcp_connections_active',
+      help: 'Client connections open on the port of each TCP pass-through service (protocol: tcp).',
+      labelNames: ['service'],
+      registers: [this.registry],
+      collect() {
+        this.reset();
+        for (const s of tcp.values()) this.set({ service: s.service }, s.active);
+      },
+    });
+    new Counter({
+      name: 'outrigger_tcp_connections_total',
+      help: 'Client connections of each TCP pass-through service, by result: connected (an endpoint was reached) or failed (reset).',
+      labelNames: ['service', 'result'],
+      registers: [this.registry],
+      collect() {
+        this.reset();
+        for (const s of tcp.values()) {
+          this.inc({ service: s.service, result: 'connected' }, s.connected);
+          this.inc({ service: s.service, result: 'failed' }, s.failed);
+        }
+      },
+    });
     new Gauge({
       name: 'outrigger_config_version',
       help: 'Version of the configuration in effect (static config counts reloads).',
@@ -132,6 +157,16 @@ export class Metrics {
       const child = this.enabled ? this.duration.labels({ direction, service }) : undefined;
       s = new TrafficStats(direction, service, child ? (sec) => child.observe(sec) : () => {});
       this.traffic.set(key, s);
+    }
+    return s;
+  }
+
+  /** The connection counters of one TCP pass-through service; created once, kept across listener reopenings. */
+  tcpStats(service: string): TcpStats {
+    let s = this.tcp.get(service);
+    if (!s) {
+      s = new TcpStats(service);
+      this.tcp.set(service, s);
     }
     return s;
   }

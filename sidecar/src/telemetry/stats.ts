@@ -66,3 +66,17 @@ export class TrafficStats {
     this.sink(seconds);
   }
 }
+
+/**
+ * Plain-number counters of one TCP pass-through service (`protocol: tcp`), updated by the TCP proxy and
+ * read by the metrics module at scrape time.
+ */
+export class TcpStats {
+  /** Client connections open now (connecting to an endpoint or passing bytes). */
+  active = 0;
+  /** Client connections that reached an endpoint. */
+  connected = 0;
+  /** Client connections reset because no endpoint could be reached (or none was allowed). */
+  failed = 0;
+  constructor(readonly service: string) {}
+}

@@ -47,6 +47,7 @@ const DEFAULT_SERVICE: ServiceConfig = {
   hashOn: undefined,
   endpoints: [{ address: '127.0.0.1:9001', weight: 1, capacity: 100, cost: 1, zone: undefined }],
   listen: undefined,
+  protocol: 'http',
   healthCheck: undefined,
   outlierDetection: undefined,
   circuitBreaker: undefined,
@@ -106,6 +107,7 @@ describe('parseSidecarConfig: the DESIGN.md example', () => {
           hashOn: { header: 'x-user-id' }, // kept, though only ring-hash / maglev use it
           endpoints: [{ address: '127.0.0.1:9001', weight: 1, capacity: 100, cost: 1, zone: 'a' }],
           listen: undefined,
+          protocol: 'http',
           healthCheck: {
             http: { path: '/healthz', expectedStatuses: [200], host: undefined },
             tcp: undefined,
@@ -306,7 +308,7 @@ services:
 
   it('rejects unknown keys, suggesting the likely one', () => {
     expect(issuesOf(withInventory('retyr: { attempts: 1 }'))).toEqual([
-      'services.inventory.retyr: expected one of the keys lb, hashOn, endpoints, listen, healthCheck, outlierDetection, circuitBreaker, limits, retry, timeout, connectTimeout, slowStart, panicThreshold, got unknown key "retyr" (did you mean "retry"?)',
+      'services.inventory.retyr: expected one of the keys lb, hashOn, endpoints, listen, protocol, healthCheck, outlierDetection, circuitBreaker, limits, retry, timeout, connectTimeout, slowStart, panicThreshold, got unknown key "retyr" (did you mean "retry"?)',
     ]);
     expect(issuesOf(withInventory('timeoutMs: 100'))[0]).toMatch(/^services\.inventory\.timeoutMs: .*got unknown key "timeoutMs" \(did you mean "timeout"\? durations are written with a unit/);
     expect(issuesOf(withInventory('health_check: {}'))[0]).toMatch(/got unknown key "health_check" \(did you mean "healthCheck"\?\)$/);
@@ -506,6 +508,44 @@ services:
     const [line] = issuesOf(withInventory(`lb: ${long}`));
     expect(line).toMatch(/got "x+…$/);
     expect(line?.length).toBeLessThan(300);
+  });
+});
+
+describe('parseSidecarConfig: protocol', () => {
+  it('defaults to http', () => {
+    expect(parseSidecarConfig(MINIMAL, 'sidecar.yaml').services['inventory']?.protocol).toBe('http');
+  });
+
+  it('accepts protocol: tcp with a listen address', () => {
+    const s = parseSidecarConfig(withInventory('protocol: tcp\nlisten: 127.0.0.1:15432\nhealthCheck: { tcp: {} }'), 'sidecar.yaml').services['inventory'];
+    expect(s).toMatchObject({ protocol: 'tcp', listen: '127.0.0.1:15432', healthCheck: { tcp: {} } });
+    expect(parseSidecarConfig(withInventory('protocol: http\nlisten: 127.0.0.1:15432'), 'sidecar.yaml').services['inventory']?.protocol).toBe('http');
+  });
+
+  it('refuses protocol: tcp without a listen address, naming the key', () => {
+    expect(issuesOf(withInventory('protocol: tcp'))).toEqual([
+      'services.inventory.listen: expected a local listen address (host:port) because protocol is tcp, got nothing',
+    ]);
+  });
+
+  it('refuses an unknown protocol', () => {
+    expect(issuesOf(withInventory('protocol: udp\nlisten: 127.0.0.1:15432'))).toEqual(['services.inventory.protocol: expected one of http | tcp, got "udp"']);
+    expect(issuesOf(withInventory('protocol: TCP\nlisten: 127.0.0.1:15432'))).toEqual(['services.inventory.protocol: expected one of http | tcp, got "TCP"']);
+  });
+
+  it('does not ask a tcp service for hashOn (ring-hash and maglev hash the client address)', () => {
+    expect(parseSidecarConfig(withInventory('protocol: tcp\nlisten: 127.0.0.1:15432\nlb: maglev'), 'sidecar.yaml').services['inventory']?.lb).toBe('maglev');
+  });
+
+  it('checks a tcp listen address against the other listeners', () => {
+    expect(issuesOf(withInventory('protocol: tcp\nlisten: 127.0.0.1:15001'))).toEqual([
+      'services.inventory.listen: expected a listen address no other listener uses, got "127.0.0.1:15001" (outbound.listen is "127.0.0.1:15001")',
+    ]);
+  });
+
+  it('lets a pushed policy say tcp and leave the port to the file', () => {
+    expect(parseServiceConfig({ protocol: 'tcp', endpoints: [{ address: '10.0.0.7:5432' }] }, 'update v3 of db')).toMatchObject({ protocol: 'tcp', listen: undefined });
+    expect(() => parseServiceConfig({ protocol: 'udp' }, 'update v3 of db')).toThrow('update v3 of db: protocol: expected one of http | tcp, got "udp"');
   });
 });
 
