@@ -17,7 +17,9 @@ import type { EndpointReport, LoadReport } from '../../proto/gen/outrigger/v1/di
 import { parseHostPort } from './proxy/listen.js';
 import { createAdminServer } from './admin/server.js';
 import { InboundProxy } from './proxy/inbound.js';
-import { closeServer, createProxyServer, listen } from './proxy/listen.js';
+import { closeServer, listen } from './proxy/listen.js';
+import { Http1Listener } from './proxy/http1/server.js';
+import { httpSettings, type HttpSettings } from './proxy/settings.js';
 import { OutboundProxy } from './proxy/outbound.js';
 import { PoolRegistry } from './proxy/pools.js';
 import { TcpProxy } from './proxy/tcp/tcp-proxy.js';
@@ -72,13 +74,14 @@ export class Sidecar {
   readonly logger: Logger;
   readonly metrics: Metrics;
   readonly clusters: ClusterManager;
-  private readonly pools = new PoolRegistry();
+  private readonly pools: PoolRegistry;
+  private http: HttpSettings;
   private readonly accessLog: AccessLog;
   private readonly accessLogger: Logger;
   private readonly outbound: OutboundProxy;
   private inbound: InboundProxy | undefined;
-  private readonly servers: { admin?: Server; outbound?: Server; inbound?: Server } = {};
-  private readonly serviceServers = new Map<string, { server: Server; listen: string; address: string }>();
+  private readonly servers: { admin?: Server; outbound?: Http1Listener; inbound?: Http1Listener } = {};
+  private readonly serviceServers = new Map<string, { server: Http1Listener; listen: string; address: string }>();
   /** TCP pass-through services (`protocol: tcp`) by name, and those closed by a reload that still drain. */
   private readonly tcpServices = new Map<string, { proxy: TcpProxy; listen: string; address: string }>();
   private readonly tcpDraining = new Set<TcpProxy>();
@@ -103,6 +106,7 @@ export class Sidecar {
     this.metrics = new Metrics(config.metrics.enabled);
     this.accessLogger = options.logger ?? createAccessLogger(config.log.level);
     this.accessLog = new AccessLog(this.accessLogger, random, config.log.accessLog.sampleRate, config.log.accessLog.enabled);
+    this.pools = new PoolRegistry({ clock: this.clock, timers: this.timers });
     this.clusters = new ClusterManager({
       clock: this.clock,
       random,
@@ -131,12 +135,14 @@ export class Sidecar {
     this.metrics.watchGuards(() => this.guards.values());
     this.metrics.setConfigVersion(this.version);
     const deps = { clock: this.clock, random, timers: this.timers, accessLog: this.accessLog };
-    this.outbound = new OutboundProxy(this.clusters, this.pools, this.metrics, (c) => this.guards.get(c), deps);
+    this.http = httpSettings(config);
+    this.outbound = new OutboundProxy(this.clusters, this.pools, this.metrics, (c) => this.guards.get(c), deps, this.http.upstream);
     if (config.inbound) {
       this.inbound = new InboundProxy(
         { service: config.service, target: config.inbound.target, maxConcurrent: config.inbound.maxConcurrent, timeoutMs: 60_000 },
         this.metrics,
         deps,
+        this.http.upstream,
       );
     }
   }
@@ -167,16 +173,20 @@ export class Sidecar {
       metrics: this.metrics,
     });
     this._addresses.admin = await listen(this.servers.admin, cfg.admin.listen);
-    this.servers.outbound = createProxyServer(this.outbound.handle);
-    this._addresses.outbound = await listen(this.servers.outbound, cfg.outbound.listen);
+    this.servers.outbound = this.httpListener(this.outbound.handler);
+    this._addresses.outbound = await listen(this.servers.outbound.server, cfg.outbound.listen);
     if (cfg.inbound && this.inbound) {
-      this.servers.inbound = createProxyServer(this.inbound.handle);
-      this._addresses.inbound = await listen(this.servers.inbound, cfg.inbound.listen);
+      this.servers.inbound = this.httpListener(this.inbound.handler);
+      this._addresses.inbound = await listen(this.servers.inbound.server, cfg.inbound.listen);
     }
     await this.reconcileServiceListeners();
     if (cfg.controlPlane) await this.startControlPlaneClient(cfg.controlPlane);
     this.isReady = true;
     this.logger.info({ addresses: this.addresses, services: Object.keys(cfg.services), version: this.version }, 'sidecar started');
+  }
+
+  private httpListener(handler: ConstructorParameters<typeof Http1Listener>[0]): Http1Listener {
+    return new Http1Listener(handler, this.http.listener, { clock: this.clock, timers: this.timers });
   }
 
   /** Registers this instance with the control plane and subscribes to its services' configuration. */
@@ -290,13 +300,13 @@ export class Sidecar {
     for (const [name, entry] of this.serviceServers) {
       if (wanted.get(name) !== entry.listen) {
         this.serviceServers.delete(name);
-        await closeServer(entry.server, DRAIN_GRACE_MS);
+        await entry.server.close(DRAIN_GRACE_MS);
       }
     }
     for (const [name, addr] of wanted) {
       if (this.serviceServers.has(name)) continue;
-      const server = createProxyServer(this.outbound.handlerFor(name));
-      const address = await listen(server, addr);
+      const server = this.httpListener(this.outbound.handlerFor(name));
+      const address = await listen(server.server, addr);
       this.serviceServers.set(name, { server, listen: addr, address });
     }
     for (const [name, addr] of wantedTcp) {
@@ -309,6 +319,15 @@ export class Sidecar {
       const address = await proxy.listen(addr);
       this.tcpServices.set(name, { proxy, listen: addr, address });
     }
+  }
+
+  /** Every HTTP listener: outbound, inbound and the per-service ones. */
+  private httpListeners(): Http1Listener[] {
+    const out: Http1Listener[] = [];
+    if (this.servers.outbound) out.push(this.servers.outbound);
+    if (this.servers.inbound) out.push(this.servers.inbound);
+    for (const { server } of this.serviceServers.values()) out.push(server);
+    return out;
   }
 
   get addresses(): SidecarAddresses {
@@ -437,9 +456,11 @@ export class Sidecar {
     this.config = next;
     this.clusters.apply(next.services);
     this.syncGuards();
-    this.outbound.invalidate();
+    this.http = httpSettings(next);
+    for (const l of this.httpListeners()) l.configure(this.http.listener);
+    this.outbound.invalidate(this.http.upstream);
     if (next.inbound && this.inbound) {
-      this.inbound.update({ service: next.service, target: next.inbound.target, maxConcurrent: next.inbound.maxConcurrent, timeoutMs: 60_000 });
+      this.inbound.update({ service: next.service, target: next.inbound.target, maxConcurrent: next.inbound.maxConcurrent, timeoutMs: 60_000 }, this.http.upstream);
     }
     this.logger.level = next.log.level;
     this.accessLogger.level = next.log.level;
@@ -457,8 +478,7 @@ export class Sidecar {
     // Deregister first: the control plane drains this instance while requests in flight finish.
     await this.controlPlane?.stop();
     const closing: Promise<void>[] = [];
-    for (const s of [this.servers.outbound, this.servers.inbound]) if (s) closing.push(closeServer(s, graceMs));
-    for (const { server } of this.serviceServers.values()) closing.push(closeServer(server, graceMs));
+    for (const l of this.httpListeners()) closing.push(l.close(graceMs));
     for (const proxy of [...this.tcpDraining, ...[...this.tcpServices.values()].map((e) => e.proxy)]) closing.push(proxy.close(graceMs));
     await Promise.all(closing);
     // Clusters first: health sources stopping afterwards then have no endpoint left to "re-admit" (no noise).
@@ -467,8 +487,8 @@ export class Sidecar {
     for (const g of this.guards.values()) g.close();
     this.guards.clear();
     this.breakers.close();
-    await this.pools.close();
-    await this.inbound?.close();
+    this.pools.close(true);
+    this.inbound?.close();
     if (this.servers.admin) await closeServer(this.servers.admin, 0);
     this.logger.info('sidecar stopped');
     await flushLogger(this.accessLogger);

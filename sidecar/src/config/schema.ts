@@ -423,6 +423,17 @@ export const sidecarSchema = strict({
     accessLog: strict({ enabled: bool().default(true), sampleRate: num(0, 1).default(1) }).prefault({}),
   }).prefault({}),
   metrics: strict({ enabled: bool().default(true) }).prefault({}),
+  // The HTTP/1.1 engine's timeouts and limits, for every listener and upstream pool.
+  http: strict({
+    headerTimeout: duration().default(10_000),
+    idleTimeout: duration().default(60_000),
+    bodyTimeout: duration().default(30_000),
+    maxConnections: int(1, 1_000_000).default(10_000),
+    maxHeaderBytes: int(1_024, 1_048_576).default(16_384),
+    maxUrlBytes: int(256, 1_048_576).default(8_192),
+    maxHeaders: int(1, 10_000).default(100),
+    upstreamIdleTimeout: duration().default(4_000),
+  }).prefault({}),
 })
   .superRefine((c, ctx) => {
     // Every listener needs its own socket.
@@ -483,6 +494,13 @@ export const sidecarSchema = strict({
           ? undefined
           : (({ reportInterval, ...rest }) => ({ ...rest, reportIntervalMs: reportInterval }))(c.controlPlane),
       services: c.services,
+      http: (({ headerTimeout, idleTimeout, bodyTimeout, upstreamIdleTimeout, ...rest }) => ({
+        ...rest,
+        headerTimeoutMs: headerTimeout,
+        idleTimeoutMs: idleTimeout,
+        bodyTimeoutMs: bodyTimeout,
+        upstreamIdleTimeoutMs: upstreamIdleTimeout,
+      }))(c.http),
       log: c.log,
       metrics: c.metrics,
     }),

@@ -119,6 +119,19 @@ export interface SidecarConfig {
     readonly reportIntervalMs: number; // default 5s
   } | undefined;
   readonly services: Readonly<Record<string, ServiceConfig>>;
+  /** The HTTP/1.1 engine's timeouts and limits (every listener and upstream pool); defaults when absent. */
+  readonly http?: HttpConfig | undefined;
   readonly log: { readonly level: 'trace' | 'debug' | 'info' | 'warn' | 'error' | 'silent'; readonly accessLog: AccessLogConfig };
   readonly metrics: { readonly enabled: boolean };
+}
+
+export interface HttpConfig {
+  readonly headerTimeoutMs: number; // default 10s: a request head must be complete within it (408)
+  readonly idleTimeoutMs: number; // default 60s: a keep-alive client connection with no request
+  readonly bodyTimeoutMs: number; // default 30s: longest wait for the next request-body byte (408)
+  readonly maxConnections: number; // default 10000, per listener
+  readonly maxHeaderBytes: number; // default 16384 (431)
+  readonly maxUrlBytes: number; // default 8192 (414)
+  readonly maxHeaders: number; // default 100 (431)
+  readonly upstreamIdleTimeoutMs: number; // default 4s: an unused upstream keep-alive connection is closed
 }

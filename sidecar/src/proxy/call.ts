@@ -1,8 +1,7 @@
-import type { IncomingHttpHeaders, IncomingMessage, ServerResponse } from 'node:http';
-import type { Dispatcher } from 'undici';
+import type net from 'node:net';
 import type { Clock } from '../core/clock.js';
 import type { Endpoint } from '../core/endpoint.js';
-import type { ProxyErrorReason } from '../core/errors.js';
+import { errorStatus, type ProxyErrorReason } from '../core/errors.js';
 import type { Random } from '../core/random.js';
 import type { TimerHandle, Timers } from '../core/timers.js';
 import type { RetryConfig } from '../config/types.js';
@@ -12,8 +11,11 @@ import type { RetryReason, ServiceGuard } from '../resilience/guard.js';
 import { backoffMs, isIdempotentMethod, isRetriableFailure, isRetriableStatus, parseDeadlineHeader } from '../resilience/retry.js';
 import type { AccessLog } from '../telemetry/logger.js';
 import type { Direction, TrafficStats } from '../telemetry/stats.js';
-import { forwardRequestHeaders, stripResponseHopByHop } from './headers.js';
-import { sendProxyError } from './respond.js';
+import { forwardRequestHeaders, headerValue, responseHeaderBlock } from './headers.js';
+import type { UpstreamConnection, UpstreamHandler, UpstreamPool } from './http1/pool.js';
+import { UpstreamError } from './http1/pool.js';
+import type { ResponseHead } from './http1/parser.js';
+import type { BodyConsumer, Exchange, ExchangeObserver, ResponseFraming } from './http1/server.js';
 
 /** Where a request goes: built per cluster (or for the inbound app), reused by every request. */
 export interface Route {
@@ -26,10 +28,14 @@ export interface Route {
   readonly retry: RetryConfig | undefined;
   /** Limits, breakers, budget; undefined on the inbound side. */
   readonly guard: ServiceGuard | undefined;
+  /** The Host sent upstream for a request that has none (HTTP/1.0). */
+  readonly authority: string;
   /** Chooses an endpoint, avoiding those already tried where possible. */
   pick(hashKey: string | undefined, avoid: readonly Endpoint[] | undefined): Endpoint | undefined;
   /** The connection pool of an endpoint. */
-  dispatcher(endpoint: Endpoint): Dispatcher;
+  pool(endpoint: Endpoint): UpstreamPool;
+  /** Called once when a call admitted on this route has finished. */
+  readonly release?: (() => void) | undefined;
 }
 
 export interface CallDeps {
@@ -42,65 +48,47 @@ export interface CallDeps {
 /** Largest request body kept in memory so that a retriable request can be replayed (as Envoy's buffer limit). */
 export const REPLAY_BUFFER_LIMIT = 1024 * 1024;
 
+/** Times a request is sent again on a fresh connection after a reused one closed before answering. */
+const STALE_RETRIES = 2;
+
 const DEADLINE_HEADER = 'x-outrigger-deadline-ms';
 
-const perTryTimeoutError: Error & { code: string } = Object.assign(new Error('no response headers within the per-try timeout'), { code: 'UND_ERR_HEADERS_TIMEOUT' });
+const perTryTimeoutError = new UpstreamError('no response headers within the per-try timeout', 'request', 'ETIMEDOUT_TRY');
 
-/** Maps an undici/socket error to the reason the client is told. */
-export function classifyUpstreamError(err: Error & { code?: string }): ProxyErrorReason {
-  switch (err.code) {
-    case 'ECONNREFUSED':
-    case 'EHOSTUNREACH':
-    case 'ENETUNREACH':
-    case 'ENOTFOUND':
-    case 'EAI_AGAIN':
-    case 'EADDRNOTAVAIL':
-    case 'UND_ERR_CONNECT_TIMEOUT':
-      return 'connect-failure';
-    case 'UND_ERR_HEADERS_TIMEOUT':
-    case 'UND_ERR_BODY_TIMEOUT':
-      return 'timeout';
-    default:
-      return 'reset';
-  }
+/** Maps an upstream failure to the reason the client is told. */
+export function classifyUpstreamError(err: UpstreamError): ProxyErrorReason {
+  if (err.code === 'ETIMEDOUT_TRY') return 'timeout';
+  if (err.phase === 'connect') return 'connect-failure';
+  return 'reset';
 }
 
-function uncork(res: ServerResponse): void {
-  if (res.writableCorked > 0) res.uncork();
-}
-
-function hasAny(obj: object): boolean {
-  for (const _ in obj) return true;
-  return false;
-}
-
-/** One try of a call against one endpoint: an undici dispatch handler that reports back to its call. */
-class Attempt implements Dispatcher.DispatchHandler {
-  controller: Dispatcher.DispatchController | undefined;
+/** One try of a call against one endpoint. */
+class Attempt implements UpstreamHandler, BodyConsumer {
+  conn: UpstreamConnection | undefined;
   /** Set when the call decided to drop this attempt (retrying or finished); its callbacks are ignored. */
   dropped = false;
   finished = false;
-  /** Per-try timer (until response headers); undici's own header timeout is too coarse below 1 s. */
+  reused = false;
+  /** Per-try timer (until response headers). */
   timer: TimerHandle | undefined;
-  timedOut = false;
   tryTimeoutMs = 0;
 
   constructor(
     readonly call: Call,
     readonly endpoint: Endpoint,
+    readonly pool: UpstreamPool,
     readonly ticket: BreakerTicket | undefined,
     readonly start: number,
-    readonly isRetry: boolean,
   ) {
     endpoint.inflight++;
   }
 
-  /** Fires when the per-try timeout passes before response headers: aborts with a timeout error. */
+  /** Fires when the per-try timeout passes before response headers. */
   readonly onTimeout = (): void => {
     this.timer = undefined;
     if (this.finished || this.dropped) return;
-    this.timedOut = true;
-    if (this.controller && !this.controller.aborted) this.controller.abort(perTryTimeoutError);
+    this.detachUpstream();
+    this.call.onError(this, perTryTimeoutError);
   };
 
   stopTimer(): void {
@@ -120,67 +108,110 @@ class Attempt implements Dispatcher.DispatchHandler {
     return true;
   }
 
+  /** Lets go of the upstream side: a connection in use is closed, a wait for one withdrawn. */
+  detachUpstream(): void {
+    const c = this.conn;
+    this.conn = undefined;
+    if (c !== undefined) c.abort();
+    else this.pool.cancel(this);
+    this.call.releaseBody(this);
+  }
+
   drop(): void {
     this.dropped = true;
-    if (this.controller && !this.controller.aborted) this.controller.abort(new Error('attempt abandoned'));
+    this.detachUpstream();
+    this.done();
   }
 
-  onRequestStart(controller: Dispatcher.DispatchController): void {
-    this.controller = controller;
-    if (this.dropped) controller.abort(new Error('attempt abandoned'));
-    else if (this.timedOut) controller.abort(perTryTimeoutError);
+  onUpstreamConnected(conn: UpstreamConnection, reused: boolean): void {
+    if (this.dropped || this.finished) {
+      // Nothing was written on it: it can serve someone else.
+      conn.pool.release(conn);
+      return;
+    }
+    this.conn = conn;
+    this.reused = reused;
+    conn.begin(this, this.call.isHead);
+    this.call.send(this, conn);
   }
 
-  onRequestSent(): void {
+  /** The request was written whole: the per-try timer runs from here if it did not already. */
+  requestSent(): void {
+    if (this.conn !== undefined) this.conn.requestDone = true;
     if (this.timer === undefined && !this.finished && !this.dropped && this.tryTimeoutMs > 0) {
       this.timer = this.call.timers.after(this.tryTimeoutMs, this.onTimeout);
     }
   }
 
-  onResponseStart(controller: Dispatcher.DispatchController, statusCode: number, headers: IncomingHttpHeaders, statusMessage?: string): void {
+  onBodyData(chunk: Buffer): boolean {
+    const c = this.conn;
+    return c === undefined ? true : c.write(chunk);
+  }
+
+  onBodyEnd(): void {
+    this.requestSent();
+  }
+
+  onUpstreamDrain(): void {
+    this.call.resumeClientBody();
+  }
+
+  onResponseHead(head: ResponseHead): void {
     this.stopTimer();
-    if (!this.dropped) this.call.onHeaders(this, controller, statusCode, headers, statusMessage);
+    if (!this.dropped) this.call.onHeaders(this, head);
   }
 
-  onResponseData(controller: Dispatcher.DispatchController, chunk: Buffer): void {
-    if (!this.dropped) this.call.onData(controller, chunk);
+  onResponseData(chunk: Buffer): void {
+    if (!this.dropped) this.call.onData(this, chunk);
   }
 
-  onResponseEnd(_c: Dispatcher.DispatchController, trailers: IncomingHttpHeaders): void {
+  onResponseEnd(): void {
     if (this.dropped) {
       this.done();
       return;
     }
-    this.call.onEnd(this, trailers);
+    this.call.onEnd(this);
   }
 
-  onResponseError(_c: Dispatcher.DispatchController, err: Error): void {
+  onUpstreamError(err: UpstreamError): void {
+    this.conn = undefined;
     if (this.dropped) {
       this.done();
       return;
     }
-    this.call.onError(this, this.timedOut ? perTryTimeoutError : err);
+    this.call.onError(this, err);
   }
 }
+
+const BODY_NONE = 0;
+const BODY_BUFFERING = 1;
+const BODY_BUFFERED = 2;
+const BODY_STREAM = 3;
 
 /**
  * One client request: picks an endpoint, forwards, and on a retriable failure re-picks another endpoint
  * after a jittered backoff, within the retry budget, the limits and the deadline. The response streams to
  * the client with back-pressure once an attempt is accepted (committed); after that nothing is retried.
  */
-export class Call {
-  private readonly headers: string[];
-  private readonly deadlineIndex: number;
+export class Call implements ExchangeObserver, BodyConsumer {
+  private readonly headBlock: string;
+  private readonly requestLine: string;
   readonly timers: Timers;
   private readonly requestId: string;
   private readonly deadlineAt: number;
   private readonly method: string;
-  private readonly path: string;
-  private body: Buffer | IncomingMessage | null;
+  readonly isHead: boolean;
+  private readonly target: string;
+  private bodyState: number;
+  private buffered: Buffer[] | undefined;
+  private bodyBuffer: Buffer | undefined;
+  /** Bytes of a streamed body have gone upstream: it cannot be sent again. */
+  private bodyStarted = false;
   private readonly replayable: boolean;
   private readonly keyed: boolean;
   private tried: Endpoint[] | undefined;
   private attempts = 0;
+  private staleRetries = 0;
   private current: Attempt | undefined;
   private committed: Attempt | undefined;
   private finished = false;
@@ -190,33 +221,32 @@ export class Call {
   private serviceTicket: BreakerTicket | undefined;
   private holdsActive = false;
   private retryingNow = false;
-  private corked = false;
+  private waitingBody = false;
 
   constructor(
-    private readonly req: IncomingMessage,
-    private readonly res: ServerResponse,
+    private readonly ex: Exchange,
     private readonly route: Route,
     private readonly hashKey: string | undefined,
     private readonly deps: CallDeps,
     private readonly start: number,
   ) {
-    const fwd = forwardRequestHeaders(req.rawHeaders, req.socket.remoteAddress, 'http');
+    const head = ex.head;
+    const fwd = forwardRequestHeaders(head, ex.remoteAddress, 'http', route.authority);
     this.timers = deps.timers;
-    this.headers = fwd.headers;
+    this.headBlock = fwd.block;
     this.requestId = fwd.requestId;
-    this.method = req.method ?? 'GET';
-    const url = req.url ?? '/';
-    this.path = url.charCodeAt(0) === 47 /* / */ ? url : absoluteFormPath(url);
-    const asked = parseDeadlineHeader(req.headers[DEADLINE_HEADER]);
+    this.method = head.method;
+    this.isHead = head.method === 'HEAD';
+    const target = head.target;
+    this.target = target;
+    const path = target.charCodeAt(0) === 47 /* / */ || target === '*' ? target : absoluteFormPath(target);
+    this.requestLine = `${head.method} ${path} HTTP/1.1\r\n`;
+    const asked = parseDeadlineHeader(headerValue(head.headers, DEADLINE_HEADER));
     this.deadlineAt = start + (asked !== undefined && asked < route.timeoutMs ? asked : route.timeoutMs);
-    // The remaining time is propagated to the upstream; its value is rewritten before every attempt.
-    this.headers.push(DEADLINE_HEADER, '');
-    this.deadlineIndex = this.headers.length - 1;
-    this.keyed = req.headers['idempotency-key'] !== undefined;
+    this.keyed = headerValue(head.headers, 'idempotency-key') !== undefined;
     this.replayable = route.retry !== undefined && route.retry.attempts > 0 && (this.keyed || isIdempotentMethod(this.method));
-    this.body = fwd.hasBody ? req : null;
-    res.on('close', this.onClientClose);
-    res.on('drain', this.onClientDrain);
+    this.bodyState = ex.hasBody ? BODY_STREAM : BODY_NONE;
+    ex.observer = this;
   }
 
   /** Starts the call: admission (breaker, limits), optional body buffering, first attempt. */
@@ -239,56 +269,66 @@ export class Call {
       this.holdsActive = true;
       guard.budget.deposit();
     }
-    if (this.body !== null && this.replayable) {
-      const len = Number(this.req.headers['content-length']);
-      if (Number.isFinite(len) && len <= REPLAY_BUFFER_LIMIT) {
-        this.bufferBody();
+    if (this.bodyState === BODY_STREAM && this.replayable) {
+      const len = this.ex.head.contentLength;
+      if (len >= 0 && len <= REPLAY_BUFFER_LIMIT) {
+        // A small body is read into memory first, so a retry can send it again.
+        this.bodyState = BODY_BUFFERING;
+        this.buffered = [];
+        if (guard) guard.pending++;
+        this.waitingBody = true;
+        this.ex.setBodyConsumer(this);
         return;
       }
     }
     this.attempt();
   }
 
-  /** Reads a small body into memory so it can be sent again by a retry. */
-  private bufferBody(): void {
-    const guard = this.route.guard;
-    if (guard) guard.pending++;
-    let waiting = true;
-    const stopWaiting = (): void => {
-      if (waiting && guard) guard.pending--;
-      waiting = false;
-    };
-    const chunks: Buffer[] = [];
-    const req = this.req;
-    req.on('data', (c: Buffer) => chunks.push(c));
-    req.once('end', () => {
-      stopWaiting();
-      this.body = Buffer.concat(chunks);
-      if (!this.finished) this.attempt();
-    });
-    // A client that goes away mid-body ends the call through the response's 'close'.
-    req.once('close', stopWaiting);
-    req.once('error', stopWaiting);
+  /** Buffering consumer: keeps the body's bytes. */
+  onBodyData(chunk: Buffer): boolean {
+    this.buffered!.push(chunk);
+    return true;
   }
 
-  private readonly onClientClose = (): void => {
+  onBodyEnd(): void {
+    this.stopWaitingBody();
+    const parts = this.buffered!;
+    this.bodyBuffer = parts.length === 1 ? parts[0]! : Buffer.concat(parts);
+    this.buffered = undefined;
+    this.bodyState = BODY_BUFFERED;
+    if (!this.finished) this.attempt();
+  }
+
+  private stopWaitingBody(): void {
+    if (this.waitingBody) {
+      this.waitingBody = false;
+      const guard = this.route.guard;
+      if (guard) guard.pending--;
+    }
+  }
+
+  onClientClose(): void {
     if (this.finished) return;
     // The client went away before the response ended: abort whatever is in flight upstream.
     this.clientGone = true;
+    this.stopWaitingBody();
     const cur = this.current;
-    if (cur !== undefined) {
-      if (cur.controller && !cur.controller.aborted) cur.controller.abort(new Error('client closed the connection'));
-      else cur.dropped = true;
-      if (cur.dropped && cur.done()) this.finish();
-    } else {
-      this.finish();
-    }
-  };
+    if (cur !== undefined) cur.drop();
+    this.finish();
+  }
 
-  private readonly onClientDrain = (): void => {
-    const c = this.committed?.controller;
-    if (c?.paused) c.resume();
-  };
+  onClientDrain(): void {
+    this.committed?.conn?.resume();
+  }
+
+  resumeClientBody(): void {
+    this.ex.resumeBody();
+  }
+
+  /** The attempt no longer takes the streamed body (dropped or timed out). */
+  releaseBody(a: Attempt): void {
+    if (this.bodyState === BODY_STREAM && this.current === a) this.ex.clearBodyConsumer();
+  }
 
   private attempt(): void {
     if (this.finished) return;
@@ -325,34 +365,55 @@ export class Call {
       return;
     }
     this.attempts++;
-    const isRetry = this.attempts > 1;
-    const a = new Attempt(this, endpoint, ticket, now, isRetry);
-    this.current = a;
-    this.headers[this.deadlineIndex] = String(Math.ceil(remaining));
-    const retry = route.retry;
-    const tryTimeout = retry !== undefined && retry.perTryTimeoutMs < remaining ? retry.perTryTimeoutMs : remaining;
-    const body = this.body;
-    // The per-try timeout runs from dispatch for a bodiless request; with a body it starts once the body has
-    // been sent (as Envoy's), so a slow 1 GiB upload is not cut off by a 1 s per-try timeout.
-    a.tryTimeoutMs = tryTimeout;
-    if (body === null) a.timer = this.deps.timers.after(tryTimeout, a.onTimeout);
-    route.dispatcher(endpoint).dispatch(
-      {
-        path: this.path,
-        method: this.method,
-        headers: this.headers,
-        body,
-        // Backstops only (undici's timers are coarse below a second); the attempt's own timer decides.
-        headersTimeout: Math.max(1_000, Math.ceil(remaining)),
-        bodyTimeout: Math.max(1_000, Math.ceil(remaining)),
-      },
-      a,
-    );
+    this.dispatch(endpoint, ticket, now, remaining);
   }
 
-  onHeaders(a: Attempt, controller: Dispatcher.DispatchController, status: number, headers: IncomingHttpHeaders, statusMessage?: string): void {
+  private dispatch(endpoint: Endpoint, ticket: BreakerTicket | undefined, now: number, remaining: number): void {
+    const a = new Attempt(this, endpoint, this.route.pool(endpoint), ticket, now);
+    this.current = a;
+    const retry = this.route.retry;
+    a.tryTimeoutMs = retry !== undefined && retry.perTryTimeoutMs < remaining ? retry.perTryTimeoutMs : remaining;
+    // The per-try timeout runs from dispatch for a bodiless request; with a body it starts once the body has
+    // been sent (as Envoy's), so a slow 1 GiB upload is not cut off by a 1 s per-try timeout.
+    if (this.bodyState === BODY_NONE) a.timer = this.deps.timers.after(a.tryTimeoutMs, a.onTimeout);
+    a.pool.acquire(a);
+  }
+
+  /** Writes the request on the attempt's connection. */
+  send(a: Attempt, conn: UpstreamConnection): void {
+    const remaining = Math.max(1, Math.ceil(this.deadlineAt - this.deps.clock.now()));
+    const head = `${this.requestLine}${this.headBlock}${DEADLINE_HEADER}: ${remaining}\r\n\r\n`;
+    switch (this.bodyState) {
+      case BODY_NONE:
+        conn.write(head);
+        a.requestSent();
+        return;
+      case BODY_BUFFERED: {
+        const s = conn.socket;
+        s.cork();
+        conn.write(head);
+        conn.write(this.bodyBuffer!);
+        s.uncork();
+        a.requestSent();
+        return;
+      }
+      default:
+        conn.write(head);
+        this.bodyStarted = true;
+        this.ex.setBodyConsumer(a);
+    }
+  }
+
+  onHeaders(a: Attempt, head: ResponseHead): void {
     const now = this.deps.clock.now();
+    const status = head.status;
     a.endpoint.observeLatency(now - a.start, now);
+    if (status === 101 && !(this.ex.head.connectionUpgrade && this.ex.head.upgrade !== undefined)) {
+      // Switching protocols nobody asked for: the upstream broke the exchange.
+      a.detachUpstream();
+      this.onError(a, new UpstreamError('101 Switching Protocols without an upgrade request', 'request', 'bad-upgrade'));
+      return;
+    }
     const outcome = outcomeOfStatus(status);
     this.report(a, outcome);
     if (outcome !== Outcome.Success && this.route.retry !== undefined && isRetriableStatus(this.route.retry, status)) {
@@ -365,53 +426,76 @@ export class Call {
     this.committed = a;
     this.status = status;
     if (this.clientGone) return;
-    const res = this.res;
-    if (statusMessage) res.writeHead(status, statusMessage, stripResponseHopByHop(headers));
-    else res.writeHead(status, stripResponseHopByHop(headers));
-    // Hold the head until the first body bytes (or the end) so a small response leaves in one write.
-    res.cork();
-    this.corked = true;
-    void controller;
-  }
-
-  onData(controller: Dispatcher.DispatchController, chunk: Buffer): void {
-    if (this.clientGone) return;
-    const res = this.res;
-    const more = res.write(chunk);
-    if (this.corked) {
-      // Let the rest of this parser pass (often the end) join the same write; then stream freely.
-      this.corked = false;
-      process.nextTick(uncork, res);
+    if (status === 101) {
+      this.upgrade(a, head);
+      return;
     }
-    if (!more) controller.pause();
+    let framing: ResponseFraming;
+    if (this.isHead || status === 204 || status === 304) framing = 'none';
+    else if (head.chunked) framing = 'chunked';
+    else if (head.contentLength >= 0) framing = 'length';
+    else framing = 'close';
+    this.ex.writeHead(status, head.reason, responseHeaderBlock(head.headers, false), framing);
   }
 
-  onEnd(a: Attempt, trailers: IncomingHttpHeaders): void {
+  /** 101: the client's and the upstream's sockets are joined both ways; HTTP is over for both. */
+  private upgrade(a: Attempt, head: ResponseHead): void {
+    const conn = a.conn!;
+    a.conn = undefined;
+    const up = conn.detach();
+    this.ex.writeHead(101, head.reason, responseHeaderBlock(head.headers, true), 'upgrade');
+    const down = this.ex.detach();
+    if (up.pending !== undefined) down.socket.write(up.pending);
+    if (down.pending !== undefined) up.socket.write(down.pending);
+    joinSockets(down.socket, up.socket, this.route.stats);
     a.done();
-    const res = this.res;
-    if (!this.clientGone) {
-      // Trailers can only be sent on a chunked response (no content-length).
-      if (hasAny(trailers) && !res.hasHeader('content-length')) res.addTrailers(trailers as Record<string, string>);
-      res.end();
-    }
     this.finish();
   }
 
-  onError(a: Attempt, err: Error): void {
+  onData(a: Attempt, chunk: Buffer): void {
+    if (this.clientGone) return;
+    if (!this.ex.write(chunk)) a.conn?.pause();
+  }
+
+  onEnd(a: Attempt): void {
+    a.done();
+    if (!this.clientGone) this.ex.end();
+    this.finish();
+  }
+
+  onError(a: Attempt, err: UpstreamError): void {
     a.done();
     if (this.finished) return;
     if (this.clientGone) {
       this.finish();
       return;
     }
-    const reason = classifyUpstreamError(err);
     if (this.committed === a) {
       // The response had started: the only honest signal left is to cut the connection.
-      this.reason = reason;
-      this.res.destroy(err);
+      this.reason = classifyUpstreamError(err);
+      this.ex.destroy();
       this.finish();
       return;
     }
+    // A kept-alive connection the upstream closed just as the request went out: not the endpoint's fault,
+    // and nothing was processed. Send it again on a fresh connection (as browsers and Envoy do).
+    if (
+      a.reused &&
+      err.phase === 'request' &&
+      err.code !== 'ETIMEDOUT_TRY' &&
+      this.staleRetries < STALE_RETRIES &&
+      this.bodyState !== BODY_STREAM &&
+      (this.keyed || isIdempotentMethod(this.method))
+    ) {
+      this.staleRetries++;
+      const now = this.deps.clock.now();
+      const remaining = this.deadlineAt - now;
+      if (remaining > 0) {
+        this.dispatch(a.endpoint, a.ticket, now, remaining);
+        return;
+      }
+    }
+    const reason = classifyUpstreamError(err);
     this.report(a, Outcome.GatewayFailure);
     const kind: RetryReason = reason === 'connect-failure' ? 'connect-failure' : reason === 'timeout' ? 'timeout' : 'reset';
     if (this.mayRetry({ kind: 'error', reason }, kind)) {
@@ -439,12 +523,10 @@ export class Call {
     if (this.attempts > retry.attempts) return false;
     if (!isRetriableFailure(retry, failure)) return false;
     // A body that has started to flow upstream cannot be sent again unless it was kept in memory.
-    const body = this.body;
-    const bodySafe = body === null || Buffer.isBuffer(body) || !(body as IncomingMessage).readableDidRead;
-    if (!bodySafe) return false;
+    if (this.bodyStarted) return false;
     // Without an idempotency key, a non-idempotent request is retried only if the connection failed
     // before any byte was written.
-    if (!this.replayable && !(kind === 'connect-failure' && bodySafe)) return false;
+    if (!this.replayable && kind !== 'connect-failure') return false;
     if (this.deadlineAt - this.deps.clock.now() <= 0) return false;
     if (guard.activeRetries >= guard.config.limits.maxRetries) return false;
     if (!guard.budget.tryWithdraw()) {
@@ -479,19 +561,22 @@ export class Call {
   private fail(reason: ProxyErrorReason, message: string, extra?: Record<string, string>): void {
     if (this.finished) return;
     this.reason = reason;
-    if (!this.clientGone) this.status = sendProxyError(this.res, reason, message, extra);
+    if (!this.clientGone) {
+      this.status = errorStatus[reason];
+      this.ex.sendError(this.status, reason, message, extra);
+    }
     this.finish();
   }
 
   private finish(): void {
     if (this.finished) return;
     this.finished = true;
+    this.stopWaitingBody();
     const guard = this.route.guard;
     if (guard !== undefined) {
       if (this.holdsActive) guard.active--;
       if (this.retryingNow) guard.activeRetries--;
     }
-    this.res.off('drain', this.onClientDrain);
     const elapsed = this.deps.clock.now() - this.start;
     // 499 (client closed request) when the client left before any status was sent.
     const code = this.clientGone && this.status === 0 ? 499 : this.status;
@@ -501,13 +586,14 @@ export class Call {
       else t.success();
     }
     this.route.stats.record(code, elapsed / 1000);
+    this.route.release?.();
     const log = this.deps.accessLog;
     if (log.active) {
       log.write({
         direction: this.route.direction,
         service: this.route.service,
         method: this.method,
-        path: this.path,
+        path: this.target,
         status: code,
         endpoint: (this.committed ?? this.current)?.endpoint.address,
         durationMs: Math.round(elapsed * 1000) / 1000,
@@ -517,6 +603,26 @@ export class Call {
       });
     }
   }
+}
+
+/** Joins an upgraded client connection to its upstream both ways, counted while open. */
+function joinSockets(down: net.Socket, up: net.Socket, stats: TrafficStats): void {
+  stats.upgradesActive++;
+  stats.upgradesTotal++;
+  let closed = false;
+  const close = (): void => {
+    if (closed) return;
+    closed = true;
+    stats.upgradesActive--;
+    down.destroy();
+    up.destroy();
+  };
+  down.on('close', close);
+  up.on('close', close);
+  down.on('error', close);
+  up.on('error', close);
+  down.pipe(up);
+  up.pipe(down);
 }
 
 /** `http://host/a?b` → `/a?b` (absolute-form request target, as sent to an HTTP proxy). */

@@ -1,79 +1,80 @@
 import { randomUUID } from 'node:crypto';
-import type { IncomingHttpHeaders } from 'node:http';
 
 /**
  * Header rules of a forwarding proxy (RFC 9110 section 7.6.1): hop-by-hop fields and every field named in
  * `Connection` are removed; `x-forwarded-for` gets the client address appended, `x-forwarded-proto` is set
  * when missing, `x-request-id` is created when missing; `traceparent`/`tracestate` pass through untouched.
+ * Headers come as the parser gives them (flat [name, value, ...]) and leave as a ready `name: value\r\n`
+ * block, so a request's head is built in one pass.
  */
 
-/** Lower-cased names removed in both directions. */
-const HOP_BY_HOP = new Set(['connection', 'keep-alive', 'proxy-connection', 'te', 'transfer-encoding', 'upgrade']);
+/** Lower-cased names removed in both directions (`te: trailers` is kept on requests: gRPC needs it). */
+const HOP_BY_HOP = new Set(['connection', 'keep-alive', 'proxy-connection', 'te', 'transfer-encoding', 'upgrade', 'proxy-authorization']);
 
-/** Parses the tokens of a Connection header other than keep-alive/close (rare: most clients send none). */
-function connectionTokens(value: string): Set<string> | undefined {
+/** Name lengths worth lower-casing to compare: every special name below has one of them. */
+const SPECIAL_LENGTH = new Uint8Array(32);
+for (const n of [...HOP_BY_HOP, 'expect', 'x-outrigger-deadline-ms', 'x-forwarded-for', 'x-request-id', 'x-forwarded-proto']) SPECIAL_LENGTH[n.length] = 1;
+
+/** The tokens of the Connection fields other than keep-alive/close/upgrade (rare: most clients send none). */
+function connectionTokens(headers: readonly string[]): Set<string> | undefined {
   let extra: Set<string> | undefined;
-  for (const raw of value.split(',')) {
-    const t = raw.trim().toLowerCase();
-    if (t === '' || t === 'keep-alive' || t === 'close') continue;
-    (extra ??= new Set()).add(t);
+  for (let i = 0; i < headers.length; i += 2) {
+    const name = headers[i]!;
+    if (name.length !== 10 || name.toLowerCase() !== 'connection') continue;
+    for (const raw of headers[i + 1]!.split(',')) {
+      const t = raw.trim().toLowerCase();
+      if (t === '' || t === 'keep-alive' || t === 'close' || t === 'upgrade') continue;
+      (extra ??= new Set()).add(t);
+    }
   }
   return extra;
 }
 
+/** The parts of a request head the proxy needs to rebuild it. */
+export interface ForwardableRequest {
+  readonly headers: readonly string[];
+  readonly chunked: boolean;
+  readonly connectionUpgrade: boolean;
+  readonly upgrade: string | undefined;
+  readonly host: string | undefined;
+}
+
 export interface ForwardedRequestHeaders {
-  /** Flat [name, value, name, value, ...] list for undici. */
-  readonly headers: string[];
+  /** `name: value\r\n` lines, without the request line and the final CRLF. */
+  readonly block: string;
   readonly requestId: string;
-  /** True when the request carries a body (content-length > 0 or transfer-encoding). */
-  readonly hasBody: boolean;
 }
 
 /**
- * Builds the upstream request headers from the raw downstream ones in one pass.
- * `expect` is also dropped: the sidecar answers `100-continue` itself.
+ * Builds the upstream request's header block from the downstream one in one pass. `expect` is dropped
+ * (the sidecar answers `100-continue` itself) and so is `x-outrigger-deadline-ms` (rewritten per attempt).
+ * The body's framing is kept as received (`transfer-encoding: chunked` or `content-length`); an upgrade
+ * request keeps `connection: upgrade` and its `upgrade` field; a request without Host gets `hostFallback`.
  */
 export function forwardRequestHeaders(
-  raw: readonly string[],
+  req: ForwardableRequest,
   clientAddress: string | undefined,
   proto: 'http' | 'https',
+  hostFallback: string | undefined,
 ): ForwardedRequestHeaders {
-  const out: string[] = [];
+  const raw = req.headers;
+  const connExtra = connectionTokens(raw);
+  let block = '';
   let xff: string | undefined;
   let requestId: string | undefined;
   let sawProto = false;
-  let hasBody = false;
-  let connExtra: Set<string> | undefined;
-  // First look for a Connection header naming extra hop-by-hop fields.
-  for (let i = 0; i < raw.length; i += 2) {
-    const name = raw[i]!;
-    if (name.length === 10 && name.toLowerCase() === 'connection') {
-      const extra = connectionTokens(raw[i + 1]!);
-      if (extra) {
-        if (connExtra) for (const t of extra) connExtra.add(t);
-        else connExtra = extra;
-      }
-    }
-  }
   for (let i = 0; i < raw.length; i += 2) {
     const name = raw[i]!;
     const value = raw[i + 1]!;
     const len = name.length;
-    // Only names of these lengths can need attention; others are copied without lower-casing.
-    if (len === 2 || len === 6 || len === 7 || len === 10 || len === 12 || len === 14 || len === 15 || len === 16 || len === 17 || len === 23) {
+    if (len < 32 && SPECIAL_LENGTH[len] === 1) {
       const lower = name.toLowerCase();
-      if (lower === 'te') {
-        // "te: trailers" is end-to-end meaningful (gRPC); other TE values are hop-by-hop.
-        if (value.trim().toLowerCase() === 'trailers') out.push(name, value);
-        continue;
-      }
       if (HOP_BY_HOP.has(lower)) {
-        if (lower === 'transfer-encoding') hasBody = true;
+        // "te: trailers" is end-to-end meaningful (gRPC); other TE values are hop-by-hop.
+        if (lower === 'te' && value.toLowerCase() === 'trailers') block += `${name}: ${value}\r\n`;
         continue;
       }
-      if (lower === 'expect') continue;
-      // Re-written with the time left before every attempt.
-      if (lower === 'x-outrigger-deadline-ms') continue;
+      if (lower === 'expect' || lower === 'x-outrigger-deadline-ms') continue;
       if (lower === 'x-forwarded-for') {
         xff = xff === undefined ? value : `${xff}, ${value}`;
         continue;
@@ -83,33 +84,50 @@ export function forwardRequestHeaders(
         continue;
       }
       if (lower === 'x-forwarded-proto') sawProto = true;
-      else if (lower === 'content-length') hasBody = value !== '0';
     }
     if (connExtra !== undefined && connExtra.has(name.toLowerCase())) continue;
-    out.push(name, value);
+    block += `${name}: ${value}\r\n`;
   }
+  if (req.host === undefined && hostFallback !== undefined) block += `host: ${hostFallback}\r\n`;
   if (clientAddress !== undefined) xff = xff === undefined ? clientAddress : `${xff}, ${clientAddress}`;
-  if (xff !== undefined) out.push('x-forwarded-for', xff);
-  if (!sawProto) out.push('x-forwarded-proto', proto);
+  if (xff !== undefined) block += `x-forwarded-for: ${xff}\r\n`;
+  if (!sawProto) block += `x-forwarded-proto: ${proto}\r\n`;
   requestId ??= randomUUID();
-  out.push('x-request-id', requestId);
-  return { headers: out, requestId, hasBody };
+  block += `x-request-id: ${requestId}\r\n`;
+  if (req.chunked) block += 'transfer-encoding: chunked\r\n';
+  if (req.connectionUpgrade && req.upgrade !== undefined) block += `connection: upgrade\r\nupgrade: ${req.upgrade}\r\n`;
+  return { block, requestId };
 }
 
-/** Removes hop-by-hop fields from an upstream response's parsed headers, in place. */
-export function stripResponseHopByHop(headers: IncomingHttpHeaders): IncomingHttpHeaders {
-  const conn = headers.connection;
-  if (conn !== undefined) {
-    const extra = connectionTokens(Array.isArray(conn) ? conn.join(',') : conn);
-    if (extra) for (const t of extra) delete headers[t];
+/**
+ * The header block of an upstream response as the client gets it: hop-by-hop fields removed (the engine adds
+ * its own framing and connection fields); a 101 keeps `upgrade` and says `connection: upgrade`.
+ */
+export function responseHeaderBlock(headers: readonly string[], upgrade: boolean): string {
+  const connExtra = connectionTokens(headers);
+  let block = '';
+  for (let i = 0; i < headers.length; i += 2) {
+    const name = headers[i]!;
+    const len = name.length;
+    if (len < 32 && SPECIAL_LENGTH[len] === 1) {
+      const lower = name.toLowerCase();
+      if (HOP_BY_HOP.has(lower) && !(upgrade && lower === 'upgrade')) continue;
+    }
+    if (connExtra !== undefined && connExtra.has(name.toLowerCase())) continue;
+    block += `${name}: ${headers[i + 1]}\r\n`;
   }
-  delete headers.connection;
-  delete headers['keep-alive'];
-  delete headers['proxy-connection'];
-  delete headers['transfer-encoding'];
-  delete headers.upgrade;
-  delete headers.te;
-  return headers;
+  if (upgrade) block += 'connection: upgrade\r\n';
+  return block;
+}
+
+/** The value of the first field called `lowerName` (compared without case), or undefined. */
+export function headerValue(headers: readonly string[], lowerName: string): string | undefined {
+  const len = lowerName.length;
+  for (let i = 0; i < headers.length; i += 2) {
+    const name = headers[i]!;
+    if (name.length === len && name.toLowerCase() === lowerName) return headers[i + 1];
+  }
+  return undefined;
 }
 
 /** Host part of a Host header value, lower-cased, without port. */
@@ -122,4 +140,18 @@ export function hostName(host: string): string {
   const colon = host.indexOf(':');
   if (colon >= 0) end = colon;
   return host.slice(0, end).toLowerCase();
+}
+
+/** Headers as a lower-cased name → value(s) object (only for the rare policies that look fields up by name). */
+export function headerBag(headers: readonly string[]): Record<string, string | string[]> {
+  const bag: Record<string, string | string[]> = {};
+  for (let i = 0; i < headers.length; i += 2) {
+    const name = headers[i]!.toLowerCase();
+    const value = headers[i + 1]!;
+    const had = bag[name];
+    if (had === undefined) bag[name] = value;
+    else if (Array.isArray(had)) had.push(value);
+    else bag[name] = [had, value];
+  }
+  return bag;
 }

@@ -1,10 +1,9 @@
-import type { IncomingMessage, ServerResponse } from 'node:http';
 import { Endpoint } from '../core/endpoint.js';
 import type { Metrics } from '../telemetry/metrics.js';
 import { Call, type CallDeps, type Route } from './call.js';
-import { createPool } from './pools.js';
-import { sendProxyError } from './respond.js';
-import type { Pool } from './undici-pool.js';
+import type { UpstreamSettings } from './outbound.js';
+import { UpstreamPool } from './http1/pool.js';
+import type { ExchangeHandler } from './http1/server.js';
 
 export interface InboundOptions {
   readonly service: string;
@@ -20,7 +19,8 @@ class AppRoute implements Route {
   readonly retry = undefined;
   readonly guard = undefined;
   readonly endpoint: Endpoint;
-  readonly pool: Pool;
+  readonly appPool: UpstreamPool;
+  readonly authority: string;
 
   constructor(
     readonly service: string,
@@ -28,18 +28,22 @@ class AppRoute implements Route {
     readonly stats: Route['stats'],
     readonly timeoutMs: number,
     connections: number,
+    upstream: UpstreamSettings,
+    deps: CallDeps,
+    readonly release: () => void,
   ) {
     const url = new URL(target);
+    this.authority = url.host;
     this.endpoint = new Endpoint({ address: url.host, weight: 1, capacity: connections, cost: 1 });
-    this.pool = createPool(url.origin, { connections, connectTimeoutMs: 2_000 });
+    this.appPool = new UpstreamPool(this.endpoint.host, this.endpoint.port, { maxConnections: connections, connectTimeoutMs: 2_000, idleTimeoutMs: upstream.idleTimeoutMs, limits: upstream.limits }, deps);
   }
 
   pick(): Endpoint {
     return this.endpoint;
   }
 
-  dispatcher(): Pool {
-    return this.pool;
+  pool(): UpstreamPool {
+    return this.appPool;
   }
 }
 
@@ -51,47 +55,56 @@ export class InboundProxy {
   private route: AppRoute;
   private limit: number;
   inflight = 0;
+  private readonly sweeper;
 
   constructor(
     options: InboundOptions,
     private readonly metrics: Metrics,
     private readonly deps: CallDeps,
+    private upstream: UpstreamSettings,
   ) {
     this.limit = options.maxConcurrent;
     this.route = this.makeRoute(options);
+    this.sweeper = deps.timers.every(1_000, () => this.route.appPool.sweep(deps.clock.now()));
   }
 
   private makeRoute(o: InboundOptions): AppRoute {
-    return new AppRoute(o.service, o.target, this.metrics.trafficStats('inbound', o.service), o.timeoutMs, o.maxConcurrent);
+    return new AppRoute(o.service, o.target, this.metrics.trafficStats('inbound', o.service), o.timeoutMs, o.maxConcurrent, this.upstream, this.deps, this.release);
   }
 
   /** Applies a reloaded inbound section; a new target gets a new pool, the old one drains. */
-  update(options: InboundOptions): void {
+  update(options: InboundOptions, upstream: UpstreamSettings): void {
     this.limit = options.maxConcurrent;
     const old = this.route;
-    if (options.target !== old.target || options.maxConcurrent !== old.endpoint.capacity || options.timeoutMs !== old.timeoutMs) {
+    if (options.target !== old.target || options.maxConcurrent !== old.endpoint.capacity || options.timeoutMs !== old.timeoutMs || upstream !== this.upstream) {
+      this.upstream = upstream;
       this.route = this.makeRoute(options);
-      old.pool.close().catch(() => {});
+      old.appPool.close();
     }
   }
 
-  readonly handle = (req: IncomingMessage, res: ServerResponse): void => {
-    const start = this.deps.clock.now();
-    if (this.inflight >= this.limit) {
-      const code = sendProxyError(res, 'overloaded', `more than ${this.limit} requests in flight`, { 'retry-after': '1' });
-      this.route.stats.record(code, (this.deps.clock.now() - start) / 1000);
-      return;
-    }
-    this.inflight++;
-    res.once('close', this.release);
-    new Call(req, res, this.route, undefined, this.deps, start).run();
+  readonly handler: ExchangeHandler = {
+    onRequest: (ex) => {
+      const start = this.deps.clock.now();
+      if (this.inflight >= this.limit) {
+        ex.sendError(503, 'overloaded', `more than ${this.limit} requests in flight`, { 'retry-after': '1' });
+        this.route.stats.record(503, (this.deps.clock.now() - start) / 1000);
+        return;
+      }
+      this.inflight++;
+      new Call(ex, this.route, undefined, this.deps, start).run();
+    },
+    // The inbound side is the service's own door, not a proxy: no tunnels.
+    onConnect: () => undefined,
+    onRefused: (status) => this.route.stats.record(status, 0),
   };
 
   private readonly release = (): void => {
     this.inflight--;
   };
 
-  async close(): Promise<void> {
-    await this.route.pool.close().catch(() => this.route.pool.destroy());
+  close(): void {
+    this.sweeper.cancel();
+    this.route.appPool.destroy();
   }
 }

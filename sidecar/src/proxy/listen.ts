@@ -1,6 +1,5 @@
-import { createServer, type IncomingMessage, type RequestListener, type Server } from 'node:http';
-import type { AddressInfo, Socket } from 'node:net';
-import { errorStatus } from '../core/errors.js';
+import type { Server } from 'node:http';
+import type { AddressInfo, Server as NetServer } from 'node:net';
 
 export interface HostPort {
   readonly host: string;
@@ -17,24 +16,7 @@ export function formatAddress(addr: AddressInfo): string {
   return addr.family === 'IPv6' ? `[${addr.address}]:${addr.port}` : `${addr.address}:${addr.port}`;
 }
 
-/** An HTTP/1.1 listener for proxy traffic; malformed requests get a 400 from Node's parser, never a crash. */
-export function createProxyServer(handler: RequestListener<typeof IncomingMessage>): Server {
-  const server = createServer({ noDelay: true, keepAliveTimeout: 5_000, requestTimeout: 0, headersTimeout: 60_000 }, handler);
-  server.on('clientError', (err: Error & { code?: string }, socket: Socket) => {
-    if (!socket.writable || err.code === 'ECONNRESET') {
-      socket.destroy();
-      return;
-    }
-    const body = JSON.stringify({ error: 'bad-request', message: err.message });
-    socket.end(
-      `HTTP/1.1 ${errorStatus['bad-request']} Bad Request\r\ncontent-type: application/json\r\nx-outrigger-error: bad-request\r\n` +
-        `content-length: ${Buffer.byteLength(body)}\r\nconnection: close\r\n\r\n${body}`,
-    );
-  });
-  return server;
-}
-
-export function listen(server: Server, address: string): Promise<string> {
+export function listen(server: NetServer, address: string): Promise<string> {
   const { host, port } = parseHostPort(address);
   return new Promise((resolve, reject) => {
     const onError = (err: Error): void => reject(new Error(`cannot listen on ${address}: ${err.message}`));

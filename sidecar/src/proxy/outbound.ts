@@ -1,49 +1,58 @@
-import type { IncomingMessage, ServerResponse } from 'node:http';
-import type { Dispatcher } from 'undici';
 import type { Cluster, ClusterManager } from '../cluster/cluster.js';
 import type { Endpoint } from '../core/endpoint.js';
 import { hashKeyFromHeaders } from '../lb/index.js';
 import type { ServiceGuard } from '../resilience/guard.js';
 import type { Metrics } from '../telemetry/metrics.js';
 import { absoluteFormAuthority, Call, type CallDeps, type Route } from './call.js';
-import { hostName } from './headers.js';
+import { headerBag, hostName } from './headers.js';
+import type { ParseLimits } from './http1/parser.js';
+import type { PoolOptions, UpstreamPool } from './http1/pool.js';
+import type { Exchange, ExchangeHandler } from './http1/server.js';
 import type { PoolRegistry } from './pools.js';
-import { sendProxyError } from './respond.js';
+
+/** Upstream connection settings the whole sidecar shares (per-service ones come from the service's policy). */
+export interface UpstreamSettings {
+  readonly idleTimeoutMs: number;
+  readonly limits: ParseLimits;
+}
 
 /** The per-cluster route: reads the cluster's current picker and the guard; built once per config. */
 class ClusterRoute implements Route {
   readonly direction = 'outbound' as const;
   readonly service: string;
+  readonly authority: string;
   readonly timeoutMs: number;
   readonly retry;
-  private readonly poolOptions;
+  private readonly poolOptions: PoolOptions;
 
   constructor(
     private readonly cluster: Cluster,
     readonly guard: ServiceGuard | undefined,
     readonly stats: Route['stats'],
     private readonly pools: PoolRegistry,
+    upstream: UpstreamSettings,
   ) {
     const cfg = cluster.config;
     this.service = cluster.name;
+    this.authority = cluster.name;
     this.timeoutMs = cfg.timeoutMs;
     this.retry = cfg.retry;
-    this.poolOptions = { connections: cfg.limits.maxConcurrent, connectTimeoutMs: cfg.connectTimeoutMs };
+    this.poolOptions = { maxConnections: cfg.limits.maxConcurrent, connectTimeoutMs: cfg.connectTimeoutMs, idleTimeoutMs: upstream.idleTimeoutMs, limits: upstream.limits };
   }
 
   pick(hashKey: string | undefined, avoid: readonly Endpoint[] | undefined): Endpoint | undefined {
     return this.cluster.picker.pick(hashKey, avoid);
   }
 
-  dispatcher(endpoint: Endpoint): Dispatcher {
+  pool(endpoint: Endpoint): UpstreamPool {
     return this.pools.get(endpoint, this.poolOptions);
   }
 }
 
 /**
  * The app's way out: routes each request to a service by its Host header or absolute-form target
- * (HTTP_PROXY style), or by the per-service port it arrived on, and runs it as a Call (pick, forward,
- * retry, fail over).
+ * (HTTP_PROXY style), by the CONNECT tunnel it came through, or by the per-service port it arrived on, and
+ * runs it as a Call (pick, forward, retry, fail over).
  */
 export class OutboundProxy {
   private readonly routes = new Map<Cluster, ClusterRoute>();
@@ -54,58 +63,79 @@ export class OutboundProxy {
     private readonly metrics: Metrics,
     private readonly guards: (cluster: Cluster) => ServiceGuard | undefined,
     private readonly deps: CallDeps,
+    private upstream: UpstreamSettings,
   ) {}
 
   /** Drops cached per-cluster routes after a configuration change. */
-  invalidate(): void {
+  invalidate(upstream?: UpstreamSettings): void {
+    if (upstream !== undefined) this.upstream = upstream;
     this.routes.clear();
   }
 
-  /** Request handler of the shared outbound listener. */
-  readonly handle = (req: IncomingMessage, res: ServerResponse): void => {
-    const start = this.deps.clock.now();
-    const target = req.url ?? '/';
-    const authority = absoluteFormAuthority(target) ?? req.headers.host;
-    if (authority === undefined || authority === '') {
-      this.countOwn(sendProxyError(res, 'bad-request', 'request has neither a Host header nor an absolute-form target'));
-      return;
-    }
-    const name = hostName(authority);
-    const cluster = this.clusters.get(name);
-    if (cluster === undefined) {
-      this.countOwn(sendProxyError(res, 'unknown-service', `no service named "${name}" is known to this sidecar`));
-      return;
-    }
-    this.send(req, res, cluster, start);
-  };
-
-  /** Request handler of a per-service listener (Consul-style upstream port). */
-  handlerFor(service: string): (req: IncomingMessage, res: ServerResponse) => void {
-    return (req, res) => {
+  /** The shared outbound listener: the service is named by Host, an absolute-form target, or a tunnel. */
+  readonly handler: ExchangeHandler = {
+    onRequest: (ex) => {
       const start = this.deps.clock.now();
-      const cluster = this.clusters.get(service);
+      let name = ex.tunnel;
+      if (name === undefined) {
+        const authority = absoluteFormAuthority(ex.head.target) ?? ex.head.host;
+        if (authority === undefined || authority === '') {
+          this.refuse(ex, 400, 'bad-request', 'request has neither a Host header nor an absolute-form target');
+          return;
+        }
+        name = hostName(authority);
+      }
+      const cluster = this.clusters.get(name);
       if (cluster === undefined) {
-        this.countOwn(sendProxyError(res, 'unknown-service', `service "${service}" is no longer configured`));
+        this.refuse(ex, 404, 'unknown-service', `no service named "${name}" is known to this sidecar`);
         return;
       }
-      this.send(req, res, cluster, start);
+      this.send(ex, cluster, start);
+    },
+    onConnect: (authority) => {
+      // A tunnel only to a service of the mesh: the sidecar is not an open proxy.
+      const name = hostName(authority);
+      return this.clusters.get(name) !== undefined ? name : undefined;
+    },
+    onRefused: (status) => this.countOwn(status),
+  };
+
+  /** A per-service listener (Consul-style upstream port): every request goes to `service`. */
+  handlerFor(service: string): ExchangeHandler {
+    return {
+      onRequest: (ex) => {
+        const start = this.deps.clock.now();
+        const cluster = this.clusters.get(service);
+        if (cluster === undefined) {
+          this.refuse(ex, 404, 'unknown-service', `service "${service}" is no longer configured`);
+          return;
+        }
+        this.send(ex, cluster, start);
+      },
+      onConnect: (authority) => (hostName(authority) === service && this.clusters.get(service) !== undefined ? service : undefined),
+      onRefused: (status) => this.countOwn(status),
     };
   }
 
-  private send(req: IncomingMessage, res: ServerResponse, cluster: Cluster, start: number): void {
+  private send(ex: Exchange, cluster: Cluster, start: number): void {
     const route = this.route(cluster);
     const hashOn = cluster.config.hashOn;
-    const key = hashOn === undefined ? undefined : hashKeyFromHeaders(hashOn, req.headers);
-    new Call(req, res, route, key, this.deps, start).run();
+    const key = hashOn === undefined ? undefined : hashKeyFromHeaders(hashOn, headerBag(ex.head.headers));
+    new Call(ex, route, key, this.deps, start).run();
   }
 
   private route(cluster: Cluster): ClusterRoute {
     let r = this.routes.get(cluster);
     if (r === undefined) {
-      r = new ClusterRoute(cluster, this.guards(cluster), this.metrics.trafficStats('outbound', cluster.name), this.pools);
+      r = new ClusterRoute(cluster, this.guards(cluster), this.metrics.trafficStats('outbound', cluster.name), this.pools, this.upstream);
       this.routes.set(cluster, r);
     }
     return r;
+  }
+
+  private refuse(ex: Exchange, status: number, reason: string, message: string): void {
+    ex.sendError(status, reason, message);
+    this.countOwn(status);
   }
 
   private countOwn(code: number): void {

@@ -1,20 +1,31 @@
-import { Pool } from './undici-pool.js';
 import type { Endpoint } from '../core/endpoint.js';
+import type { TimerHandle } from '../core/timers.js';
+import { UpstreamPool, type PoolDeps, type PoolOptions } from './http1/pool.js';
 
-export interface PoolOptions {
-  readonly connections: number;
-  readonly connectTimeoutMs: number;
-}
+export type { PoolOptions } from './http1/pool.js';
+
+/** How often idle upstream connections are checked against their idle timeout. */
+const SWEEP_MS = 1_000;
 
 /** Keep-alive connection pools, one per upstream endpoint. The proxy is the only owner of sockets. */
 export class PoolRegistry {
-  private readonly pools = new Map<Endpoint, Pool>();
+  private readonly pools = new Map<Endpoint, UpstreamPool>();
+  private readonly sweeper: TimerHandle;
 
-  get(endpoint: Endpoint, options: PoolOptions): Pool {
+  constructor(private readonly deps: PoolDeps) {
+    this.sweeper = deps.timers.every(SWEEP_MS, () => {
+      const now = deps.clock.now();
+      for (const p of this.pools.values()) p.sweep(now);
+    });
+  }
+
+  get(endpoint: Endpoint, options: PoolOptions): UpstreamPool {
     let pool = this.pools.get(endpoint);
     if (pool === undefined) {
-      pool = createPool(`http://${endpoint.address}`, options);
+      pool = new UpstreamPool(endpoint.host, endpoint.port, options, this.deps);
       this.pools.set(endpoint, pool);
+    } else if (pool.options !== options) {
+      pool.options = options;
     }
     return pool;
   }
@@ -25,23 +36,17 @@ export class PoolRegistry {
       const pool = this.pools.get(ep);
       if (pool === undefined) continue;
       this.pools.delete(ep);
-      pool.close().catch(() => pool.destroy().catch(() => {}));
+      pool.close();
     }
   }
 
-  async close(): Promise<void> {
-    const all = [...this.pools.values()];
+  /** Every pool: idle connections close now, busy ones when their exchange ends (or are cut with `destroy`). */
+  close(destroy = false): void {
+    this.sweeper.cancel();
+    for (const p of this.pools.values()) {
+      if (destroy) p.destroy();
+      else p.close();
+    }
     this.pools.clear();
-    await Promise.all(all.map((p) => p.close().catch(() => p.destroy())));
   }
-}
-
-export function createPool(origin: string, options: PoolOptions): Pool {
-  return new Pool(origin, {
-    connections: options.connections,
-    pipelining: 1,
-    keepAliveTimeout: 4_000,
-    keepAliveMaxTimeout: 30_000,
-    connect: { timeout: options.connectTimeoutMs, noDelay: true },
-  });
 }

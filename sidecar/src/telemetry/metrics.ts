@@ -51,6 +51,26 @@ export class Metrics {
         }
       },
     });
+    new Gauge({
+      name: 'outrigger_upgrades_active',
+      help: 'Upgraded connections (101 Switching Protocols, e.g. WebSocket) joined to their upstream and open now.',
+      labelNames: ['direction', 'service'],
+      registers: [this.registry],
+      collect() {
+        this.reset();
+        for (const s of traffic.values()) if (s.upgradesTotal > 0) this.set({ direction: s.direction, service: s.service }, s.upgradesActive);
+      },
+    });
+    new Counter({
+      name: 'outrigger_upgrades_total',
+      help: 'Connections upgraded (101 Switching Protocols) and joined to their upstream.',
+      labelNames: ['direction', 'service'],
+      registers: [this.registry],
+      collect() {
+        this.reset();
+        for (const s of traffic.values()) if (s.upgradesTotal > 0) this.inc({ direction: s.direction, service: s.service }, s.upgradesTotal);
+      },
+    });
     this.duration = new Histogram({
       name: 'outrigger_request_duration_seconds',
       help: 'Time from request arrival to the end of the response, by direction and service.',

@@ -44,6 +44,9 @@ export class TrafficStats {
   /** Responses by HTTP status code (index = code). */
   readonly codes = new Float64Array(600);
   requests = 0;
+  /** Connections upgraded (101, e.g. WebSocket) and joined to their upstream, open now and in all. */
+  upgradesActive = 0;
+  upgradesTotal = 0;
   /** Sum of request durations in seconds (mean latency and, by Little's law, average in-flight). */
   durationSum = 0;
   constructor(

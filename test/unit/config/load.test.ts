@@ -42,6 +42,18 @@ services:
     endpoints: [{ address: 127.0.0.1:9001 }]
 `;
 
+/** The HTTP/1.1 engine's defaults (the `http` section). */
+const DEFAULT_HTTP = {
+  headerTimeoutMs: 10_000,
+  idleTimeoutMs: 60_000,
+  bodyTimeoutMs: 30_000,
+  maxConnections: 10_000,
+  maxHeaderBytes: 16_384,
+  maxUrlBytes: 8_192,
+  maxHeaders: 100,
+  upstreamIdleTimeoutMs: 4_000,
+};
+
 const DEFAULT_SERVICE: ServiceConfig = {
   lb: 'round-robin',
   hashOn: undefined,
@@ -149,6 +161,7 @@ describe('parseSidecarConfig: the DESIGN.md example', () => {
       },
       log: { level: 'info', accessLog: { enabled: true, sampleRate: 1 } },
       metrics: { enabled: true },
+      http: DEFAULT_HTTP,
     });
   });
 
@@ -233,7 +246,16 @@ describe('parseSidecarConfig: minimal config', () => {
       services: { inventory: DEFAULT_SERVICE },
       log: { level: 'info', accessLog: { enabled: true, sampleRate: 1 } },
       metrics: { enabled: true },
+      http: DEFAULT_HTTP,
     });
+  });
+
+  it('reads the http section: durations in ms, limits, and errors naming the key', () => {
+    const c = parseSidecarConfig('service: a\nhttp: { headerTimeout: 2s, bodyTimeout: 500ms, maxConnections: 50, maxHeaderBytes: 8192 }\n', 'sidecar.yaml');
+    expect(c.http).toEqual({ ...DEFAULT_HTTP, headerTimeoutMs: 2_000, bodyTimeoutMs: 500, maxConnections: 50, maxHeaderBytes: 8_192 });
+    expect(issuesOf('service: a\nhttp: { maxHeaderBytes: 10 }\n')).toEqual(['http.maxHeaderBytes: expected integer 1024..1048576, got 10']);
+    expect(issuesOf('service: a\nhttp: { idleTimeout: soon }\n')[0]).toMatch(/^http\.idleTimeout: expected a duration/);
+    expect(issuesOf('service: a\nhttp: { keepAlive: 1s }\n')[0]).toMatch(/^http\.keepAlive: expected one of the keys headerTimeout/);
   });
 
   it('defaults the instance from the inbound port', () => {
@@ -314,7 +336,7 @@ services:
     expect(issuesOf(withInventory('health_check: {}'))[0]).toMatch(/got unknown key "health_check" \(did you mean "healthCheck"\?\)$/);
     expect(issuesOf('service: a\nadmin: { listen: 127.0.0.1:1, port: 2 }\n')).toEqual(['admin.port: expected one of the keys listen, got unknown key "port"']);
     expect(issuesOf('service: a\nzzz: 1\n')).toEqual([
-      'zzz: expected one of the keys service, instance, admin, inbound, outbound, controlPlane, services, log, metrics, got unknown key "zzz"',
+      'zzz: expected one of the keys service, instance, admin, inbound, outbound, controlPlane, services, log, metrics, http, got unknown key "zzz"',
     ]);
     expect(issuesOf(inventory('endpoints: [{ address: 127.0.0.1:1, wieght: 2 }]'))).toEqual([
       'services.inventory.endpoints[0].wieght: expected one of the keys address, weight, capacity, cost, zone, got unknown key "wieght" (did you mean "weight"?)',
