@@ -10,8 +10,7 @@ import type { Cluster } from './cluster/cluster.js';
 import { BreakerFactory } from './resilience/breaker.js';
 import { ServiceGuard } from './resilience/guard.js';
 import { HealthSupervisor } from './health/supervisor.js';
-import { ConfigCache } from './discovery/cache.js';
-import { ControlPlaneClient } from './discovery/client.js';
+import type { ControlPlaneClient } from './discovery/client.js';
 import { defaultAdvertise } from './discovery/advertise.js';
 import type { EndpointReport, LoadReport } from '../../proto/gen/outrigger/v1/discovery.js';
 import { parseHostPort } from './proxy/listen.js';
@@ -195,6 +194,8 @@ export class Sidecar {
     let advertise = cp.advertise;
     if (advertise === undefined && this._addresses.inbound !== undefined) advertise = defaultAdvertise(parseHostPort(this._addresses.inbound));
     this.lastReport = { at: this.clock.now(), inbound: 0, errors: 0, seconds: 0, cpu: process.cpuUsage(), buckets: new Float64Array(LATENCY_BUCKETS) };
+    // Loaded only by a sidecar that has a control plane: gRPC is the largest thing a sidecar could load.
+    const [{ ControlPlaneClient }, { ConfigCache }] = await Promise.all([import('./discovery/client.js'), import('./discovery/cache.js')]);
     this.controlPlane = new ControlPlaneClient({
       addresses: cp.addresses,
       instance: { service: cfg.service, id: cfg.instance, address: advertise ?? '', weight: cp.weight, capacity: cp.capacity, zone: cp.zone ?? '' },
@@ -387,7 +388,12 @@ export class Sidecar {
     const parsed: Record<string, ServiceConfig> = {};
     for (const svc of services) {
       try {
-        parsed[svc.name] = parseServiceConfig(JSON.parse(svc.policyJson) as unknown, `services.${svc.name}`);
+        const raw = JSON.parse(svc.policyJson) as unknown;
+        let policy = parseServiceConfig(raw, `services.${svc.name}`);
+        // A policy that does not say which protocol keeps the one sidecar.yaml gives the service (as its port).
+        const fileProtocol = this.fileConfig.services[svc.name]?.protocol;
+        if (fileProtocol !== undefined && fileProtocol !== policy.protocol && !(typeof raw === 'object' && raw !== null && 'protocol' in raw)) policy = { ...policy, protocol: fileProtocol };
+        parsed[svc.name] = policy;
       } catch (err) {
         const reason = err instanceof SyntaxError ? `services.${svc.name}: policy is not valid JSON: ${err.message}` : err instanceof Error ? err.message : String(err);
         this.lastNack = { version, reason };

@@ -118,6 +118,10 @@ export class OutboundProxy {
   }
 
   private send(ex: Exchange, cluster: Cluster, start: number): void {
+    if (cluster.config.protocol === 'tcp') {
+      this.refuse(ex, 400, 'bad-request', `service "${cluster.name}" is a TCP service: connect to its own port`);
+      return;
+    }
     const route = this.route(cluster);
     const hashOn = cluster.config.hashOn;
     const key = hashOn === undefined ? undefined : hashKeyFromHeaders(hashOn, headerBag(ex.head.headers));

@@ -100,8 +100,8 @@ export const TCHAR = table((c) => isDigit(c) || isAlpha(c) || "!#$%&'*+-.^_`|~".
 /** Field value / reason phrase bytes: HTAB, SP, VCHAR, obs-text. */
 export const FIELD_VALUE = table((c) => c === HTAB || (c >= 0x20 && c <= 0x7e) || c >= 0x80);
 const DIGIT = table(isDigit);
-/** Request-target bytes. */
-const TARGET = table((c) => c >= 0x21 && c <= 0x7e);
+/** Request-target bytes: VCHAR except '#' (a request-target has no fragment, RFC 9112 §3.2). */
+const TARGET = table((c) => c >= 0x21 && c <= 0x7e && c !== 0x23);
 /** Bytes of a URI authority (host and port): unreserved, pct-encoded, sub-delims except ',', ':', '[', ']'. */
 const AUTHORITY = table((c) => isDigit(c) || isAlpha(c) || "-._~%!$&'()*+;=:[]".includes(String.fromCharCode(c)));
 /** Bytes of a reg-name or IPv4 host (no ':' or brackets). */
@@ -184,13 +184,13 @@ function methodName(buf: Buffer, a: number, b: number, text: string | undefined,
 // Errors
 
 /**
- * The error for an unexpected byte `c` at buf[p] inside a line: a bare LF or bare CR is named as such
- * (a CR is bare unless an LF follows it), anything else gets `code`.
+ * The error for an unexpected byte at buf[p] inside a line (bytes from `end` on are not looked at): a bare LF
+ * or bare CR is named as such (a CR is bare when something other than LF follows it), anything else gets `code`.
  */
-function lineError(status: number, buf: Buffer, p: number, code: string, what: string): HttpParseError {
-  const c = buf[p];
+function lineError(status: number, buf: Buffer, p: number, end: number, code: string, what: string): HttpParseError {
+  const c = p < end ? buf[p] : undefined;
   if (c === LF) return new HttpParseError(status, 'bare-lf', 'Bare LF in the head (lines must end in CRLF)');
-  if (c === CR && buf[p + 1] !== LF) return new HttpParseError(status, 'bare-cr', 'Bare CR in the head');
+  if (c === CR && p + 1 < end && buf[p + 1] !== LF) return new HttpParseError(status, 'bare-cr', 'Bare CR in the head');
   const shown = c === undefined ? 'end' : c === CR ? 'end of line' : `byte 0x${c.toString(16).padStart(2, '0')}`;
   return new HttpParseError(status, code, `${what}: unexpected ${shown} at offset ${p}`);
 }
@@ -238,7 +238,7 @@ function scanFields(buf: Buffer, text: string, base: number, p: number, stop: nu
     while (TCHAR[c] === 1) c = buf[++p]!;
     if (c !== COLON) {
       if (c === SP || c === HTAB) throw new HttpParseError(status, 'space-before-colon', 'Whitespace between a field name and its colon');
-      throw lineError(status, buf, p, 'bad-header-name', 'Invalid field name');
+      throw lineError(status, buf, p, stop + 2, 'bad-header-name', 'Invalid field name');
     }
     const ne = p;
     if (ne === ns) throw new HttpParseError(status, 'bad-header-name', 'Empty field name');
@@ -246,7 +246,7 @@ function scanFields(buf: Buffer, text: string, base: number, p: number, stop: nu
     while (c === SP || c === HTAB) c = buf[++p]!;
     const vs = p;
     while (FIELD_VALUE[c] === 1) c = buf[++p]!;
-    if (c !== CR || buf[p + 1] !== LF) throw lineError(status, buf, p, 'bad-header-value', 'Invalid character in a field value');
+    if (c !== CR || buf[p + 1] !== LF) throw lineError(status, buf, p, stop + 2, 'bad-header-value', 'Invalid character in a field value');
     let ve = p;
     while (ve > vs && ((c = buf[ve - 1]!) === SP || c === HTAB)) ve--;
     p += 2;
@@ -400,7 +400,7 @@ function validAbsoluteForm(buf: Buffer, a: number, b: number): boolean {
   if (i === hs) return false;
   if (i === b) return true;
   const c = buf[i];
-  return c === SLASH || c === 0x3f /* ? */ || c === 0x23 /* # */;
+  return c === SLASH || c === 0x3f /* ? */;
 }
 
 /** Case-insensitive match of a scheme literal ("http://", "https://"): letters fold, ':' and '/' exactly. */
@@ -470,21 +470,21 @@ export function parseRequestHead(buf: Buffer, start: number, end: number, limits
   let p = s;
   let c = buf[p]!;
   while (TCHAR[c] === 1) c = buf[++p]!;
-  if (c !== SP || p === s) throw lineError(400, buf, p, 'bad-method', 'Invalid method');
+  if (c !== SP || p === s) throw lineError(400, buf, p, headEnd + 4, 'bad-method', 'Invalid method');
   const method = methodName(buf, s, p, text, s);
   const ts = ++p;
   c = buf[p]!;
   while (TARGET[c] === 1) c = buf[++p]!;
   const te = p;
   if (te - ts > limits.maxTargetBytes) throw new HttpParseError(414, 'target-too-long', `Request-target longer than ${limits.maxTargetBytes} bytes`);
-  if (c !== SP || te === ts) throw lineError(400, buf, p, 'bad-target', 'Invalid request-target');
+  if (c !== SP || te === ts) throw lineError(400, buf, p, headEnd + 4, 'bad-target', 'Invalid request-target');
   p++;
   // Every byte compared up to the first mismatch lies before the line's CR, so inside the head.
   if (buf[p] !== 0x48 || buf[p + 1] !== 0x54 || buf[p + 2] !== 0x54 || buf[p + 3] !== 0x50 || buf[p + 4] !== SLASH) {
-    throw lineError(400, buf, p, 'bad-version', 'Invalid HTTP version');
+    throw lineError(400, buf, p, headEnd + 4, 'bad-version', 'Invalid HTTP version');
   }
-  if (DIGIT[buf[p + 5]!] !== 1 || buf[p + 6] !== 0x2e || DIGIT[buf[p + 7]!] !== 1) throw lineError(400, buf, p + 5, 'bad-version', 'Invalid HTTP version');
-  if (buf[p + 8] !== CR || buf[p + 9] !== LF) throw lineError(400, buf, p + 8, 'bad-version', 'Invalid HTTP version');
+  if (DIGIT[buf[p + 5]!] !== 1 || buf[p + 6] !== 0x2e || DIGIT[buf[p + 7]!] !== 1) throw lineError(400, buf, p + 5, headEnd + 4, 'bad-version', 'Invalid HTTP version');
+  if (buf[p + 8] !== CR || buf[p + 9] !== LF) throw lineError(400, buf, p + 8, headEnd + 4, 'bad-version', 'Invalid HTTP version');
   const major = buf[p + 5]! - 0x30;
   const minorDigit = buf[p + 7]! - 0x30;
   if (major !== 1 || minorDigit > 1) throw new HttpParseError(505, 'unsupported-version', `HTTP/${major}.${minorDigit} is not supported`);
@@ -532,13 +532,14 @@ function earlyRequestChecks(buf: Buffer, start: number, s: number, end: number, 
   let p = s;
   while (p < limit && TCHAR[buf[p]!] === 1) p++;
   if (p - s > MAX_METHOD_LENGTH) throw new HttpParseError(501, 'unknown-method', 'Unknown method');
-  if (p < limit) {
-    if (buf[p] !== SP || p === s) throw lineError(400, buf, p, 'bad-method', 'Invalid method');
+  // A lone CR at the very end may begin an empty line (skipped once its LF arrives).
+  if (p < limit && !(p === s && p + 1 === end && buf[p] === CR)) {
+    if (buf[p] !== SP || p === s) throw lineError(400, buf, p, end, 'bad-method', 'Invalid method');
     methodName(buf, s, p, undefined, 0);
     const ts = ++p;
     while (p < limit && TARGET[buf[p]!] === 1) p++;
     if (p - ts > limits.maxTargetBytes) throw new HttpParseError(414, 'target-too-long', `Request-target longer than ${limits.maxTargetBytes} bytes`);
-    if (p < limit && (buf[p] !== SP || p === ts)) throw lineError(400, buf, p, 'bad-target', 'Invalid request-target');
+    if (p < limit && (buf[p] !== SP || p === ts)) throw lineError(400, buf, p, end, 'bad-target', 'Invalid request-target');
   }
   earlyChecks(buf, start, s, end, limits, 400);
 }
@@ -560,17 +561,17 @@ export function parseResponseHead(buf: Buffer, start: number, end: number, limit
   const text = latin1(buf, s, headEnd + 2);
   let p = s;
   if (buf[p] !== 0x48 || buf[p + 1] !== 0x54 || buf[p + 2] !== 0x54 || buf[p + 3] !== 0x50 || buf[p + 4] !== SLASH) {
-    throw lineError(502, buf, p, 'bad-status-line', 'Invalid status line');
+    throw lineError(502, buf, p, headEnd + 4, 'bad-status-line', 'Invalid status line');
   }
-  if (DIGIT[buf[p + 5]!] !== 1 || buf[p + 6] !== 0x2e || DIGIT[buf[p + 7]!] !== 1) throw lineError(502, buf, p + 5, 'bad-version', 'Invalid HTTP version');
+  if (DIGIT[buf[p + 5]!] !== 1 || buf[p + 6] !== 0x2e || DIGIT[buf[p + 7]!] !== 1) throw lineError(502, buf, p + 5, headEnd + 4, 'bad-version', 'Invalid HTTP version');
   const major = buf[p + 5]! - 0x30;
   const minorDigit = buf[p + 7]! - 0x30;
   if (major !== 1 || minorDigit > 1) throw new HttpParseError(502, 'unsupported-version', `HTTP/${major}.${minorDigit} is not supported`);
   const minor = minorDigit as 0 | 1;
   p += 8;
-  if (buf[p] !== SP) throw lineError(502, buf, p, 'bad-status-line', 'Invalid status line');
+  if (buf[p] !== SP) throw lineError(502, buf, p, headEnd + 4, 'bad-status-line', 'Invalid status line');
   if (DIGIT[buf[p + 1]!] !== 1 || buf[p + 1] === 0x30 || DIGIT[buf[p + 2]!] !== 1 || DIGIT[buf[p + 3]!] !== 1) {
-    throw lineError(502, buf, p + 1, 'bad-status', 'Invalid status code');
+    throw lineError(502, buf, p + 1, headEnd + 4, 'bad-status', 'Invalid status code');
   }
   const status = (buf[p + 1]! - 0x30) * 100 + (buf[p + 2]! - 0x30) * 10 + (buf[p + 3]! - 0x30);
   p += 4;
@@ -582,7 +583,7 @@ export function parseResponseHead(buf: Buffer, start: number, end: number, limit
     while (FIELD_VALUE[c] === 1) c = buf[++p]!;
     if (p > rs) reason = text.slice(rs - s, p - s);
   }
-  if (c !== CR || buf[p + 1] !== LF) throw lineError(502, buf, p, 'bad-status-line', 'Invalid status line');
+  if (c !== CR || buf[p + 1] !== LF) throw lineError(502, buf, p, headEnd + 4, 'bad-status-line', 'Invalid status line');
   p += 2;
 
   scanFields(buf, text, s, p, headEnd + 2, limits, false, 502);

@@ -638,9 +638,9 @@ export class Http1Listener {
   close(graceMs: number): Promise<void> {
     this.sweeper?.cancel();
     return new Promise((resolve) => {
-      let timer: TimerHandle | undefined;
+      const grace: { timer?: TimerHandle } = {};
       const done = (): void => {
-        timer?.cancel();
+        grace.timer?.cancel();
         this.closed = undefined;
         resolve();
       };
@@ -656,7 +656,7 @@ export class Http1Listener {
         done();
         return;
       }
-      timer = this.timers.after(graceMs, () => {
+      grace.timer = this.timers.after(graceMs, () => {
         for (const c of [...this.conns]) c.socket.destroy();
       });
     });
