@@ -137,11 +137,11 @@ export class ChunkedScanner {
               st = S_SIZE;
             } else if (st === S_SIZE && c === SEMI) st = S_EXT_NAME_START;
             else if (st === S_SIZE && c === CR) st = S_SIZE_LF;
-            else throw this.fail('bad-chunk-size', 'Invalid chunk size');
+            else throw this.fail(c === LF ? 'bare-lf' : 'bad-chunk-size', 'Invalid chunk size');
             break;
           }
           case S_EXT_NAME_START:
-            if (TCHAR[c] !== 1) throw this.fail('bad-chunk-ext', 'Invalid chunk extension');
+            if (TCHAR[c] !== 1) throw this.fail(c === LF ? 'bare-lf' : 'bad-chunk-ext', 'Invalid chunk extension');
             st = S_EXT_NAME;
             break;
           case S_EXT_NAME:
@@ -150,26 +150,26 @@ export class ChunkedScanner {
             if (c === SEMI) st = S_EXT_NAME_START;
             else if (c === CR) st = S_SIZE_LF;
             else if (c === EQUALS && st === S_EXT_NAME) st = S_EXT_VALUE_START;
-            else throw this.fail('bad-chunk-ext', 'Invalid chunk extension');
+            else throw this.fail(c === LF ? 'bare-lf' : 'bad-chunk-ext', 'Invalid chunk extension');
             break;
           case S_EXT_VALUE_START:
             if (TCHAR[c] === 1) st = S_EXT_VALUE;
             else if (c === DQUOTE) st = S_EXT_QUOTED;
-            else throw this.fail('bad-chunk-ext', 'Invalid chunk extension value');
+            else throw this.fail(c === LF ? 'bare-lf' : 'bad-chunk-ext', 'Invalid chunk extension value');
             break;
           case S_EXT_QUOTED:
             if (c === DQUOTE) st = S_EXT_QUOTED_END;
             else if (c === BACKSLASH) st = S_EXT_QUOTED_ESC;
-            else if (QDTEXT[c] !== 1) throw this.fail('bad-chunk-ext', 'Invalid character in a chunk extension quoted-string');
+            else if (QDTEXT[c] !== 1) throw this.fail(c === LF ? 'bare-lf' : 'bad-chunk-ext', 'Invalid character in a chunk extension quoted-string');
             break;
           case S_EXT_QUOTED_ESC:
-            if (FIELD_VALUE[c] !== 1) throw this.fail('bad-chunk-ext', 'Invalid quoted-pair in a chunk extension');
+            if (FIELD_VALUE[c] !== 1) throw this.fail(c === LF ? 'bare-lf' : 'bad-chunk-ext', 'Invalid quoted-pair in a chunk extension');
             st = S_EXT_QUOTED;
             break;
           case S_EXT_QUOTED_END:
             if (c === SEMI) st = S_EXT_NAME_START;
             else if (c === CR) st = S_SIZE_LF;
-            else throw this.fail('bad-chunk-ext', 'Invalid chunk extension');
+            else throw this.fail(c === LF ? 'bare-lf' : 'bad-chunk-ext', 'Invalid chunk extension');
             break;
           case S_SIZE_LF:
             if (c !== LF) throw this.fail('bare-cr', 'Chunk size line not ended by CRLF');

@@ -1,4 +1,5 @@
-import { METHODS } from 'node:http';
+// Not an ESM import: that would load Node's bundled undici through node:http's lazy exports.
+const { METHODS } = process.getBuiltinModule('node:http');
 
 /**
  * Strict HTTP/1.1 message-head parser (RFC 9112), at least as strict as llhttp's strict mode (Node's default).
@@ -102,7 +103,7 @@ export const FIELD_VALUE = table((c) => c === HTAB || (c >= 0x20 && c <= 0x7e) |
 const DIGIT = table(isDigit);
 /** Request-target bytes: VCHAR except '#' (a request-target has no fragment, RFC 9112 §3.2). */
 const TARGET = table((c) => c >= 0x21 && c <= 0x7e && c !== 0x23);
-/** Bytes of a URI authority (host and port): unreserved, pct-encoded, sub-delims except ',', ':', '[', ']'. */
+/** Bytes that may appear in a URI authority (host and port): unreserved, pct-encoded, sub-delims except ',', ':', '[', ']'. */
 const AUTHORITY = table((c) => isDigit(c) || isAlpha(c) || "-._~%!$&'()*+;=:[]".includes(String.fromCharCode(c)));
 /** Bytes of a reg-name or IPv4 host (no ':' or brackets). */
 const HOSTNAME = table((c) => isDigit(c) || isAlpha(c) || "-._~%!$&'()*+;=".includes(String.fromCharCode(c)));
@@ -247,6 +248,7 @@ function scanFields(buf: Buffer, text: string, base: number, p: number, stop: nu
     const vs = p;
     while (FIELD_VALUE[c] === 1) c = buf[++p]!;
     if (c !== CR || buf[p + 1] !== LF) throw lineError(status, buf, p, stop + 2, 'bad-header-value', 'Invalid character in a field value');
+    const le = p;
     let ve = p;
     while (ve > vs && ((c = buf[ve - 1]!) === SP || c === HTAB)) ve--;
     p += 2;
@@ -257,7 +259,7 @@ function scanFields(buf: Buffer, text: string, base: number, p: number, stop: nu
       case 4:
         if (req && eqLower(buf, ns, L_HOST)) {
           if (++fHosts > 1) throw new HttpParseError(status, 'duplicate-host', 'More than one Host field');
-          if (!validHost(buf, vs, ve)) throw new HttpParseError(status, 'bad-host', `Invalid Host ${JSON.stringify(value.slice(0, 64))}`);
+          if (!validHostPort(buf, vs, ve, false)) throw new HttpParseError(status, 'bad-host', `Invalid Host ${JSON.stringify(value.slice(0, 64))}`);
           fHost = value;
         }
         break;
@@ -268,7 +270,10 @@ function scanFields(buf: Buffer, text: string, base: number, p: number, stop: nu
         if (eqLower(buf, ns, L_UPGRADE)) fUpgrade = fUpgrade === undefined ? value : `${fUpgrade}, ${value}`;
         break;
       case 10:
-        if (eqLower(buf, ns, L_CONNECTION)) scanConnection(buf, vs, ve, status);
+        if (eqLower(buf, ns, L_CONNECTION)) {
+          if (hasTab(buf, vs, le)) throw new HttpParseError(status, 'bad-connection', 'HTAB inside Connection');
+          scanConnection(buf, vs, ve, status);
+        }
         break;
       case 14:
         if (eqLower(buf, ns, L_CONTENT_LENGTH)) {
@@ -279,6 +284,7 @@ function scanFields(buf: Buffer, text: string, base: number, p: number, stop: nu
       case 17:
         if (eqLower(buf, ns, L_TRANSFER_ENCODING)) {
           if (++fTransferEncodings > 1) throw new HttpParseError(status, 'duplicate-transfer-encoding', 'More than one Transfer-Encoding field');
+          if (hasTab(buf, vs, le)) throw new HttpParseError(status, 'bad-transfer-encoding', 'HTAB inside Transfer-Encoding');
           if (req) {
             if (ve - vs !== 7 || !eqLower(buf, vs, L_CHUNKED)) {
               throw new HttpParseError(status, 'bad-transfer-encoding', `Transfer-Encoding other than chunked: ${JSON.stringify(value.slice(0, 64))}`);
@@ -291,6 +297,16 @@ function scanFields(buf: Buffer, text: string, base: number, p: number, stop: nu
         break;
     }
   }
+}
+
+/**
+ * Whether buf[a..b) holds an HTAB. Connection and Transfer-Encoding values with a tab after the first
+ * token are refused: llhttp does not read `chunked<HTAB>` as chunked nor `keep-alive<HTAB>` as keep-alive,
+ * so such a message would be framed differently by Node-based hops.
+ */
+function hasTab(buf: Buffer, a: number, b: number): boolean {
+  for (let i = a; i < b; i++) if (buf[i] === HTAB) return true;
+  return false;
 }
 
 /** Content-Length = 1*DIGIT, at most Number.MAX_SAFE_INTEGER. */
@@ -358,15 +374,12 @@ function responseCodings(buf: Buffer, a: number, b: number, status: number): boo
   return lastChunked;
 }
 
-/** Host = uri-host [ ":" port ]: non-empty, authority bytes only (no whitespace, '/', '?', '#', '@', ','). */
-function validHost(buf: Buffer, a: number, b: number): boolean {
-  if (a === b) return false;
-  for (let i = a; i < b; i++) if (AUTHORITY[buf[i]!] !== 1) return false;
-  return true;
-}
-
-/** authority-form of CONNECT: host ":" port, host a reg-name, IPv4 or [IP-literal], port 1-5 digits ≤ 65535. */
-function validAuthorityForm(buf: Buffer, a: number, b: number): boolean {
+/**
+ * uri-host [ ":" port ] in buf[a..b): a reg-name or IPv4 address (unreserved, pct-encoded, sub-delims but ',')
+ * or an "[" IP-literal "]", then ":" and 1-5 digits <= 65535 (required when `portRequired`). So no whitespace,
+ * '/', '?', '#', '@' (userinfo), ',' or second ':'.
+ */
+function validHostPort(buf: Buffer, a: number, b: number, portRequired: boolean): boolean {
   let i = a;
   if (buf[i] === 0x5b) {
     i++;
@@ -377,7 +390,8 @@ function validAuthorityForm(buf: Buffer, a: number, b: number): boolean {
     while (i < b && HOSTNAME[buf[i]!] === 1) i++;
     if (i === a) return false;
   }
-  if (i >= b || buf[i] !== COLON) return false;
+  if (i === b) return !portRequired;
+  if (buf[i] !== COLON) return false;
   i++;
   if (b - i < 1 || b - i > 5) return false;
   let port = 0;
@@ -389,7 +403,7 @@ function validAuthorityForm(buf: Buffer, a: number, b: number): boolean {
   return port <= 65535;
 }
 
-/** absolute-form with an http or https scheme (case-insensitive) and a non-empty authority without userinfo. */
+/** absolute-form with an http or https scheme (case-insensitive) and a valid host[:port] authority. */
 function validAbsoluteForm(buf: Buffer, a: number, b: number): boolean {
   let i: number;
   if (b - a > 7 && eqLowerTarget(buf, a, L_HTTP)) i = a + 7;
@@ -397,10 +411,8 @@ function validAbsoluteForm(buf: Buffer, a: number, b: number): boolean {
   else return false;
   const hs = i;
   while (i < b && AUTHORITY[buf[i]!] === 1) i++;
-  if (i === hs) return false;
-  if (i === b) return true;
-  const c = buf[i];
-  return c === SLASH || c === 0x3f /* ? */;
+  if (i < b && buf[i] !== SLASH && buf[i] !== 0x3f /* ? */) return false;
+  return validHostPort(buf, hs, i, false);
 }
 
 /** Case-insensitive match of a scheme literal ("http://", "https://"): letters fold, ':' and '/' exactly. */
@@ -494,7 +506,7 @@ export function parseRequestHead(buf: Buffer, start: number, end: number, limits
   // request-target forms (RFC 9112 §3.2)
   const t0 = buf[ts];
   if (method === 'CONNECT') {
-    if (!validAuthorityForm(buf, ts, te)) throw new HttpParseError(400, 'bad-target', 'CONNECT needs an authority-form target (host:port)');
+    if (!validHostPort(buf, ts, te, true)) throw new HttpParseError(400, 'bad-target', 'CONNECT needs an authority-form target (host:port)');
   } else if (t0 !== SLASH) {
     if (t0 === STAR) {
       if (te - ts !== 1 || method !== 'OPTIONS') throw new HttpParseError(400, 'bad-target', 'The asterisk-form is only for OPTIONS');
