@@ -10,7 +10,7 @@ export default defineConfig({
     fileParallelism: false,
     coverage: {
       provider: 'v8',
-      include: ['sidecar/src/**/*.ts', 'control-plane/src/**/*.ts', 'demo/src/**/*.ts'],
+      include: ['common/src/**/*.ts', 'sidecar/src/**/*.ts', 'control-plane/src/**/*.ts', 'demo/src/**/*.ts', 'cli/src/**/*.ts'],
       reporter: ['text-summary', 'text'],
     },
   },

@@ -18,10 +18,10 @@ if (!semiSpaceSet && process.channel === undefined && typeof process.execve === 
   process.execve(process.execPath, [process.execPath, '--max-semi-space-size=4', ...process.execArgv, ...process.argv.slice(1)], process.env);
 }
 try {
-  const { main } = await import('../dist/sidecar/src/cli.js');
+  const { main } = await import('../dist/cli/src/cli.js');
   await main(process.argv.slice(2));
 } catch (err) {
-  if (err && err.code === 'ERR_MODULE_NOT_FOUND' && String(err.message).includes('dist/sidecar/src/cli.js')) {
+  if (err && err.code === 'ERR_MODULE_NOT_FOUND' && String(err.message).includes('dist/cli/src/cli.js')) {
     process.stderr.write('outrigger is not built yet: run `npm run build` first.\n');
     process.exit(2);
   }

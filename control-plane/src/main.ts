@@ -1,10 +1,10 @@
 import { Server, ServerCredentials } from '@grpc/grpc-js';
 import type { Server as HttpServer } from 'node:http';
 import { DiscoveryService } from '../../proto/gen/outrigger/v1/discovery.js';
-import { systemClock, type Clock } from '../../sidecar/src/core/clock.js';
-import { systemTimers, type Timers } from '../../sidecar/src/core/timers.js';
-import { closeServer, listen } from '../../sidecar/src/proxy/listen.js';
-import { createLogger, type Logger } from '../../sidecar/src/telemetry/logger.js';
+import { systemClock, type Clock } from '../../common/src/clock.js';
+import { systemTimers, type Timers } from '../../common/src/timers.js';
+import { closeServer, listen } from '../../common/src/listen.js';
+import { createLogger, type Logger } from '../../common/src/logger.js';
 import { closeDashboard, createAdminApi } from './api/http.js';
 import { ControlPlaneMetrics } from './api/metrics.js';
 import { Autoscaler, createDriver } from './autoscale/index.js';

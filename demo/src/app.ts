@@ -1,8 +1,8 @@
 import { Agent, createServer, request, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { hostname } from 'node:os';
-import { checkHostPort } from '../../sidecar/src/config/address.js';
-import { systemRandom, type Random } from '../../sidecar/src/core/random.js';
+import { checkHostPort } from '../../common/src/config/address.js';
+import { systemRandom, type Random } from '../../common/src/random.js';
 
 /**
  * A demo service instance (`outrigger demo-app`): the app behind a sidecar in `npm start` and in

@@ -3,10 +3,10 @@ import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { ControlPlane } from '../../control-plane/src/main.js';
-import { parseSidecarConfig } from '../../sidecar/src/config/load.js';
-import { systemTimers, type TimerHandle, type Timers } from '../../sidecar/src/core/timers.js';
+import { parseSidecarConfig } from '../../common/src/config/load.js';
+import { systemTimers, type TimerHandle, type Timers } from '../../common/src/timers.js';
 import { Sidecar } from '../../sidecar/src/main.js';
-import { createLogger } from '../../sidecar/src/telemetry/logger.js';
+import { createLogger } from '../../common/src/logger.js';
 import { BIN, freePort, probePort } from './local.js';
 
 /**

@@ -30,7 +30,7 @@
 import { createHash } from 'node:crypto';
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import type { AddressInfo, Socket } from 'node:net';
-import { seededRandom, type Random } from '../../sidecar/src/core/random.js';
+import { seededRandom, type Random } from '../../common/src/random.js';
 
 export type FaultMode =
   | { readonly kind: 'ok' }

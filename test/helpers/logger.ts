@@ -1,6 +1,6 @@
 import { Writable } from 'node:stream';
 import { pino } from 'pino';
-import type { Logger } from '../../sidecar/src/telemetry/logger.js';
+import type { Logger } from '../../common/src/logger.js';
 
 /** A debug-level logger whose JSON lines are kept in `lines`, for tests that check what was logged. */
 export function captureLogger(): { lines: Record<string, unknown>[]; logger: Logger } {

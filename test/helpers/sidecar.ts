@@ -2,9 +2,9 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { parseSidecarConfig } from '../../sidecar/src/config/load.js';
+import { parseSidecarConfig } from '../../common/src/config/load.js';
 import { Sidecar } from '../../sidecar/src/main.js';
-import { createLogger } from '../../sidecar/src/telemetry/logger.js';
+import { createLogger } from '../../common/src/logger.js';
 import { freePort, waitFor } from './net.js';
 
 export interface SidecarPorts {

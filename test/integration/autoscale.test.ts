@@ -15,7 +15,7 @@ import { parseControlPlaneConfig } from '../../control-plane/src/config/load.js'
 import { runCtl } from '../../control-plane/src/ctl/main.js';
 import { ControlPlane } from '../../control-plane/src/main.js';
 import type { Sidecar } from '../../sidecar/src/main.js';
-import { createLogger } from '../../sidecar/src/telemetry/logger.js';
+import { createLogger } from '../../common/src/logger.js';
 import { runLoad, type LoadResult } from '../helpers/load.js';
 import { freePort, send, waitFor } from '../helpers/net.js';
 import { ports, startSidecar } from '../helpers/sidecar.js';

@@ -4,9 +4,9 @@ import { delimiter, join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import { parse } from 'yaml';
 import { loadControlPlaneConfig } from '../../control-plane/src/config/load.js';
-import { parseHostPort } from '../../sidecar/src/config/address.js';
-import { loadSidecarConfig } from '../../sidecar/src/config/load.js';
-import type { SidecarConfig } from '../../sidecar/src/config/types.js';
+import { parseHostPort } from '../../common/src/config/address.js';
+import { loadSidecarConfig } from '../../common/src/config/load.js';
+import type { SidecarConfig } from '../../common/src/config/types.js';
 import { freePort, send, waitFor } from '../helpers/net.js';
 
 /**

@@ -9,9 +9,9 @@ import { closeDashboard, createAdminApi } from '../../control-plane/src/api/http
 import type { DashboardState } from '../../control-plane/src/api/dashboard/state.js';
 import { PushServer } from '../../control-plane/src/push/server.js';
 import { Registry } from '../../control-plane/src/registry/registry.js';
-import { systemClock } from '../../sidecar/src/core/clock.js';
-import { systemTimers, type TimerHandle, type Timers } from '../../sidecar/src/core/timers.js';
-import { closeServer, listen } from '../../sidecar/src/proxy/listen.js';
+import { systemClock } from '../../common/src/clock.js';
+import { systemTimers, type TimerHandle, type Timers } from '../../common/src/timers.js';
+import { closeServer, listen } from '../../common/src/listen.js';
 import { send, waitFor } from '../helpers/net.js';
 
 describe('dashboard routes', () => {

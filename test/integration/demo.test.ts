@@ -9,7 +9,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, afterEach, describe, expect, it } from 'vitest';
 import { startDemoApp, type DemoApp } from '../../demo/src/app.js';
-import { seededRandom } from '../../sidecar/src/core/random.js';
+import { seededRandom } from '../../common/src/random.js';
 import { spawnControlPlane, type ControlPlaneProcess } from '../helpers/control-plane.js';
 import { freePort, send, waitFor } from '../helpers/net.js';
 

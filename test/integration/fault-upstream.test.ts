@@ -1,7 +1,7 @@
 import { request as httpRequest, type IncomingHttpHeaders } from 'node:http';
 import { connect } from 'node:net';
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
-import { seededRandom } from '../../sidecar/src/core/random.js';
+import { seededRandom } from '../../common/src/random.js';
 import { startFaultUpstream, type FaultUpstream, type FaultUpstreamOptions } from '../helpers/fault-upstream.js';
 import { waitFor } from '../helpers/net.js';
 

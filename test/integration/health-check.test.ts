@@ -2,11 +2,11 @@ import { createServer as createH2Server, type Http2Server, type Http2Session, ty
 import type { AddressInfo } from 'node:net';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { Cluster } from '../../sidecar/src/cluster/cluster.js';
-import { parseServiceConfig } from '../../sidecar/src/config/load.js';
-import { systemClock } from '../../sidecar/src/core/clock.js';
+import { parseServiceConfig } from '../../common/src/config/load.js';
+import { systemClock } from '../../common/src/clock.js';
 import { HealthFlag } from '../../sidecar/src/core/endpoint.js';
-import { systemRandom } from '../../sidecar/src/core/random.js';
-import { systemTimers } from '../../sidecar/src/core/timers.js';
+import { systemRandom } from '../../common/src/random.js';
+import { systemTimers } from '../../common/src/timers.js';
 import { ActiveHealthChecker, type ActiveCheckEvent } from '../../sidecar/src/health/active/checker.js';
 import { freePort, startUpstream, waitFor, type Upstream } from '../helpers/net.js';
 

@@ -9,10 +9,10 @@ import { connect, createServer, type AddressInfo, type Socket } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
-import { parseSidecarConfig } from '../../sidecar/src/config/load.js';
-import { systemTimers, type Timers } from '../../sidecar/src/core/timers.js';
+import { parseSidecarConfig } from '../../common/src/config/load.js';
+import { systemTimers, type Timers } from '../../common/src/timers.js';
 import { Sidecar } from '../../sidecar/src/main.js';
-import { createLogger } from '../../sidecar/src/telemetry/logger.js';
+import { createLogger } from '../../common/src/logger.js';
 import { freePort, send, waitFor } from '../helpers/net.js';
 import { startSidecar } from '../helpers/sidecar.js';
 

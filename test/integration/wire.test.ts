@@ -3,7 +3,7 @@
 // through a real grpc-js server and client on 127.0.0.1.
 import { credentials, Server, ServerCredentials } from '@grpc/grpc-js';
 import { afterEach, describe, expect, it } from 'vitest';
-import { parseServiceConfig } from '../../sidecar/src/config/load.js';
+import { parseServiceConfig } from '../../common/src/config/load.js';
 import {
   type ControlPlaneMessage,
   DiscoveryClient,

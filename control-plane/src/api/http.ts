@@ -1,6 +1,6 @@
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
-import { systemClock } from '../../../sidecar/src/core/clock.js';
-import { ConfigError } from '../../../sidecar/src/core/errors.js';
+import { systemClock } from '../../../common/src/clock.js';
+import { ConfigError } from '../../../common/src/errors.js';
 import { AutoscaleInputError } from '../autoscale/controller.js';
 import type { AutoscaleView } from '../autoscale/types.js';
 import type { PushServer } from '../push/server.js';

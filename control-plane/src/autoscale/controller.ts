@@ -1,6 +1,6 @@
-import type { Clock } from '../../../sidecar/src/core/clock.js';
-import type { TimerHandle, Timers } from '../../../sidecar/src/core/timers.js';
-import type { Logger } from '../../../sidecar/src/telemetry/logger.js';
+import type { Clock } from '../../../common/src/clock.js';
+import type { TimerHandle, Timers } from '../../../common/src/timers.js';
+import type { Logger } from '../../../common/src/logger.js';
 import type { AutoscaleServiceConfig } from '../config/types.js';
 import type { Registry } from '../registry/registry.js';
 import type { AutoscaleOverride, AutoscaleView, ScaleDecision, ScaleDriver } from './types.js';

@@ -1,6 +1,6 @@
-import type { Clock } from '../../../sidecar/src/core/clock.js';
-import type { Timers } from '../../../sidecar/src/core/timers.js';
-import type { Logger } from '../../../sidecar/src/telemetry/logger.js';
+import type { Clock } from '../../../common/src/clock.js';
+import type { Timers } from '../../../common/src/timers.js';
+import type { Logger } from '../../../common/src/logger.js';
 import type { AutoscaleServiceConfig } from '../config/types.js';
 import { ComposeDriver } from './drivers/compose.js';
 import { KubernetesDriver } from './drivers/kubernetes.js';

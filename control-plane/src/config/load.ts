@@ -1,6 +1,6 @@
 import { dirname, isAbsolute, join } from 'node:path';
-import { deepFreeze, parseServiceConfig, parseYaml, readConfigFile, validate } from '../../../sidecar/src/config/load.js';
-import { ConfigError } from '../../../sidecar/src/core/errors.js';
+import { deepFreeze, parseServiceConfig, parseYaml, readConfigFile, validate } from '../../../common/src/config/load.js';
+import { ConfigError } from '../../../common/src/errors.js';
 import { controlPlaneSchema } from './schema.js';
 import type { AutoscaleDriverConfig, AutoscaleServiceConfig, ControlPlaneConfig, ServicePolicy } from './types.js';
 

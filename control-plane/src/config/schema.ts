@@ -1,7 +1,7 @@
 import { z } from 'zod';
-import { checkHostPort, listenersCollide, parseHostPort } from '../../../sidecar/src/config/address.js';
-import type { IssueParams } from '../../../sidecar/src/config/issues.js';
-import { duration, serviceSchema, sidecarSchema, strict } from '../../../sidecar/src/config/schema.js';
+import { checkHostPort, listenersCollide, parseHostPort } from '../../../common/src/config/address.js';
+import type { IssueParams } from '../../../common/src/config/issues.js';
+import { duration, serviceSchema, sidecarSchema, strict } from '../../../common/src/config/schema.js';
 
 /**
  * zod schema of cp.yaml. Per-service policies are the sidecar's own `serviceSchema` (the same shape as

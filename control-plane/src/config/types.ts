@@ -1,4 +1,4 @@
-import type { ServiceConfig } from '../../../sidecar/src/config/types.js';
+import type { ServiceConfig } from '../../../common/src/config/types.js';
 
 /**
  * A validated service policy, kept in both forms: `input` as written (the shape of `services.NAME` in

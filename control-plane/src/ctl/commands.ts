@@ -1,7 +1,7 @@
 import { readFileSync } from 'node:fs';
 import { stringify } from 'yaml';
-import { parseServiceConfig, parseYaml } from '../../../sidecar/src/config/load.js';
-import { ConfigError } from '../../../sidecar/src/core/errors.js';
+import { parseServiceConfig, parseYaml } from '../../../common/src/config/load.js';
+import { ConfigError } from '../../../common/src/errors.js';
 import type { AutoscaleView } from '../autoscale/types.js';
 import type { SubscriberView } from '../push/server.js';
 import type { EndpointView, ServiceView } from '../registry/registry.js';

@@ -1,7 +1,7 @@
 import type { ServerDuplexStream } from '@grpc/grpc-js';
 import { status as GrpcStatus } from '@grpc/grpc-js';
 import type { ControlPlaneMessage, Hello, Instance, LoadReport, SidecarMessage } from '../../../proto/gen/outrigger/v1/discovery.js';
-import type { Timers } from '../../../sidecar/src/core/timers.js';
+import type { Timers } from '../../../common/src/timers.js';
 
 /** What the push layer needs from the registry. */
 export interface PushSource {

@@ -1,9 +1,9 @@
-import { checkHostPort } from '../../../sidecar/src/config/address.js';
-import { validate } from '../../../sidecar/src/config/load.js';
-import type { EndpointConfig } from '../../../sidecar/src/config/types.js';
-import type { Clock } from '../../../sidecar/src/core/clock.js';
-import { ConfigError } from '../../../sidecar/src/core/errors.js';
-import type { TimerHandle, Timers } from '../../../sidecar/src/core/timers.js';
+import { checkHostPort } from '../../../common/src/config/address.js';
+import { validate } from '../../../common/src/config/load.js';
+import type { EndpointConfig } from '../../../common/src/config/types.js';
+import type { Clock } from '../../../common/src/clock.js';
+import { ConfigError } from '../../../common/src/errors.js';
+import type { TimerHandle, Timers } from '../../../common/src/timers.js';
 import { parsePolicy } from '../config/load.js';
 import { serviceNameSchema } from '../config/schema.js';
 import type { ServicePolicy } from '../config/types.js';

@@ -1,7 +1,7 @@
 import { mkdir, open, readFile, rename, unlink } from 'node:fs/promises';
 import { dirname } from 'node:path';
 import { z } from 'zod';
-import { fallbackMessage, formatIssues, UNKNOWN_KEY_PREFIX } from '../../../sidecar/src/config/issues.js';
+import { fallbackMessage, formatIssues, UNKNOWN_KEY_PREFIX } from '../../../common/src/config/issues.js';
 import { hostPortSchema, serviceNameSchema } from '../config/schema.js';
 
 /**

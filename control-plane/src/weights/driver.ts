@@ -1,5 +1,5 @@
-import type { Clock } from '../../../sidecar/src/core/clock.js';
-import type { TimerHandle, Timers } from '../../../sidecar/src/core/timers.js';
+import type { Clock } from '../../../common/src/clock.js';
+import type { TimerHandle, Timers } from '../../../common/src/timers.js';
 import type { SubscriberView } from '../push/server.js';
 import type { Registry } from '../registry/registry.js';
 import { WeightCalculator } from './calculator.js';

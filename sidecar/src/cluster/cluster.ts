@@ -1,8 +1,8 @@
 import { Endpoint, type HealthFlag } from '../core/endpoint.js';
-import type { Clock } from '../core/clock.js';
-import type { Random } from '../core/random.js';
-import type { TimerHandle, Timers } from '../core/timers.js';
-import type { ServiceConfig } from '../config/types.js';
+import type { Clock } from '../../../common/src/clock.js';
+import type { Random } from '../../../common/src/random.js';
+import type { TimerHandle, Timers } from '../../../common/src/timers.js';
+import type { ServiceConfig } from '../../../common/src/config/types.js';
 import type { Picker } from '../lb/picker.js';
 import { buildPicker } from '../lb/index.js';
 

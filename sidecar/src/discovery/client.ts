@@ -7,11 +7,11 @@ import {
   type SidecarMessage,
   type Snapshot,
 } from '../../../proto/gen/outrigger/v1/discovery.js';
-import type { Random } from '../core/random.js';
-import type { TimerHandle, Timers } from '../core/timers.js';
+import type { Random } from '../../../common/src/random.js';
+import type { TimerHandle, Timers } from '../../../common/src/timers.js';
 import type { PushedService } from '../main.js';
 import { backoffMs } from '../resilience/retry.js';
-import type { Logger } from '../telemetry/logger.js';
+import type { Logger } from '../../../common/src/logger.js';
 import type { ConfigCache } from './cache.js';
 
 export interface ControlPlaneClientOptions {

@@ -1,8 +1,8 @@
 import type { Cluster } from '../cluster/cluster.js';
-import type { Clock } from '../core/clock.js';
+import type { Clock } from '../../../common/src/clock.js';
 import type { Endpoint } from '../core/endpoint.js';
-import type { Random } from '../core/random.js';
-import type { Timers } from '../core/timers.js';
+import type { Random } from '../../../common/src/random.js';
+import type { Timers } from '../../../common/src/timers.js';
 import { ActiveHealthChecker, type ActiveCheckEvent, type ActiveCheckStatus } from './active/index.js';
 import { OutlierDetector, type EjectionReason, type OutlierEvent, type OutlierStatus } from './outlier/detector.js';
 

@@ -3,7 +3,7 @@
  * power-of-two-choices sampling. Everything here that runs per pick works on indices and never allocates.
  */
 import type { Endpoint } from '../core/endpoint.js';
-import { randomInt, type Random } from '../core/random.js';
+import { randomInt, type Random } from '../../../common/src/random.js';
 import type { Picker } from './picker.js';
 
 /**

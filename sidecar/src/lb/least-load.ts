@@ -11,7 +11,7 @@
  * compare exactly equal and tie. A cost or capacity that is not a positive number counts as 1.
  */
 import type { Endpoint } from '../core/endpoint.js';
-import { randomInt, type Random } from '../core/random.js';
+import { randomInt, type Random } from '../../../common/src/random.js';
 import { emptyPicker, hasAvoid, isAvoided } from './common.js';
 import type { PickerFactory } from './picker.js';
 import { TwoChoicePicker } from './two-choices.js';

@@ -8,7 +8,7 @@
  * equal this is the plain in-flight comparison. Weights are read at build time, in-flight counts live.
  */
 import type { Endpoint } from '../core/endpoint.js';
-import type { Random } from '../core/random.js';
+import type { Random } from '../../../common/src/random.js';
 import { emptyPicker, weightedSet } from './common.js';
 import type { PickerFactory } from './picker.js';
 import { TwoChoicePicker } from './two-choices.js';

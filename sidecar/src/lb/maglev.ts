@@ -15,7 +15,7 @@
  * belong to other endpoints in table order, until one has not been tried.
  */
 import type { Endpoint } from '../core/endpoint.js';
-import { randomInt, type Random } from '../core/random.js';
+import { randomInt, type Random } from '../../../common/src/random.js';
 import { emptyPicker, hasAvoid, isAvoided, scanNotAvoided, weightedSetByAddress } from './common.js';
 import { hash32 } from './hash.js';
 import type { Picker, PickerFactory } from './picker.js';

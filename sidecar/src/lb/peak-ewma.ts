@@ -10,7 +10,7 @@
  * cluster), but its own in-flight count still limits how much it attracts before a sample arrives.
  */
 import type { Endpoint } from '../core/endpoint.js';
-import type { Random } from '../core/random.js';
+import type { Random } from '../../../common/src/random.js';
 import { emptyPicker } from './common.js';
 import type { PickerFactory } from './picker.js';
 import { TwoChoicePicker } from './two-choices.js';

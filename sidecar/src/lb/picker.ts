@@ -1,6 +1,6 @@
-import type { Clock } from '../core/clock.js';
+import type { Clock } from '../../../common/src/clock.js';
 import type { Endpoint } from '../core/endpoint.js';
-import type { Random } from '../core/random.js';
+import type { Random } from '../../../common/src/random.js';
 
 /**
  * A Picker is built once per endpoint-set change (control path) and then only picks (hot path):
@@ -16,16 +16,7 @@ export interface Picker {
   pick(hashKey: string | undefined, avoid: readonly Endpoint[] | undefined): Endpoint | undefined;
 }
 
-export type LbPolicy =
-  | 'random'
-  | 'weighted-random'
-  | 'round-robin'
-  | 'weighted-round-robin'
-  | 'least-request'
-  | 'least-load'
-  | 'peak-ewma'
-  | 'ring-hash'
-  | 'maglev';
+export type { LbPolicy } from '../../../common/src/config/types.js';
 
 export interface PickerOptions {
   readonly random: Random;

@@ -1,6 +1,6 @@
 /** `random`: uniform over the endpoint set. */
 import type { Endpoint } from '../core/endpoint.js';
-import type { Random } from '../core/random.js';
+import type { Random } from '../../../common/src/random.js';
 import { DrawPicker } from './common.js';
 import type { PickerFactory } from './picker.js';
 

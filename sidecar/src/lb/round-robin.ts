@@ -3,7 +3,7 @@
  * that receive the same endpoint list do not all send their first request to the same endpoint.
  */
 import type { Endpoint } from '../core/endpoint.js';
-import { randomInt, type Random } from '../core/random.js';
+import { randomInt, type Random } from '../../../common/src/random.js';
 import { DrawPicker } from './common.js';
 import type { PickerFactory } from './picker.js';
 

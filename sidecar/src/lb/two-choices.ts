@@ -4,7 +4,7 @@
  * O(1) per pick, reads the live counters of just two endpoints, and never picks the worse of the two.
  */
 import type { Endpoint } from '../core/endpoint.js';
-import { randomInt, type Random } from '../core/random.js';
+import { randomInt, type Random } from '../../../common/src/random.js';
 import { hasAvoid, otherIndex, sampleNotAvoided } from './common.js';
 import type { Picker } from './picker.js';
 

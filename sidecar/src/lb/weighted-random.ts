@@ -3,7 +3,7 @@
  * build time; a pick is one random number and a binary search (O(log n)).
  */
 import type { Endpoint } from '../core/endpoint.js';
-import type { Random } from '../core/random.js';
+import type { Random } from '../../../common/src/random.js';
 import { DrawPicker, weightedSet } from './common.js';
 import type { PickerFactory } from './picker.js';
 

@@ -15,7 +15,7 @@
  * with the same endpoint list are out of phase with each other. Weights are read at build time.
  */
 import type { Endpoint } from '../core/endpoint.js';
-import type { Random } from '../core/random.js';
+import type { Random } from '../../../common/src/random.js';
 import { DrawPicker, weightedSet } from './common.js';
 import type { PickerFactory } from './picker.js';
 

@@ -1,5 +1,5 @@
 import type { Endpoint } from '../core/endpoint.js';
-import type { TimerHandle } from '../core/timers.js';
+import type { TimerHandle } from '../../../common/src/timers.js';
 import { UpstreamPool, type PoolDeps, type PoolOptions } from './http1/pool.js';
 
 export type { PoolOptions } from './http1/pool.js';

@@ -1,4 +1,4 @@
-import type { SidecarConfig } from '../config/types.js';
+import type { SidecarConfig } from '../../../common/src/config/types.js';
 import type { ParseLimits } from './http1/parser.js';
 import type { ListenerOptions } from './http1/server.js';
 import type { UpstreamSettings } from './outbound.js';

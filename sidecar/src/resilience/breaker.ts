@@ -1,9 +1,9 @@
 import { EventEmitter } from 'node:events';
 import CircuitBreaker from 'opossum';
-import type { Clock } from '../core/clock.js';
+import type { Clock } from '../../../common/src/clock.js';
 import type { Endpoint } from '../core/endpoint.js';
-import type { TimerHandle, Timers } from '../core/timers.js';
-import type { CircuitBreakerConfig } from '../config/types.js';
+import type { TimerHandle, Timers } from '../../../common/src/timers.js';
+import type { CircuitBreakerConfig } from '../../../common/src/config/types.js';
 
 export type BreakerState = 'closed' | 'open' | 'half-open';
 

@@ -1,8 +1,8 @@
 import type { Cluster } from '../cluster/cluster.js';
-import type { Clock } from '../core/clock.js';
+import type { Clock } from '../../../common/src/clock.js';
 import type { Endpoint } from '../core/endpoint.js';
 import { HealthFlag } from '../core/endpoint.js';
-import type { CircuitBreakerConfig, ServiceConfig } from '../config/types.js';
+import type { CircuitBreakerConfig, ServiceConfig } from '../../../common/src/config/types.js';
 import type { Outcome } from '../health/outlier/detector.js';
 import type { Breaker, BreakerFactory, BreakerView } from './breaker.js';
 import { RetryBudget } from './retry.js';

@@ -1,7 +1,7 @@
-import type { Clock } from '../core/clock.js';
-import type { Random } from '../core/random.js';
-import type { ProxyErrorReason } from '../core/errors.js';
-import type { RetryConfig } from '../config/types.js';
+import type { Clock } from '../../../common/src/clock.js';
+import type { Random } from '../../../common/src/random.js';
+import type { ProxyErrorReason } from '../../../common/src/errors.js';
+import type { RetryConfig } from '../../../common/src/config/types.js';
 
 /** Methods that may be replayed without an idempotency key (RFC 9110 §9.2.2 idempotent methods). */
 export function isIdempotentMethod(method: string): boolean {

@@ -1,8 +1,8 @@
 import { describe, expect, it } from 'vitest';
 import { Cluster, RAMP_START, type HealthChange } from '../../../sidecar/src/cluster/cluster.js';
-import { parseServiceConfig } from '../../../sidecar/src/config/load.js';
+import { parseServiceConfig } from '../../../common/src/config/load.js';
 import { HealthFlag, type Endpoint } from '../../../sidecar/src/core/endpoint.js';
-import { seededRandom } from '../../../sidecar/src/core/random.js';
+import { seededRandom } from '../../../common/src/random.js';
 import { FakeClock } from '../../helpers/fake-clock.js';
 
 const addresses = ['10.0.0.1:80', '10.0.0.2:80', '10.0.0.3:80', '10.0.0.4:80'];

@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
-import { checkHostPort, listenersCollide, parseHostPort } from '../../../sidecar/src/config/address.js';
-import { describeValue, formatPath, suggestKey } from '../../../sidecar/src/config/issues.js';
+import { checkHostPort, listenersCollide, parseHostPort } from '../../../common/src/config/address.js';
+import { describeValue, formatPath, suggestKey } from '../../../common/src/config/issues.js';
 
 describe('host:port', () => {
   it.each([

@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { durationProblem, formatDuration, parseDuration } from '../../../sidecar/src/config/duration.js';
+import { durationProblem, formatDuration, parseDuration } from '../../../common/src/config/duration.js';
 
 describe('parseDuration', () => {
   it.each([

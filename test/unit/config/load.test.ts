@@ -2,9 +2,9 @@ import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { hostname, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { loadSidecarConfig, parseServiceConfig, parseSidecarConfig } from '../../../sidecar/src/config/load.js';
-import type { ServiceConfig } from '../../../sidecar/src/config/types.js';
-import { ConfigError } from '../../../sidecar/src/core/errors.js';
+import { loadSidecarConfig, parseServiceConfig, parseSidecarConfig } from '../../../common/src/config/load.js';
+import type { ServiceConfig } from '../../../common/src/config/types.js';
+import { ConfigError } from '../../../common/src/errors.js';
 
 /** The sidecar.yaml example of DESIGN.md §3, verbatim. */
 const DESIGN_EXAMPLE = `

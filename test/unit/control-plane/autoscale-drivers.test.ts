@@ -15,8 +15,8 @@ import { ComposeDriver } from '../../../control-plane/src/autoscale/drivers/comp
 import { KubernetesApiError, KubernetesDriver, type KubernetesDriverConfig } from '../../../control-plane/src/autoscale/drivers/kubernetes.js';
 import { ProcessDriver, substitute } from '../../../control-plane/src/autoscale/drivers/process.js';
 import { Registry } from '../../../control-plane/src/registry/registry.js';
-import { systemClock } from '../../../sidecar/src/core/clock.js';
-import { systemTimers } from '../../../sidecar/src/core/timers.js';
+import { systemClock } from '../../../common/src/clock.js';
+import { systemTimers } from '../../../common/src/timers.js';
 import { FakeClock } from '../../helpers/fake-clock.js';
 import { captureLogger } from '../../helpers/logger.js';
 import { waitFor } from '../../helpers/net.js';

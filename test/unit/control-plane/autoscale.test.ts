@@ -4,7 +4,7 @@ import type { ScaleDriver } from '../../../control-plane/src/autoscale/types.js'
 import { parseControlPlaneConfig } from '../../../control-plane/src/config/load.js';
 import type { AutoscaleServiceConfig } from '../../../control-plane/src/config/types.js';
 import { Registry } from '../../../control-plane/src/registry/registry.js';
-import { ConfigError } from '../../../sidecar/src/core/errors.js';
+import { ConfigError } from '../../../common/src/errors.js';
 import { FakeClock } from '../../helpers/fake-clock.js';
 import { captureLogger } from '../../helpers/logger.js';
 

@@ -3,8 +3,8 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { loadControlPlaneConfig, parseControlPlaneConfig, parsePolicy, validateControlPlaneConfig } from '../../../control-plane/src/config/load.js';
-import { parseServiceConfig } from '../../../sidecar/src/config/load.js';
-import { ConfigError } from '../../../sidecar/src/core/errors.js';
+import { parseServiceConfig } from '../../../common/src/config/load.js';
+import { ConfigError } from '../../../common/src/errors.js';
 
 const CP_YAML = `
 listen: { grpc: 127.0.0.1:25010, http: 127.0.0.1:25080 }

@@ -1,5 +1,5 @@
 import { Endpoint, type EndpointSpec } from '../../../sidecar/src/core/endpoint.js';
-import { seededRandom, type Random } from '../../../sidecar/src/core/random.js';
+import { seededRandom, type Random } from '../../../common/src/random.js';
 import type { Picker, PickerOptions } from '../../../sidecar/src/lb/picker.js';
 import { FakeClock } from '../../helpers/fake-clock.js';
 

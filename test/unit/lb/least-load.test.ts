@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import type { Endpoint, EndpointSpec } from '../../../sidecar/src/core/endpoint.js';
-import { seededRandom } from '../../../sidecar/src/core/random.js';
+import { seededRandom } from '../../../common/src/random.js';
 import { endpointLoad, leastLoadFactory, SCAN_LIMIT } from '../../../sidecar/src/lb/least-load.js';
 import { makeEndpoints, opts, scriptedRandom, shares } from './helpers.js';
 import { FakeClock } from '../../helpers/fake-clock.js';

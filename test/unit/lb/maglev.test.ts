@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { seededRandom } from '../../../sidecar/src/core/random.js';
+import { seededRandom } from '../../../common/src/random.js';
 import { buildMaglevTable, createMaglevFactory, DEFAULT_TABLE_SIZE, maglevFactory, MaglevPicker, nextPrime } from '../../../sidecar/src/lb/maglev.js';
 import { makeEndpoints, opts, shares } from './helpers.js';
 import { assignment, KEYS, keyShares, movement } from './consistent-hash.helpers.js';

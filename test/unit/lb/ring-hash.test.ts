@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { createRingHashFactory, ringHashFactory, ringPointCounts, RingHashPicker, DEFAULT_VNODES } from '../../../sidecar/src/lb/ring-hash.js';
-import { seededRandom } from '../../../sidecar/src/core/random.js';
+import { seededRandom } from '../../../common/src/random.js';
 import { makeEndpoints, opts, shares } from './helpers.js';
 import { assignment, KEYS, keyShares, movement } from './consistent-hash.helpers.js';
 

@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { RoundRobinPicker, roundRobinFactory } from '../../../sidecar/src/lb/round-robin.js';
-import { seededRandom } from '../../../sidecar/src/core/random.js';
+import { seededRandom } from '../../../common/src/random.js';
 import { makeEndpoints, opts, shares } from './helpers.js';
 
 describe('round-robin', () => {

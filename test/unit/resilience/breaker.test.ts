@@ -1,6 +1,6 @@
 import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
-import { parseServiceConfig } from '../../../sidecar/src/config/load.js';
-import type { CircuitBreakerConfig } from '../../../sidecar/src/config/types.js';
+import { parseServiceConfig } from '../../../common/src/config/load.js';
+import type { CircuitBreakerConfig } from '../../../common/src/config/types.js';
 import { Endpoint } from '../../../sidecar/src/core/endpoint.js';
 import { type Breaker, BreakerFactory, type BreakerState } from '../../../sidecar/src/resilience/breaker.js';
 import { FakeClock } from '../../helpers/fake-clock.js';

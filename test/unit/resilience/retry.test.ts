@@ -1,8 +1,8 @@
 import { describe, expect, it } from 'vitest';
-import { parseServiceConfig } from '../../../sidecar/src/config/load.js';
-import type { RetryConfig, RetryOn } from '../../../sidecar/src/config/types.js';
-import type { ProxyErrorReason } from '../../../sidecar/src/core/errors.js';
-import { type Random, randomInt, seededRandom } from '../../../sidecar/src/core/random.js';
+import { parseServiceConfig } from '../../../common/src/config/load.js';
+import type { RetryConfig, RetryOn } from '../../../common/src/config/types.js';
+import type { ProxyErrorReason } from '../../../common/src/errors.js';
+import { type Random, randomInt, seededRandom } from '../../../common/src/random.js';
 import {
   backoffMs,
   isIdempotentMethod,

@@ -1,5 +1,5 @@
 import { execFile } from 'node:child_process';
-import type { Logger } from '../../../../sidecar/src/telemetry/logger.js';
+import type { Logger } from '../../../../common/src/logger.js';
 import type { AutoscaleDriverConfig } from '../../config/types.js';
 import type { ScaleDriver } from '../types.js';
 

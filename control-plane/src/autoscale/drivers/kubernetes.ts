@@ -1,7 +1,7 @@
 import { readFile } from 'node:fs/promises';
 import { type IncomingMessage, request as httpRequest } from 'node:http';
 import { request as httpsRequest } from 'node:https';
-import type { Logger } from '../../../../sidecar/src/telemetry/logger.js';
+import type { Logger } from '../../../../common/src/logger.js';
 import type { AutoscaleDriverConfig } from '../../config/types.js';
 import type { ScaleDriver } from '../types.js';
 

@@ -1,8 +1,8 @@
 import { type ChildProcess, spawn } from 'node:child_process';
 import { createInterface } from 'node:readline';
-import type { Clock } from '../../../../sidecar/src/core/clock.js';
-import type { Timers } from '../../../../sidecar/src/core/timers.js';
-import type { Logger } from '../../../../sidecar/src/telemetry/logger.js';
+import type { Clock } from '../../../../common/src/clock.js';
+import type { Timers } from '../../../../common/src/timers.js';
+import type { Logger } from '../../../../common/src/logger.js';
 import type { AutoscaleDriverConfig } from '../../config/types.js';
 import type { ScaleDriver } from '../types.js';
 

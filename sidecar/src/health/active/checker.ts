@@ -1,9 +1,9 @@
 import type { Cluster } from '../../cluster/cluster.js';
-import type { Clock } from '../../core/clock.js';
+import type { Clock } from '../../../../common/src/clock.js';
 import { HealthFlag, type Endpoint } from '../../core/endpoint.js';
-import type { Random } from '../../core/random.js';
-import type { TimerHandle, Timers } from '../../core/timers.js';
-import type { HealthCheckConfig } from '../../config/types.js';
+import type { Random } from '../../../../common/src/random.js';
+import type { TimerHandle, Timers } from '../../../../common/src/timers.js';
+import type { HealthCheckConfig } from '../../../../common/src/config/types.js';
 import { proberFor, type ProbeResult, type Prober } from './probe.js';
 
 /** Each wait between checks is intervalMs × (1 ± JITTER). */

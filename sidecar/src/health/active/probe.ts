@@ -1,9 +1,10 @@
-import { request as httpRequest } from 'node:http';
+// Not an ESM import: that would load Node's bundled undici through node:http's lazy exports.
+const { request: httpRequest } = process.getBuiltinModule('node:http');
 import { connect as http2Connect, type IncomingHttpHeaders, type IncomingHttpStatusHeader } from 'node:http2';
 import { connect as netConnect } from 'node:net';
 import type { Endpoint } from '../../core/endpoint.js';
-import { systemTimers, type Timers } from '../../core/timers.js';
-import type { HealthCheckConfig } from '../../config/types.js';
+import { systemTimers, type Timers } from '../../../../common/src/timers.js';
+import type { HealthCheckConfig } from '../../../../common/src/config/types.js';
 import {
   GRPC_HEALTH_CHECK_PATH,
   ServingStatus,

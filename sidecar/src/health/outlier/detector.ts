@@ -30,11 +30,11 @@
  * Hot path: `record()` is one Map lookup and a few integer updates, no allocation (ejection itself, which
  * is rare, allocates its log event and timer).
  */
-import type { Clock } from '../../core/clock.js';
+import type { Clock } from '../../../../common/src/clock.js';
 import { type Endpoint, HealthFlag } from '../../core/endpoint.js';
-import type { TimerHandle, Timers } from '../../core/timers.js';
+import type { TimerHandle, Timers } from '../../../../common/src/timers.js';
 import type { Cluster } from '../../cluster/cluster.js';
-import type { OutlierDetectionConfig } from '../../config/types.js';
+import type { OutlierDetectionConfig } from '../../../../common/src/config/types.js';
 
 /** How one request to an endpoint ended, as outlier detection sees it. */
 export const Outcome = {

@@ -1,6 +1,6 @@
 import net from 'node:net';
-import type { Clock } from '../../core/clock.js';
-import type { TimerHandle, Timers } from '../../core/timers.js';
+import type { Clock } from '../../../../common/src/clock.js';
+import type { TimerHandle, Timers } from '../../../../common/src/timers.js';
 import { ChunkedScanner } from './chunked.js';
 import { HttpParseError, parseRequestHead, type ParseLimits, type RequestHead } from './parser.js';
 

@@ -1,14 +1,14 @@
 import { connect, createServer, type AddressInfo, type Server, type Socket } from 'node:net';
 import type { Cluster } from '../../cluster/cluster.js';
-import { parseHostPort } from '../../config/address.js';
-import { HASH_POLICIES } from '../../config/schema.js';
+import { parseHostPort } from '../../../../common/src/config/address.js';
+import { HASH_POLICIES } from '../../../../common/src/config/schema.js';
 import type { Endpoint } from '../../core/endpoint.js';
-import type { TimerHandle, Timers } from '../../core/timers.js';
+import type { TimerHandle, Timers } from '../../../../common/src/timers.js';
 import { Outcome } from '../../health/outlier/detector.js';
 import type { BreakerTicket } from '../../resilience/breaker.js';
 import type { ServiceGuard } from '../../resilience/guard.js';
 import { isRetriableFailure } from '../../resilience/retry.js';
-import type { Logger } from '../../telemetry/logger.js';
+import type { Logger } from '../../../../common/src/logger.js';
 import type { TcpStats } from '../../telemetry/stats.js';
 
 /**

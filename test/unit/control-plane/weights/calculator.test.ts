@@ -1,7 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import { WeightCalculator } from '../../../../control-plane/src/weights/calculator.js';
 import { computeTargets, computeWeights, type WeightOptions } from '../../../../control-plane/src/weights/compute.js';
-import { seededRandom } from '../../../../sidecar/src/core/random.js';
+import { seededRandom } from '../../../../common/src/random.js';
 import { FakeClock } from '../../../helpers/fake-clock.js';
 import { inputs, variance, type EndpointCase } from './helpers.js';
 

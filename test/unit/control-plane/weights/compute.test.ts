@@ -12,7 +12,7 @@ import {
   withinDeadBand,
   smooth,
 } from '../../../../control-plane/src/weights/compute.js';
-import { seededRandom } from '../../../../sidecar/src/core/random.js';
+import { seededRandom } from '../../../../common/src/random.js';
 import { FakeClock } from '../../../helpers/fake-clock.js';
 import { input, inputs } from './helpers.js';
 

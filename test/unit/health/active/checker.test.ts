@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { HealthFlag } from '../../../../sidecar/src/core/endpoint.js';
-import { seededRandom } from '../../../../sidecar/src/core/random.js';
+import { seededRandom } from '../../../../common/src/random.js';
 import { ActiveHealthChecker, JITTER } from '../../../../sidecar/src/health/active/checker.js';
 import { FakeClock } from '../../../helpers/fake-clock.js';
 import {

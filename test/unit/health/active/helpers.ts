@@ -1,9 +1,9 @@
 import { Cluster } from '../../../../sidecar/src/cluster/cluster.js';
-import { parseServiceConfig } from '../../../../sidecar/src/config/load.js';
-import type { ServiceConfig } from '../../../../sidecar/src/config/types.js';
+import { parseServiceConfig } from '../../../../common/src/config/load.js';
+import type { ServiceConfig } from '../../../../common/src/config/types.js';
 import type { Endpoint } from '../../../../sidecar/src/core/endpoint.js';
-import { seededRandom, type Random } from '../../../../sidecar/src/core/random.js';
-import type { TimerHandle, Timers } from '../../../../sidecar/src/core/timers.js';
+import { seededRandom, type Random } from '../../../../common/src/random.js';
+import type { TimerHandle, Timers } from '../../../../common/src/timers.js';
 import type { ActiveCheckEvent } from '../../../../sidecar/src/health/active/checker.js';
 import type { ProbeResult, Prober } from '../../../../sidecar/src/health/active/probe.js';
 import type { FakeClock } from '../../../helpers/fake-clock.js';

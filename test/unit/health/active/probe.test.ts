@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import type { HealthCheckConfig } from '../../../../sidecar/src/config/types.js';
+import type { HealthCheckConfig } from '../../../../common/src/config/types.js';
 import { checkKind, proberFor } from '../../../../sidecar/src/health/active/probe.js';
 
 const base = { intervalMs: 1_000, timeoutMs: 500, healthyThreshold: 2, unhealthyThreshold: 3 };

@@ -1,8 +1,8 @@
 import { describe, expect, it } from 'vitest';
 import { Cluster } from '../../../../sidecar/src/cluster/cluster.js';
-import { parseServiceConfig } from '../../../../sidecar/src/config/load.js';
+import { parseServiceConfig } from '../../../../common/src/config/load.js';
 import { Endpoint, HealthFlag } from '../../../../sidecar/src/core/endpoint.js';
-import { seededRandom } from '../../../../sidecar/src/core/random.js';
+import { seededRandom } from '../../../../common/src/random.js';
 import {
   type EjectionReason,
   Outcome,

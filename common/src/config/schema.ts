@@ -1,21 +1,22 @@
 import { hostname } from 'node:os';
 import { z } from 'zod';
-import type { LbPolicy } from '../lb/picker.js';
 import { checkHostPort, listenersCollide, parseHostPort } from './address.js';
 import { DURATION_EXPECTED, durationProblem, formatDuration, parseDuration } from './duration.js';
 import { formatPath, type IssueParams, UNKNOWN_KEY_PREFIX } from './issues.js';
-import type {
-  CircuitBreakerConfig,
-  EndpointConfig,
-  HashOnConfig,
-  HealthCheckConfig,
-  LimitsConfig,
-  OutlierDetectionConfig,
-  RetryConfig,
-  RetryOn,
-  ServiceConfig,
-  ServiceProtocol,
-  SidecarConfig,
+import {
+  LB_POLICIES,
+  type CircuitBreakerConfig,
+  type EndpointConfig,
+  type HashOnConfig,
+  type HealthCheckConfig,
+  type LbPolicy,
+  type LimitsConfig,
+  type OutlierDetectionConfig,
+  type RetryConfig,
+  type RetryOn,
+  type ServiceConfig,
+  type ServiceProtocol,
+  type SidecarConfig,
 } from './types.js';
 
 /**
@@ -25,19 +26,7 @@ import type {
  * key is an error, because a typo silently ignored is worse than a refusal.
  */
 
-export const LB_POLICIES = [
-  'random',
-  'weighted-random',
-  'round-robin',
-  'weighted-round-robin',
-  'least-request',
-  'least-load',
-  'peak-ewma',
-  'ring-hash',
-  'maglev',
-] as const satisfies readonly LbPolicy[];
-// Fails to compile when picker.ts gains a policy this list lacks.
-const _allPolicies: readonly (typeof LB_POLICIES)[number][] = [] as LbPolicy[];
+export { LB_POLICIES };
 
 export const HASH_POLICIES: readonly LbPolicy[] = ['ring-hash', 'maglev'];
 

@@ -1,6 +1,6 @@
 import { readFileSync } from 'node:fs';
-import { ConfigError } from './core/errors.js';
-import type { Sidecar } from './main.js';
+import { ConfigError } from '../../common/src/errors.js';
+import type { Sidecar } from '../../sidecar/src/main.js';
 
 const USAGE = `usage: outrigger <command> [options]
 
@@ -63,7 +63,7 @@ async function runSidecar(args: readonly string[]): Promise<void> {
   let sidecar: Sidecar;
   try {
     // Each command loads only what it runs (ctl starts in a fraction of the time without the proxy).
-    const { Sidecar: SidecarClass } = await import('./main.js');
+    const { Sidecar: SidecarClass } = await import('../../sidecar/src/main.js');
     sidecar = await SidecarClass.start({ configFile });
   } catch (err) {
     if (err instanceof ConfigError) fail(`invalid configuration:\n${err.message}`);

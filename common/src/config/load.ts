@@ -1,7 +1,7 @@
 import { readFile } from 'node:fs/promises';
 import { LineCounter, parseDocument } from 'yaml';
 import type { z } from 'zod';
-import { ConfigError } from '../core/errors.js';
+import { ConfigError } from '../errors.js';
 import { fallbackMessage, formatIssues } from './issues.js';
 import { serviceSchema, sidecarSchema } from './schema.js';
 import type { ServiceConfig, SidecarConfig } from './types.js';

@@ -1,5 +1,5 @@
 import { pino, type Logger } from 'pino';
-import type { Random } from '../core/random.js';
+import type { Random } from './random.js';
 
 export type { Logger };
 

@@ -1,4 +1,20 @@
-import type { LbPolicy } from '../lb/picker.js';
+/**
+ * The load-balancing policy names (the `lb` key). The sidecar's lb/ folder has one picker per name
+ * (lb/index.ts maps every name to its factory, so a name without a picker does not compile).
+ */
+export const LB_POLICIES = [
+  'random',
+  'weighted-random',
+  'round-robin',
+  'weighted-round-robin',
+  'least-request',
+  'least-load',
+  'peak-ewma',
+  'ring-hash',
+  'maglev',
+] as const;
+
+export type LbPolicy = (typeof LB_POLICIES)[number];
 
 /**
  * The validated, defaulted, frozen configuration. Durations are milliseconds here; in YAML they are strings
