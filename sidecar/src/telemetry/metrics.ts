@@ -1,4 +1,4 @@
-import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
+import { Counter, Gauge, Histogram, Registry, collectProcessMetrics } from './prom.js';
 import type { Endpoint } from '../core/endpoint.js';
 import { TcpStats, TrafficStats, type Direction } from './stats.js';
 
@@ -33,7 +33,7 @@ export class Metrics {
 
   constructor(readonly enabled: boolean) {
     // Process metrics (resident memory, heap, event-loop lag, GC) with prom-client's standard names.
-    if (enabled) collectDefaultMetrics({ register: this.registry, eventLoopMonitoringPrecision: 20 });
+    if (enabled) collectProcessMetrics(this.registry, 20);
     const traffic = this.traffic;
     new Counter({
       name: 'outrigger_requests_total',
