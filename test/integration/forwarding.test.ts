@@ -224,7 +224,7 @@ services: { up: { endpoints: [ { address: ${up.address} } ] } }
 
   it('answers 400 to a malformed request and keeps serving', async () => {
     const raw = await new Promise<string>((resolve) => {
-      const sock = connect(Number(out.split(':')[1]), '127.0.0.1', () => sock.write('THIS IS NOT HTTP\r\n\r\n'));
+      const sock = connect(Number(out.split(':')[1]), '127.0.0.1', () => sock.write('GET / THIS IS NOT HTTP\r\n\r\n'));
       let data = '';
       sock.on('data', (d: Buffer) => (data += d.toString()));
       sock.on('close', () => resolve(data));
