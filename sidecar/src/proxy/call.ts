@@ -7,8 +7,8 @@ import type { TimerHandle, Timers } from '../../../common/src/timers.js';
 import type { RetryConfig } from '../../../common/src/config/types.js';
 import type { BreakerTicket } from '../resilience/breaker.js';
 import { Outcome, outcomeOfStatus } from '../health/outlier/detector.js';
-import type { RetryReason, ServiceGuard } from '../resilience/guard.js';
-import { backoffMs, isIdempotentMethod, isRetriableFailure, isRetriableStatus, parseDeadlineHeader } from '../resilience/retry.js';
+import { BREAKER_OPEN, type GuardSlot, type RetryAsk, type RetryReason, type ServiceGuard } from '../resilience/guard.js';
+import { backoffMs, isIdempotentMethod, isRetriableStatus, parseDeadlineHeader, type AttemptFailure } from '../resilience/retry.js';
 import type { AccessLog } from '../../../common/src/logger.js';
 import type { Direction, TrafficStats } from '../telemetry/stats.js';
 import { forwardRequestHeaders, headerValue, responseHeaderBlock } from './headers.js';
@@ -52,6 +52,8 @@ export const REPLAY_BUFFER_LIMIT = 1024 * 1024;
 const STALE_RETRIES = 2;
 
 const DEADLINE_HEADER = 'x-outrigger-deadline-ms';
+
+const RETRY_AFTER = { 'retry-after': '1' } as const;
 
 const perTryTimeoutError = new UpstreamError('no response headers within the per-try timeout', 'request', 'ETIMEDOUT_TRY');
 
@@ -193,7 +195,7 @@ const BODY_STREAM = 3;
  * after a jittered backoff, within the retry budget, the limits and the deadline. The response streams to
  * the client with back-pressure once an attempt is accepted (committed); after that nothing is retried.
  */
-export class Call implements ExchangeObserver, BodyConsumer {
+export class Call implements ExchangeObserver, BodyConsumer, GuardSlot, RetryAsk {
   private readonly headBlock: string;
   private readonly requestLine: string;
   readonly timers: Timers;
@@ -206,11 +208,16 @@ export class Call implements ExchangeObserver, BodyConsumer {
   private buffered: Buffer[] | undefined;
   private bodyBuffer: Buffer | undefined;
   /** Bytes of a streamed body have gone upstream: it cannot be sent again. */
-  private bodyStarted = false;
-  private readonly replayable: boolean;
+  bodyStarted = false;
+  readonly replayable: boolean;
   private readonly keyed: boolean;
   private tried: Endpoint[] | undefined;
-  private attempts = 0;
+  attempts = 0;
+  // What the call holds from its service's guard (GuardSlot); only the guard changes them.
+  admitted = false;
+  serviceTicket: BreakerTicket | undefined = undefined;
+  retrying = false;
+  waits = 0;
   private staleRetries = 0;
   private current: Attempt | undefined;
   private committed: Attempt | undefined;
@@ -218,10 +225,6 @@ export class Call implements ExchangeObserver, BodyConsumer {
   private clientGone = false;
   private status = 0;
   private reason: ProxyErrorReason | undefined;
-  private serviceTicket: BreakerTicket | undefined;
-  private holdsActive = false;
-  private retryingNow = false;
-  private waitingBody = false;
 
   constructor(
     private readonly ex: Exchange,
@@ -253,21 +256,11 @@ export class Call implements ExchangeObserver, BodyConsumer {
   run(): void {
     const guard = this.route.guard;
     if (guard !== undefined) {
-      if (guard.active >= guard.config.limits.maxConcurrent) {
-        this.fail('overloaded', `service "${this.route.service}" has ${guard.active} requests in flight (limit ${guard.config.limits.maxConcurrent})`, { 'retry-after': '1' });
+      const refused = guard.admit(this);
+      if (refused !== undefined) {
+        this.fail(refused.reason, refused.message, refused.headers);
         return;
       }
-      const sb = guard.serviceBreaker;
-      if (sb !== undefined) {
-        if (!sb.admit()) {
-          this.fail('circuit-open', `the circuit of service "${this.route.service}" is open`);
-          return;
-        }
-        this.serviceTicket = sb.begin();
-      }
-      guard.active++;
-      this.holdsActive = true;
-      guard.budget.deposit();
     }
     if (this.bodyState === BODY_STREAM && this.replayable) {
       const len = this.ex.head.contentLength;
@@ -275,8 +268,7 @@ export class Call implements ExchangeObserver, BodyConsumer {
         // A small body is read into memory first, so a retry can send it again.
         this.bodyState = BODY_BUFFERING;
         this.buffered = [];
-        if (guard) guard.pending++;
-        this.waitingBody = true;
+        guard?.wait(this);
         this.ex.setBodyConsumer(this);
         return;
       }
@@ -300,11 +292,7 @@ export class Call implements ExchangeObserver, BodyConsumer {
   }
 
   private stopWaitingBody(): void {
-    if (this.waitingBody) {
-      this.waitingBody = false;
-      const guard = this.route.guard;
-      if (guard) guard.pending--;
-    }
+    this.route.guard?.endWait(this);
   }
 
   onClientClose(): void {
@@ -345,10 +333,9 @@ export class Call implements ExchangeObserver, BodyConsumer {
     if (endpoint !== undefined && guard !== undefined) {
       // An endpoint whose breaker is half-open admits one probe; others are skipped.
       for (let i = 0; ; i++) {
-        const br = guard.endpointBreaker(endpoint);
-        if (br === undefined) break;
-        if (br.admit()) {
-          ticket = br.begin();
+        const t = guard.endpointTicket(endpoint);
+        if (t !== BREAKER_OPEN) {
+          ticket = t;
           break;
         }
         if (i === 3) {
@@ -419,7 +406,7 @@ export class Call implements ExchangeObserver, BodyConsumer {
     if (outcome !== Outcome.Success && this.route.retry !== undefined && isRetriableStatus(this.route.retry, status)) {
       if (this.mayRetry({ kind: 'status', status }, 'status')) {
         a.drop();
-        this.retry(a, 'status');
+        this.retry(a);
         return;
       }
     }
@@ -499,7 +486,7 @@ export class Call implements ExchangeObserver, BodyConsumer {
     this.report(a, Outcome.GatewayFailure);
     const kind: RetryReason = reason === 'connect-failure' ? 'connect-failure' : reason === 'timeout' ? 'timeout' : 'reset';
     if (this.mayRetry({ kind: 'error', reason }, kind)) {
-      this.retry(a, kind);
+      this.retry(a);
       return;
     }
     this.fail(this.reason === 'retry-budget-exhausted' ? 'retry-budget-exhausted' : reason, `upstream ${a.endpoint.address}: ${err.message}`);
@@ -507,56 +494,36 @@ export class Call implements ExchangeObserver, BodyConsumer {
 
   /** Passive health: outlier detection and the endpoint's breaker learn how the attempt went. */
   private report(a: Attempt, outcome: Outcome): void {
-    this.route.guard?.outcomes?.record(a.endpoint, outcome);
-    const t = a.ticket;
-    if (t !== undefined) {
-      if (outcome === Outcome.Success) t.success();
-      else t.failure();
-    }
+    this.route.guard?.report(a.endpoint, a.ticket, outcome);
   }
 
-  /** Whether the rules allow another attempt after `failure` (and, if so, takes it from the budget). */
-  private mayRetry(failure: Parameters<typeof isRetriableFailure>[1], kind: RetryReason): boolean {
-    const retry = this.route.retry;
+  /** Whether the guard allows another attempt after `failure` (it then counts it and takes it from the budget). */
+  private mayRetry(failure: AttemptFailure, kind: RetryReason): boolean {
     const guard = this.route.guard;
-    if (retry === undefined || guard === undefined || this.clientGone) return false;
-    if (this.attempts > retry.attempts) return false;
-    if (!isRetriableFailure(retry, failure)) return false;
-    // A body that has started to flow upstream cannot be sent again unless it was kept in memory.
-    if (this.bodyStarted) return false;
-    // Without an idempotency key, a non-idempotent request is retried only if the connection failed
-    // before any byte was written.
-    if (!this.replayable && kind !== 'connect-failure') return false;
+    if (guard === undefined || this.route.retry === undefined || this.clientGone) return false;
     if (this.deadlineAt - this.deps.clock.now() <= 0) return false;
-    if (guard.activeRetries >= guard.config.limits.maxRetries) return false;
-    if (!guard.budget.tryWithdraw()) {
-      this.reason = 'retry-budget-exhausted';
-      return false;
-    }
-    return true;
+    const decision = guard.retryDecision(this, this, failure, kind);
+    if (decision === 'budget-exhausted') this.reason = 'retry-budget-exhausted';
+    return decision === 'retry';
   }
 
-  private retry(a: Attempt, kind: RetryReason): void {
+  private retry(a: Attempt): void {
     (this.tried ??= []).push(a.endpoint);
     const guard = this.route.guard!;
-    guard.retries[kind]++;
     const retry = this.route.retry!;
     const wait = backoffMs(this.attempts, retry.backoff.baseMs, retry.backoff.maxMs, this.deps.random);
-    if (!this.retryingNow) {
-      this.retryingNow = true;
-      guard.activeRetries++;
-    }
     this.current = undefined;
-    if (guard.pending >= guard.config.limits.maxPending) {
-      this.fail('overloaded', `service "${this.route.service}" has too many requests waiting`, { 'retry-after': '1' });
+    if (!guard.wait(this)) {
+      this.fail('overloaded', `service "${this.route.service}" has too many requests waiting`, RETRY_AFTER);
       return;
     }
-    guard.pending++;
-    this.deps.timers.after(wait, () => {
-      guard.pending--;
-      if (!this.finished) this.attempt();
-    });
+    this.deps.timers.after(wait, this.afterBackoff);
   }
+
+  private readonly afterBackoff = (): void => {
+    this.route.guard?.endWait(this);
+    if (!this.finished) this.attempt();
+  };
 
   private fail(reason: ProxyErrorReason, message: string, extra?: Record<string, string>): void {
     if (this.finished) return;
@@ -571,20 +538,10 @@ export class Call implements ExchangeObserver, BodyConsumer {
   private finish(): void {
     if (this.finished) return;
     this.finished = true;
-    this.stopWaitingBody();
-    const guard = this.route.guard;
-    if (guard !== undefined) {
-      if (this.holdsActive) guard.active--;
-      if (this.retryingNow) guard.activeRetries--;
-    }
     const elapsed = this.deps.clock.now() - this.start;
     // 499 (client closed request) when the client left before any status was sent.
     const code = this.clientGone && this.status === 0 ? 499 : this.status;
-    const t = this.serviceTicket;
-    if (t !== undefined) {
-      if (code >= 500) t.failure();
-      else t.success();
-    }
+    this.route.guard?.leave(this, code);
     this.route.stats.record(code, elapsed / 1000);
     this.route.release?.();
     const log = this.deps.accessLog;

@@ -3,9 +3,9 @@ import type { Clock } from '../../../common/src/clock.js';
 import type { Endpoint } from '../core/endpoint.js';
 import { HealthFlag } from '../core/endpoint.js';
 import type { CircuitBreakerConfig, ServiceConfig } from '../../../common/src/config/types.js';
-import type { Outcome } from '../health/outlier/detector.js';
-import type { Breaker, BreakerFactory, BreakerView } from './breaker.js';
-import { RetryBudget } from './retry.js';
+import { Outcome } from '../health/outlier/detector.js';
+import type { Breaker, BreakerFactory, BreakerTicket, BreakerView } from './breaker.js';
+import { isRetriableFailure, RetryBudget, type AttemptFailure } from './retry.js';
 
 /** Receives every attempt's outcome (the outlier detector); O(1) per call. */
 export interface OutcomeSink {
@@ -13,6 +13,40 @@ export interface OutcomeSink {
 }
 
 export type RetryReason = 'connect-failure' | 'reset' | 'timeout' | 'status';
+
+/**
+ * What one call holds from its service's guard while it runs: its admission, the service breaker's ticket,
+ * whether it counts as a retry in flight, and how many waits (backoff, body buffering) it holds. The guard
+ * changes it; the call only passes it back.
+ */
+export interface GuardSlot {
+  admitted: boolean;
+  serviceTicket: BreakerTicket | undefined;
+  retrying: boolean;
+  waits: number;
+}
+
+/** Why the guard refuses a call (the reason the client is told), with the words for it. */
+export interface Refusal {
+  readonly reason: 'overloaded' | 'circuit-open';
+  readonly message: string;
+  readonly headers?: Readonly<Record<string, string>> | undefined;
+}
+
+/** What the retry rules need to know of a call that just failed a try. */
+export interface RetryAsk {
+  /** Tries made so far (the first try included). */
+  readonly attempts: number;
+  /** Idempotent method or an idempotency key: safe to send again. */
+  readonly replayable: boolean;
+  /** Bytes of a streamed body have gone upstream (it cannot be sent again). */
+  readonly bodyStarted: boolean;
+}
+
+/** The endpoint's breaker admits no call now (open, or half-open with its probe taken). */
+export const BREAKER_OPEN = null;
+
+const RETRY_AFTER = { 'retry-after': '1' } as const;
 
 /**
  * The resilience state of one upstream service: retry budget, resource limits (Envoy's circuit-breaking
@@ -82,6 +116,109 @@ export class ServiceGuard {
 
   endpointBreaker(ep: Endpoint): Breaker | undefined {
     return this.endpointBreakers.get(ep);
+  }
+
+  /**
+   * Lets a new call in, or says why not: the service has `limits.maxConcurrent` calls in flight, or its
+   * breaker is open. An admitted call holds a slot (and the service breaker's ticket) until `leave`.
+   */
+  admit(slot: GuardSlot): Refusal | undefined {
+    const limit = this.cluster.config.limits.maxConcurrent;
+    if (this.active >= limit) {
+      return { reason: 'overloaded', message: `service "${this.cluster.name}" has ${this.active} requests in flight (limit ${limit})`, headers: RETRY_AFTER };
+    }
+    const sb = this.serviceBreaker;
+    if (sb !== undefined) {
+      if (!sb.admit()) return { reason: 'circuit-open', message: `the circuit of service "${this.cluster.name}" is open` };
+      slot.serviceTicket = sb.begin();
+    }
+    this.active++;
+    slot.admitted = true;
+    this.budget.deposit();
+    return undefined;
+  }
+
+  /** A ticket for one try on `ep`: undefined when it has no breaker, BREAKER_OPEN when its breaker admits none. */
+  endpointTicket(ep: Endpoint): BreakerTicket | undefined | typeof BREAKER_OPEN {
+    const br = this.endpointBreakers.get(ep);
+    if (br === undefined) return undefined;
+    return br.admit() ? br.begin() : BREAKER_OPEN;
+  }
+
+  /** Passive health: outlier detection and the endpoint's breaker learn how a try went. */
+  report(ep: Endpoint, ticket: BreakerTicket | undefined, outcome: Outcome): void {
+    this.outcomes?.record(ep, outcome);
+    if (ticket !== undefined) {
+      if (outcome === Outcome.Success) ticket.success();
+      else ticket.failure();
+    }
+  }
+
+  /**
+   * Whether a failed try may be tried again under the service's retry policy, its limits and its budget:
+   * 'retry' (then it is counted, and taken from the budget), 'no', or 'budget-exhausted'.
+   */
+  retryDecision(slot: GuardSlot, ask: RetryAsk, failure: AttemptFailure, kind: RetryReason): 'retry' | 'no' | 'budget-exhausted' {
+    const retry = this.cluster.config.retry;
+    if (ask.attempts > retry.attempts) return 'no';
+    if (!isRetriableFailure(retry, failure)) return 'no';
+    // A body that has started to flow upstream cannot be sent again unless it was kept in memory.
+    if (ask.bodyStarted) return 'no';
+    // Without an idempotency key, a non-idempotent request is retried only if the connection failed
+    // before any byte was written.
+    if (!ask.replayable && kind !== 'connect-failure') return 'no';
+    if (!slot.retrying && this.activeRetries >= this.cluster.config.limits.maxRetries) return 'no';
+    if (!this.budget.tryWithdraw()) return 'budget-exhausted';
+    this.retries[kind]++;
+    if (!slot.retrying) {
+      slot.retrying = true;
+      this.activeRetries++;
+    }
+    return 'retry';
+  }
+
+  /** Takes a waiting place (backoff before a retry, or reading a body to make it replayable); false when `limits.maxPending` wait already. */
+  wait(slot: GuardSlot): boolean {
+    if (this.pending >= this.cluster.config.limits.maxPending) return false;
+    this.pending++;
+    slot.waits++;
+    return true;
+  }
+
+  /** Gives a waiting place back. */
+  endWait(slot: GuardSlot): void {
+    if (slot.waits > 0) {
+      slot.waits--;
+      this.pending--;
+    }
+  }
+
+  /** Tells the service breaker how a long-lived call went before it ends (a TCP connection, once connected). */
+  settle(slot: GuardSlot, success: boolean): void {
+    const t = slot.serviceTicket;
+    if (t === undefined) return;
+    slot.serviceTicket = undefined;
+    if (success) t.success();
+    else t.failure();
+  }
+
+  /** The call is over: everything it holds is given back, and the service breaker learns its status. */
+  leave(slot: GuardSlot, status: number): void {
+    while (slot.waits > 0) this.endWait(slot);
+    if (slot.admitted) {
+      slot.admitted = false;
+      this.active--;
+    }
+    if (slot.retrying) {
+      slot.retrying = false;
+      this.activeRetries--;
+    }
+    const t = slot.serviceTicket;
+    if (t !== undefined) {
+      slot.serviceTicket = undefined;
+      if (status >= 500) t.failure();
+      else t.success();
+    }
   }
 
   breakerViews(): BreakerView[] {

@@ -6,7 +6,7 @@ import type { Endpoint } from '../../core/endpoint.js';
 import type { TimerHandle, Timers } from '../../../../common/src/timers.js';
 import { Outcome } from '../../health/outlier/detector.js';
 import type { BreakerTicket } from '../../resilience/breaker.js';
-import type { ServiceGuard } from '../../resilience/guard.js';
+import { BREAKER_OPEN, type GuardSlot, type ServiceGuard } from '../../resilience/guard.js';
 import { isRetriableFailure } from '../../resilience/retry.js';
 import type { Logger } from '../../../../common/src/logger.js';
 import type { TcpStats } from '../../telemetry/stats.js';
@@ -145,7 +145,7 @@ export class TcpProxy {
 }
 
 /** One client connection and its upstream. */
-class TcpConnection {
+class TcpConnection implements GuardSlot {
   private cluster: Cluster | undefined;
   private guard: ServiceGuard | undefined;
   private hashKey: string | undefined;
@@ -155,8 +155,11 @@ class TcpConnection {
   private upstream: Socket | undefined;
   /** The endpoint whose `inflight` this connection holds. */
   private counted: Endpoint | undefined;
-  private serviceTicket: BreakerTicket | undefined;
-  private holdsActive = false;
+  // What the connection holds from its service's guard (GuardSlot); only the guard changes them.
+  admitted = false;
+  serviceTicket: BreakerTicket | undefined = undefined;
+  retrying = false;
+  waits = 0;
   private connected = false;
   private clientClosed = false;
   private upstreamClosed = true;
@@ -181,21 +184,11 @@ class TcpConnection {
     const guard = source.guard(cluster);
     this.guard = guard;
     if (guard !== undefined) {
-      const limit = guard.config.limits.maxConcurrent;
-      if (guard.active >= limit) {
-        this.fail(`service "${this.proxy.service}" has ${guard.active} connections open (limit ${limit})`);
+      const refused = guard.admit(this);
+      if (refused !== undefined) {
+        this.fail(refused.message);
         return;
       }
-      const sb = guard.serviceBreaker;
-      if (sb !== undefined) {
-        if (!sb.admit()) {
-          this.fail(`the circuit of service "${this.proxy.service}" is open`);
-          return;
-        }
-        this.serviceTicket = sb.begin();
-      }
-      guard.active++;
-      this.holdsActive = true;
     }
     if (HASH_POLICIES.includes(cluster.config.lb)) this.hashKey = this.client.remoteAddress;
     this.attempt();
@@ -209,10 +202,9 @@ class TcpConnection {
     let ticket: BreakerTicket | undefined;
     if (endpoint !== undefined && guard !== undefined) {
       for (let i = 0; ; i++) {
-        const br = guard.endpointBreaker(endpoint);
-        if (br === undefined) break;
-        if (br.admit()) {
-          ticket = br.begin();
+        const t = guard.endpointTicket(endpoint);
+        if (t !== BREAKER_OPEN) {
+          ticket = t;
           break;
         }
         if (i === 3) {
@@ -279,18 +271,13 @@ class TcpConnection {
 
   /** Passive health: outlier detection and the endpoint's breaker learn how the connect went. */
   private report(ep: Endpoint, outcome: Outcome, ticket: BreakerTicket | undefined): void {
-    this.guard?.outcomes?.record(ep, outcome);
-    if (ticket !== undefined) {
-      if (outcome === Outcome.Success) ticket.success();
-      else ticket.failure();
-    }
+    this.guard?.report(ep, ticket, outcome);
   }
 
   private onConnected(upstream: Socket): void {
     this.connected = true;
     this.proxy.deps.stats.connected++;
-    this.serviceTicket?.success();
-    this.serviceTicket = undefined;
+    this.guard?.settle(this, true);
     if (this.clientClosed) {
       // The client left while we were connecting.
       upstream.destroy();
@@ -355,11 +342,8 @@ class TcpConnection {
     if (this.finished || !this.clientClosed || !this.upstreamClosed) return;
     this.finished = true;
     this.release();
-    if (this.holdsActive && this.guard !== undefined) this.guard.active--;
-    this.holdsActive = false;
-    // Admitted but neither connected nor failed (cannot happen today): do not leave the breaker waiting.
-    this.serviceTicket?.failure();
-    this.serviceTicket = undefined;
+    // The service breaker counts a connection that reached an endpoint as a success.
+    this.guard?.leave(this, this.connected ? 200 : 502);
     this.proxy.deps.stats.active--;
     this.proxy.forget(this);
   }
