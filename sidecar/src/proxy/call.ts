@@ -12,10 +12,8 @@ import { backoffMs, isIdempotentMethod, isRetriableStatus, parseDeadlineHeader, 
 import type { AccessLog } from '../../../common/src/logger.js';
 import type { Direction, TrafficStats } from '../telemetry/stats.js';
 import { forwardRequestHeaders, headerValue, responseHeaderBlock } from './headers.js';
-import type { UpstreamConnection, UpstreamHandler, UpstreamPool } from './http1/pool.js';
-import { UpstreamError } from './http1/pool.js';
 import type { ResponseHead } from './http1/parser.js';
-import type { BodyConsumer, Exchange, ExchangeObserver, ResponseFraming } from './http1/server.js';
+import { UpstreamError, type BodyConsumer, type Downstream, type ExchangeObserver, type ResponseFraming, type UpstreamHandler, type UpstreamLink, type UpstreamPoolLike } from './exchange.js';
 
 /** Where a request goes: built per cluster (or for the inbound app), reused by every request. */
 export interface Route {
@@ -33,7 +31,7 @@ export interface Route {
   /** Chooses an endpoint, avoiding those already tried where possible. */
   pick(hashKey: string | undefined, avoid: readonly Endpoint[] | undefined): Endpoint | undefined;
   /** The connection pool of an endpoint. */
-  pool(endpoint: Endpoint): UpstreamPool;
+  pool(endpoint: Endpoint): UpstreamPoolLike;
   /** Called once when a call admitted on this route has finished. */
   readonly release?: (() => void) | undefined;
 }
@@ -66,7 +64,7 @@ export function classifyUpstreamError(err: UpstreamError): ProxyErrorReason {
 
 /** One try of a call against one endpoint. */
 class Attempt implements UpstreamHandler, BodyConsumer {
-  conn: UpstreamConnection | undefined;
+  conn: UpstreamLink | undefined;
   /** Set when the call decided to drop this attempt (retrying or finished); its callbacks are ignored. */
   dropped = false;
   finished = false;
@@ -78,7 +76,7 @@ class Attempt implements UpstreamHandler, BodyConsumer {
   constructor(
     readonly call: Call,
     readonly endpoint: Endpoint,
-    readonly pool: UpstreamPool,
+    readonly pool: UpstreamPoolLike,
     readonly ticket: BreakerTicket | undefined,
     readonly start: number,
   ) {
@@ -125,10 +123,10 @@ class Attempt implements UpstreamHandler, BodyConsumer {
     this.done();
   }
 
-  onUpstreamConnected(conn: UpstreamConnection, reused: boolean): void {
+  onUpstreamConnected(conn: UpstreamLink, reused: boolean): void {
     if (this.dropped || this.finished) {
       // Nothing was written on it: it can serve someone else.
-      conn.pool.release(conn);
+      conn.release();
       return;
     }
     this.conn = conn;
@@ -227,7 +225,7 @@ export class Call implements ExchangeObserver, BodyConsumer, GuardSlot, RetryAsk
   private reason: ProxyErrorReason | undefined;
 
   constructor(
-    private readonly ex: Exchange,
+    private readonly ex: Downstream,
     private readonly route: Route,
     private readonly hashKey: string | undefined,
     private readonly deps: CallDeps,
@@ -367,23 +365,18 @@ export class Call implements ExchangeObserver, BodyConsumer, GuardSlot, RetryAsk
   }
 
   /** Writes the request on the attempt's connection. */
-  send(a: Attempt, conn: UpstreamConnection): void {
+  send(a: Attempt, conn: UpstreamLink): void {
     const remaining = Math.max(1, Math.ceil(this.deadlineAt - this.deps.clock.now()));
     const head = `${this.requestLine}${this.headBlock}${DEADLINE_HEADER}: ${remaining}\r\n\r\n`;
     switch (this.bodyState) {
       case BODY_NONE:
-        conn.write(head);
+        conn.writeRequest(head, undefined);
         a.requestSent();
         return;
-      case BODY_BUFFERED: {
-        const s = conn.socket;
-        s.cork();
-        conn.write(head);
-        conn.write(this.bodyBuffer!);
-        s.uncork();
+      case BODY_BUFFERED:
+        conn.writeRequest(head, this.bodyBuffer);
         a.requestSent();
         return;
-      }
       default:
         conn.write(head);
         this.bodyStarted = true;

@@ -3,6 +3,10 @@ import type { Clock } from '../../../../common/src/clock.js';
 import type { TimerHandle, Timers } from '../../../../common/src/timers.js';
 import { ChunkedScanner } from './chunked.js';
 import { HttpParseError, parseResponseHead, type ParseLimits, type ResponseHead } from './parser.js';
+import { UpstreamError, type DetachedSocket, type UpstreamHandler, type UpstreamLink, type UpstreamPoolLike } from '../exchange.js';
+
+export { UpstreamError } from '../exchange.js';
+export type { UpstreamHandler } from '../exchange.js';
 
 /**
  * The upstream half of the HTTP/1.1 engine: per endpoint, a pool of keep-alive sockets (a cap on
@@ -10,34 +14,6 @@ import { HttpParseError, parseResponseHead, type ParseLimits, type ResponseHead 
  * time: head parsed strictly, body framed (Content-Length, chunked, close-delimited, none) and passed
  * on as the bytes arrived.
  */
-
-/** Why an upstream exchange failed; `phase` tells what the upstream had done by then. */
-export class UpstreamError extends Error {
-  constructor(
-    message: string,
-    /** connect: no connection was made; request: connected, no response byte yet; response: mid-response. */
-    readonly phase: 'connect' | 'request' | 'response',
-    readonly code: string,
-  ) {
-    super(message);
-  }
-}
-
-/** What one exchange on an upstream connection hears back. */
-export interface UpstreamHandler {
-  /** A connection is ready for this exchange; `reused` when it served an earlier one. */
-  onUpstreamConnected(conn: UpstreamConnection, reused: boolean): void;
-  /** A response head (1xx other than 101 are skipped). */
-  onResponseHead(head: ResponseHead): void;
-  /** Response body bytes as framed by the upstream (a chunked body stays chunked). */
-  onResponseData(chunk: Buffer): void;
-  /** The response is complete. */
-  onResponseEnd(): void;
-  /** The exchange failed (no connection, a reset, a malformed response, or the connection closed early). */
-  onUpstreamError(err: UpstreamError): void;
-  /** The socket accepted everything written so far (request-body back-pressure). */
-  onUpstreamDrain(): void;
-}
 
 export interface PoolOptions {
   readonly maxConnections: number;
@@ -58,7 +34,7 @@ const R_CHUNKED = 3;
 const R_CLOSE = 4;
 
 /** One socket to an upstream. It serves one exchange at a time. */
-export class UpstreamConnection {
+export class UpstreamConnection implements UpstreamLink {
   handler: UpstreamHandler | undefined;
   /** Exchanges this connection has started (1 during its first). */
   uses = 0;
@@ -120,6 +96,22 @@ export class UpstreamConnection {
     return typeof data === 'string' ? this.socket.write(data, 'latin1') : this.socket.write(data);
   }
 
+  writeRequest(head: string, body: Buffer | undefined): void {
+    const s = this.socket;
+    if (body === undefined) {
+      s.write(head, 'latin1');
+      return;
+    }
+    s.cork();
+    s.write(head, 'latin1');
+    s.write(body);
+    s.uncork();
+  }
+
+  release(): void {
+    this.pool.release(this);
+  }
+
   pause(): void {
     this.socket.pause();
   }
@@ -141,7 +133,7 @@ export class UpstreamConnection {
   }
 
   /** Takes the socket out of the pool for another protocol (after 101): returns it with bytes already read. */
-  detach(): { socket: net.Socket; pending: Buffer | undefined } {
+  detach(): DetachedSocket {
     const s = this.socket;
     s.off('data', this.onData);
     s.off('drain', this.onDrain);
@@ -327,7 +319,7 @@ export class UpstreamConnection {
 }
 
 /** Keep-alive connections to one endpoint; exchanges wait in order when every connection is busy. */
-export class UpstreamPool {
+export class UpstreamPool implements UpstreamPoolLike {
   private readonly idle: UpstreamConnection[] = [];
   private readonly waiters: UpstreamHandler[] = [];
   private readonly all = new Set<UpstreamConnection>();

@@ -3,6 +3,7 @@ import type { Clock } from '../../../../common/src/clock.js';
 import type { TimerHandle, Timers } from '../../../../common/src/timers.js';
 import { ChunkedScanner } from './chunked.js';
 import { HttpParseError, parseRequestHead, type ParseLimits, type RequestHead } from './parser.js';
+import type { BodyConsumer, DetachedSocket, Downstream, ExchangeObserver, ResponseFraming } from '../exchange.js';
 
 /**
  * The downstream half of the HTTP/1.1 engine: a listener on `net` sockets that parses request heads
@@ -34,23 +35,6 @@ export interface ExchangeHandler {
   /** Answers a request the listener refused itself (counted like any other answer). */
   onRefused(status: number): void;
 }
-
-/** Receives a request body's bytes as they arrive (framing kept: a chunked body stays chunked). */
-export interface BodyConsumer {
-  /** Returns false to stop the flow until `Exchange.resumeBody()`. */
-  onBodyData(chunk: Buffer): boolean;
-  onBodyEnd(): void;
-}
-
-/** What the forwarding side hears of the client while an exchange runs. */
-export interface ExchangeObserver {
-  /** The client went away before the response ended. */
-  onClientClose(): void;
-  /** The client's socket accepted everything written so far (after `write` returned false). */
-  onClientDrain(): void;
-}
-
-export type ResponseFraming = 'length' | 'chunked' | 'close' | 'none' | 'upgrade';
 
 const BODY_NONE = 0;
 const BODY_LENGTH = 1;
@@ -95,7 +79,7 @@ export function errorResponse(status: number, reason: string, message: string, e
  * One request on a client connection and the response to it. The request body is delivered to one
  * BodyConsumer; the response is written with `writeHead`, `write` and `end`.
  */
-export class Exchange {
+export class Exchange implements Downstream {
   observer: ExchangeObserver | undefined;
   /** Set once the response head has been written. */
   headSent = false;
@@ -276,7 +260,7 @@ export class Exchange {
    * Takes the socket out of HTTP handling (after a 101 Switching Protocols was written): returns it with
    * any bytes the client sent beyond the request, which belong to the new protocol.
    */
-  detach(): { socket: net.Socket; pending: Buffer | undefined } {
+  detach(): DetachedSocket {
     this.finished = true;
     return this.conn.detach();
   }
@@ -476,7 +460,7 @@ export class ClientConnection {
     }
   }
 
-  detach(): { socket: net.Socket; pending: Buffer | undefined } {
+  detach(): DetachedSocket {
     this.phase = PHASE_DETACHED;
     this.current = undefined;
     const s = this.socket;
