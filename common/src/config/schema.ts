@@ -20,7 +20,7 @@ import {
 } from './types.js';
 
 /**
- * zod schemas for sidecar.yaml (DESIGN.md §3). They take the YAML key names (durations as strings with a
+ * zod schemas for sidecar.yaml (docs/configuration.md). They take the YAML key names (durations as strings with a
  * unit) and produce the shapes of types.ts (durations in ms, defaults filled in). Every message is phrased
  * "expected ..."; issues.ts adds the key path and the value that was got. Objects are strict: an unknown
  * key is an error, because a typo silently ignored is worse than a refusal.
@@ -324,7 +324,7 @@ export const serviceSchema = strict({
   panicThreshold: num(0, 100).default(50),
 })
   .superRefine((s, ctx) => {
-    // hashOn is required for ring-hash / maglev; other policies ignore it (the DESIGN.md example keeps one
+    // hashOn is required for ring-hash / maglev; other policies ignore it (the complete example in docs/configuration.md keeps one
     // beside least-load, and the control plane may switch lb without dropping it). A tcp service has no
     // headers: it hashes the client's IP address.
     if (HASH_POLICIES.includes(s.lb) && s.hashOn === undefined && s.protocol !== 'tcp') {

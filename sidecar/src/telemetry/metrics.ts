@@ -16,7 +16,7 @@ export interface ClusterView {
 }
 
 /**
- * The Prometheus metrics of DESIGN.md section 3. The request path never calls prom-client label lookups:
+ * The Prometheus metrics of docs/operations.md. The request path never calls prom-client label lookups:
  * it counts into TrafficStats (plain numbers) and observes into a histogram child cached per service;
  * gauges and counters are filled from those numbers when Prometheus scrapes.
  */

@@ -6,7 +6,7 @@ import { loadSidecarConfig, parseServiceConfig, parseSidecarConfig } from '../..
 import type { ServiceConfig } from '../../../common/src/config/types.js';
 import { ConfigError } from '../../../common/src/errors.js';
 
-/** The sidecar.yaml example of DESIGN.md §3, verbatim. */
+/** The complete sidecar.yaml example of docs/configuration.md, verbatim. */
 const DESIGN_EXAMPLE = `
 service: catalog                  # the service this sidecar sits beside
 instance: catalog-1               # default: <service>-<hostname>-<inbound port>
@@ -103,7 +103,7 @@ function withInventory(lines: string): string {
   return inventory(`endpoints: [{ address: 127.0.0.1:9001 }]\n${lines}`);
 }
 
-describe('parseSidecarConfig: the DESIGN.md example', () => {
+describe('parseSidecarConfig: the complete example', () => {
   it('parses it with durations in ms and defaults filled in', () => {
     const c = parseSidecarConfig(FULL, 'sidecar.yaml');
     expect(c).toEqual({
@@ -299,7 +299,7 @@ describe('parseSidecarConfig: the result is deep-frozen', () => {
 });
 
 describe('parseSidecarConfig: error messages', () => {
-  it('produces exactly the message of DESIGN.md for a non-integer retry count', () => {
+  it('produces exactly the documented message for a non-integer retry count', () => {
     const text = `
 service: catalog
 services:

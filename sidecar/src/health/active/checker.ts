@@ -78,7 +78,7 @@ function probeKey(hc: HealthCheckConfig): string {
 }
 
 /**
- * Active health checks of one cluster's endpoints (DESIGN.md §2). It owns HealthFlag.ActiveCheck and changes
+ * Active health checks of one cluster's endpoints (docs/resilience.md). It owns HealthFlag.ActiveCheck and changes
  * it only through `cluster.setFlag`.
  *
  * - Scheduling: per endpoint, the first check comes after a random fraction of the interval (so the checks

@@ -1,5 +1,5 @@
 /**
- * Passive outlier detection for one cluster (DESIGN.md §2), following Envoy's semantics:
+ * Passive outlier detection for one cluster (docs/resilience.md), following Envoy's semantics:
  *
  * - consecutive 5xx: every 5xx (including 502-504 and local gateway failures: connect error, reset,
  *   timeout) counts; any non-5xx outcome resets the count. The host is ejected at once, inside `record()`,
