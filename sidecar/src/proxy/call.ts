@@ -7,7 +7,7 @@ import type { TimerHandle, Timers } from '../../../common/src/timers.js';
 import type { RetryConfig } from '../../../common/src/config/types.js';
 import type { BreakerTicket } from '../resilience/breaker.js';
 import { Outcome, outcomeOfStatus } from '../health/outlier/detector.js';
-import { BREAKER_OPEN, type GuardSlot, type RetryAsk, type RetryReason, type ServiceGuard } from '../resilience/guard.js';
+import { BREAKER_OPEN, type GuardSlot, type PickSlot, type RetryAsk, type RetryReason, type ServiceGuard } from '../resilience/guard.js';
 import { backoffMs, isIdempotentMethod, isRetriableStatus, parseDeadlineHeader, type AttemptFailure } from '../resilience/retry.js';
 import type { AccessLog } from '../../../common/src/logger.js';
 import type { Direction, TrafficStats } from '../telemetry/stats.js';
@@ -193,7 +193,7 @@ const BODY_STREAM = 3;
  * after a jittered backoff, within the retry budget, the limits and the deadline. The response streams to
  * the client with back-pressure once an attempt is accepted (committed); after that nothing is retried.
  */
-export class Call implements ExchangeObserver, BodyConsumer, GuardSlot, RetryAsk {
+export class Call implements ExchangeObserver, BodyConsumer, GuardSlot, PickSlot, RetryAsk {
   private readonly headBlock: string;
   private readonly requestLine: string;
   readonly timers: Timers;
@@ -209,7 +209,10 @@ export class Call implements ExchangeObserver, BodyConsumer, GuardSlot, RetryAsk
   bodyStarted = false;
   readonly replayable: boolean;
   private readonly keyed: boolean;
-  private tried: Endpoint[] | undefined;
+  tried: Endpoint[] | undefined;
+  /** The breaker ticket of the last pick (PickSlot). */
+  ticket: BreakerTicket | undefined = undefined;
+  private readonly pickFn = (avoid: readonly Endpoint[] | undefined): Endpoint | undefined => this.route.pick(this.hashKey, avoid);
   attempts = 0;
   // What the call holds from its service's guard (GuardSlot); only the guard changes them.
   admitted = false;
@@ -325,30 +328,17 @@ export class Call implements ExchangeObserver, BodyConsumer, GuardSlot, RetryAsk
       return;
     }
     const route = this.route;
-    let endpoint = route.pick(this.hashKey, this.tried);
-    let ticket: BreakerTicket | undefined;
     const guard = route.guard;
-    if (endpoint !== undefined && guard !== undefined) {
-      // An endpoint whose breaker is half-open admits one probe; others are skipped.
-      for (let i = 0; ; i++) {
-        const t = guard.endpointTicket(endpoint);
-        if (t !== BREAKER_OPEN) {
-          ticket = t;
-          break;
-        }
-        if (i === 3) {
-          this.fail('circuit-open', `the circuits of service "${route.service}"'s endpoints are open`);
-          return;
-        }
-        (this.tried ??= []).push(endpoint);
-        endpoint = route.pick(this.hashKey, this.tried);
-        if (endpoint === undefined) break;
-      }
+    const endpoint = guard === undefined ? route.pick(this.hashKey, this.tried) : guard.pick(this.pickFn, this);
+    if (endpoint === BREAKER_OPEN) {
+      this.fail('circuit-open', `the circuits of service "${route.service}"'s endpoints are open`);
+      return;
     }
     if (endpoint === undefined) {
       this.fail('no-healthy-upstream', `service "${route.service}" has no eligible endpoint`);
       return;
     }
+    const ticket = guard === undefined ? undefined : this.ticket;
     this.attempts++;
     this.dispatch(endpoint, ticket, now, remaining);
   }

@@ -43,6 +43,12 @@ export interface RetryAsk {
   readonly bodyStarted: boolean;
 }
 
+/** What a call keeps between picks: the endpoints already tried or skipped, and the last pick's ticket. */
+export interface PickSlot {
+  tried: Endpoint[] | undefined;
+  ticket: BreakerTicket | undefined;
+}
+
 /** The endpoint's breaker admits no call now (open, or half-open with its probe taken). */
 export const BREAKER_OPEN = null;
 
@@ -143,6 +149,27 @@ export class ServiceGuard {
     const br = this.endpointBreakers.get(ep);
     if (br === undefined) return undefined;
     return br.admit() ? br.begin() : BREAKER_OPEN;
+  }
+
+  /**
+   * Picks an endpoint for a try, with its breaker's ticket in `slot.ticket`. An endpoint whose breaker
+   * admits no call (open, or half-open with its probe taken) is skipped and noted in `slot.tried`; after
+   * four such picks, BREAKER_OPEN. Undefined when there is nothing to pick.
+   */
+  pick(pick: (avoid: readonly Endpoint[] | undefined) => Endpoint | undefined, slot: PickSlot): Endpoint | undefined | typeof BREAKER_OPEN {
+    slot.ticket = undefined;
+    let endpoint = pick(slot.tried);
+    for (let i = 0; endpoint !== undefined; i++) {
+      const t = this.endpointTicket(endpoint);
+      if (t !== BREAKER_OPEN) {
+        slot.ticket = t;
+        return endpoint;
+      }
+      if (i === 3) return BREAKER_OPEN;
+      (slot.tried ??= []).push(endpoint);
+      endpoint = pick(slot.tried);
+    }
+    return undefined;
   }
 
   /** Passive health: outlier detection and the endpoint's breaker learn how a try went. */

@@ -6,7 +6,7 @@ import type { Endpoint } from '../../core/endpoint.js';
 import type { TimerHandle, Timers } from '../../../../common/src/timers.js';
 import { Outcome } from '../../health/outlier/detector.js';
 import type { BreakerTicket } from '../../resilience/breaker.js';
-import { BREAKER_OPEN, type GuardSlot, type ServiceGuard } from '../../resilience/guard.js';
+import { BREAKER_OPEN, type GuardSlot, type PickSlot, type ServiceGuard } from '../../resilience/guard.js';
 import { isRetriableFailure } from '../../resilience/retry.js';
 import type { Logger } from '../../../../common/src/logger.js';
 import type { TcpStats } from '../../telemetry/stats.js';
@@ -145,11 +145,14 @@ export class TcpProxy {
 }
 
 /** One client connection and its upstream. */
-class TcpConnection implements GuardSlot {
+class TcpConnection implements GuardSlot, PickSlot {
   private cluster: Cluster | undefined;
   private guard: ServiceGuard | undefined;
   private hashKey: string | undefined;
-  private tried: Endpoint[] | undefined;
+  tried: Endpoint[] | undefined;
+  /** The breaker ticket of the last pick (PickSlot). */
+  ticket: BreakerTicket | undefined = undefined;
+  private readonly pickFn = (avoid: readonly Endpoint[] | undefined): Endpoint | undefined => this.cluster!.picker.pick(this.hashKey, avoid);
   private attempts = 0;
   /** The socket of the current try, or of the established connection. */
   private upstream: Socket | undefined;
@@ -198,28 +201,16 @@ class TcpConnection implements GuardSlot {
   private attempt(): void {
     const cluster = this.cluster!;
     const guard = this.guard;
-    let endpoint = cluster.picker.pick(this.hashKey, this.tried);
-    let ticket: BreakerTicket | undefined;
-    if (endpoint !== undefined && guard !== undefined) {
-      for (let i = 0; ; i++) {
-        const t = guard.endpointTicket(endpoint);
-        if (t !== BREAKER_OPEN) {
-          ticket = t;
-          break;
-        }
-        if (i === 3) {
-          this.fail(`the circuits of service "${this.proxy.service}"'s endpoints are open`);
-          return;
-        }
-        (this.tried ??= []).push(endpoint);
-        endpoint = cluster.picker.pick(this.hashKey, this.tried);
-        if (endpoint === undefined) break;
-      }
+    const endpoint = guard === undefined ? cluster.picker.pick(this.hashKey, this.tried) : guard.pick(this.pickFn, this);
+    if (endpoint === BREAKER_OPEN) {
+      this.fail(`the circuits of service "${this.proxy.service}"'s endpoints are open`);
+      return;
     }
     if (endpoint === undefined) {
       this.fail(`service "${this.proxy.service}" has no eligible endpoint`);
       return;
     }
+    const ticket = guard === undefined ? undefined : this.ticket;
     this.attempts++;
     const ep = endpoint;
     ep.inflight++;
