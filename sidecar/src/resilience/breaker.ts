@@ -1,5 +1,3 @@
-import { EventEmitter } from 'node:events';
-import CircuitBreaker from 'opossum';
 import type { Clock } from '../../../common/src/clock.js';
 import type { Endpoint } from '../core/endpoint.js';
 import type { TimerHandle, Timers } from '../../../common/src/timers.js';
@@ -13,29 +11,8 @@ export interface BreakerTicket {
   failure(): void;
 }
 
-class Ticket implements BreakerTicket {
-  resolve!: () => void;
-  reject!: (err: Error) => void;
-  readonly promise: Promise<void>;
-  constructor() {
-    this.promise = new Promise<void>((resolve, reject) => {
-      this.resolve = resolve;
-      this.reject = reject;
-    });
-    // Marked handled: if opossum never consumes the ticket (breaker shut down), failing it must not crash.
-    this.promise.catch(noop);
-  }
-  success(): void {
-    this.resolve();
-  }
-  failure(): void {
-    this.reject(failureMark);
-  }
-}
-
-const failureMark = new Error('upstream failure');
-const noop = (): void => {};
-const passThrough = (p: Promise<void>): Promise<void> => p;
+/** Buckets of the rolling window (as opossum's rollingCountBuckets). */
+const BUCKETS = 10;
 
 export interface BreakerView {
   readonly service: string;
@@ -47,45 +24,37 @@ export interface BreakerView {
 }
 
 /**
- * One circuit breaker (opossum): closed → open when the error percentage over the rolling window passes
- * the threshold with at least `volumeThreshold` calls; open → half-open after `resetTimeout`; the one probe
- * admitted in half-open decides. opossum's own call timer is off (`timeout: false`): the proxy's timeouts
- * decide failures. Admission is checked synchronously with `admit()` so an open breaker fails fast.
+ * One circuit breaker, with opossum's semantics: closed → open when, with at least `volumeThreshold` calls
+ * in the rolling window, the error percentage exceeds the threshold; open → half-open after
+ * `resetTimeout`; half-open admits one probe, whose success closes it and whose failure opens it again
+ * (as in opossum, any call that ends while half-open decides). The window is 10 buckets, rotated by the
+ * factory's shared timer. Admission is synchronous (`admit()`), and a call is counted with plain numbers:
+ * `begin()` returns the breaker itself as the ticket, so the request path allocates nothing.
  */
-export class Breaker {
-  private readonly cb: CircuitBreaker<[Promise<void>], void>;
+export class Breaker implements BreakerTicket {
   private _state: BreakerState = 'closed';
   private sinceWall: number;
+  /** Half-open: the single probe has been let through. */
+  private probeTaken = false;
+  private resetTimer: TimerHandle | undefined;
+  private stopped = false;
+  /** Per bucket: fires, successes, failures (bucket `head` is the current one). */
+  private readonly buckets = new Float64Array(BUCKETS * 3);
+  private head = 0;
+  private fires = 0;
+  private successes = 0;
+  private failures = 0;
   rejects = 0;
 
   constructor(
     readonly service: string,
     readonly endpoint: Endpoint | undefined,
     readonly config: CircuitBreakerConfig,
-    rotate: EventEmitter,
     private readonly clock: Clock,
-    onChange: (breaker: Breaker, state: BreakerState) => void,
+    private readonly timers: Timers,
+    private readonly onChange: (breaker: Breaker, state: BreakerState) => void,
   ) {
     this.sinceWall = clock.wallNow();
-    this.cb = new CircuitBreaker(passThrough, {
-      timeout: false,
-      errorThresholdPercentage: config.errorThresholdPercentage,
-      volumeThreshold: config.volumeThreshold,
-      resetTimeout: config.resetTimeoutMs,
-      rollingCountTimeout: config.rollingWindowMs,
-      rollingCountBuckets: 10,
-      rollingPercentilesEnabled: false,
-      enableSnapshots: false,
-      rotateBucketController: rotate,
-    });
-    const change = (state: BreakerState): void => {
-      this._state = state;
-      this.sinceWall = this.clock.wallNow();
-      onChange(this, state);
-    };
-    this.cb.on('open', () => change('open'));
-    this.cb.on('halfOpen', () => change('half-open'));
-    this.cb.on('close', () => change('closed'));
   }
 
   get state(): BreakerState {
@@ -94,41 +63,99 @@ export class Breaker {
 
   /** Whether a call may go through now: closed, or half-open with its single probe not yet taken. */
   admit(): boolean {
-    if (this.cb.closed || this.cb.pendingClose) return true;
+    if (this._state === 'closed' || (this._state === 'half-open' && !this.probeTaken)) return true;
     this.rejects++;
     return false;
   }
 
-  /** Starts a call (after `admit()`); the ticket reports its outcome. */
+  /** Starts a call (after `admit()`); the returned ticket (the breaker) takes its outcome. */
   begin(): BreakerTicket {
-    const t = new Ticket();
-    this.cb.fire(t.promise).catch(noop);
-    return t;
+    if (this._state === 'half-open') this.probeTaken = true;
+    this.buckets[this.head * 3]!++;
+    this.fires++;
+    return this;
+  }
+
+  success(): void {
+    this.buckets[this.head * 3 + 1]!++;
+    this.successes++;
+    if (this._state === 'half-open') this.change('closed');
+  }
+
+  failure(): void {
+    this.buckets[this.head * 3 + 2]!++;
+    this.failures++;
+    if (this._state === 'half-open') {
+      this.open();
+      return;
+    }
+    if (this._state !== 'closed' || this.fires < this.config.volumeThreshold) return;
+    if ((this.failures / this.fires) * 100 > this.config.errorThresholdPercentage) this.open();
+  }
+
+  /** Moves the window on by one bucket (the factory's timer, every rollingWindow / 10). */
+  rotate(): void {
+    const b = this.buckets;
+    const next = (this.head + 1) % BUCKETS;
+    const i = next * 3;
+    this.fires -= b[i]!;
+    this.successes -= b[i + 1]!;
+    this.failures -= b[i + 2]!;
+    b[i] = 0;
+    b[i + 1] = 0;
+    b[i + 2] = 0;
+    this.head = next;
+  }
+
+  private open(): void {
+    if (this._state === 'open') return;
+    this.change('open');
+    this.resetTimer = this.timers.after(this.config.resetTimeoutMs, this.halfOpen);
+  }
+
+  private readonly halfOpen = (): void => {
+    this.resetTimer = undefined;
+    if (this.stopped) return;
+    this.probeTaken = false;
+    this.change('half-open');
+  };
+
+  private change(state: BreakerState): void {
+    if (this.stopped) return;
+    if (state !== 'open') {
+      this.resetTimer?.cancel();
+      this.resetTimer = undefined;
+    }
+    this._state = state;
+    this.sinceWall = this.clock.wallNow();
+    this.onChange(this, state);
   }
 
   view(): BreakerView {
-    const s = this.cb.stats;
     return {
       service: this.service,
       endpoint: this.endpoint?.address ?? null,
       state: this._state,
-      counts: { fires: s.fires, successes: s.successes, failures: s.failures, rejects: this.rejects },
+      counts: { fires: this.fires, successes: this.successes, failures: this.failures, rejects: this.rejects },
       since: new Date(this.sinceWall).toISOString(),
       nextAttemptAt: this._state === 'open' ? new Date(this.sinceWall + this.config.resetTimeoutMs).toISOString() : null,
     };
   }
 
+  /** No more state changes or timers (the breaker was released). */
   shutdown(): void {
-    this.cb.shutdown();
+    this.stopped = true;
+    this.resetTimer?.cancel();
+    this.resetTimer = undefined;
   }
 }
 
 /**
- * Creates breakers and shares one bucket-rotation timer per window length among all of them (opossum's
- * `rotateBucketController`), instead of two intervals per breaker.
+ * Creates breakers and shares one bucket-rotation timer per window length among all of them, instead of
+ * timers per breaker.
  */
 export class BreakerFactory {
-  private readonly rotators = new Map<number, { emitter: EventEmitter; timer: TimerHandle; users: number }>();
+  private readonly rotators = new Map<number, { breakers: Set<Breaker>; timer: TimerHandle }>();
 
   constructor(
     private readonly clock: Clock,
@@ -139,20 +166,22 @@ export class BreakerFactory {
   create(service: string, endpoint: Endpoint | undefined, config: CircuitBreakerConfig): Breaker {
     let r = this.rotators.get(config.rollingWindowMs);
     if (r === undefined) {
-      const emitter = new EventEmitter();
-      emitter.setMaxListeners(0);
-      const timer = this.timers.every(config.rollingWindowMs / 10, () => emitter.emit('rotate'));
-      r = { emitter, timer, users: 0 };
+      const breakers = new Set<Breaker>();
+      const timer = this.timers.every(config.rollingWindowMs / BUCKETS, () => {
+        for (const b of breakers) b.rotate();
+      });
+      r = { breakers, timer };
       this.rotators.set(config.rollingWindowMs, r);
     }
-    r.users++;
-    return new Breaker(service, endpoint, config, r.emitter, this.clock, this.onChange);
+    const b = new Breaker(service, endpoint, config, this.clock, this.timers, this.onChange);
+    r.breakers.add(b);
+    return b;
   }
 
   release(breaker: Breaker): void {
     breaker.shutdown();
     const r = this.rotators.get(breaker.config.rollingWindowMs);
-    if (r && --r.users === 0) {
+    if (r && r.breakers.delete(breaker) && r.breakers.size === 0) {
       r.timer.cancel();
       this.rotators.delete(breaker.config.rollingWindowMs);
     }

@@ -20,7 +20,7 @@ function breakerConfig(overrides: Record<string, unknown> = {}): CircuitBreakerC
   ).circuitBreaker!;
 }
 
-/** Lets the ticket's promise settle through opossum's handlers. */
+/** Lets any pending microtask run (the breaker itself is synchronous; this keeps the calls realistic). */
 async function settle(): Promise<void> {
   for (let i = 0; i < 5; i++) await Promise.resolve();
 }
@@ -30,7 +30,7 @@ let changes: [Breaker, BreakerState][];
 let factory: BreakerFactory;
 let created: Breaker[];
 
-/** Moves both the FakeClock (bucket rotation, `since`) and vitest's fake timers (opossum's reset timer). */
+/** Moves both the FakeClock (bucket rotation, reset timer, `since`) and vitest's fake timers (which must not drive the breaker). */
 function advance(ms: number): void {
   clock.advance(ms);
   vi.advanceTimersByTime(ms);
