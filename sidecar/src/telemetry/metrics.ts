@@ -1,6 +1,7 @@
-import { Counter, Gauge, Histogram, Registry, collectProcessMetrics } from './prom.js';
+import type { Metric } from 'prom-client';
+import { Counter, Gauge, Registry, collectProcessMetrics } from './prom.js';
 import type { Endpoint } from '../core/endpoint.js';
-import { TcpStats, TrafficStats, type Direction } from './stats.js';
+import { DURATION_BOUNDS, TcpStats, TrafficStats, type Direction } from './stats.js';
 
 /** Read-only view of a service's resilience state (retries by reason, breakers) read at scrape time. */
 export interface GuardView {
@@ -16,15 +17,14 @@ export interface ClusterView {
 }
 
 /**
- * The Prometheus metrics of docs/operations.md. The request path never calls prom-client label lookups:
- * it counts into TrafficStats (plain numbers) and observes into a histogram child cached per service;
- * gauges and counters are filled from those numbers when Prometheus scrapes.
+ * The Prometheus metrics of docs/operations.md. The request path never calls prom-client: it counts into
+ * TrafficStats (plain numbers, the duration histogram's buckets included); counters, gauges and the
+ * histogram are filled from those numbers when Prometheus scrapes.
  */
 export class Metrics {
   readonly registry = new Registry();
   private readonly traffic = new Map<string, TrafficStats>();
   private readonly tcp = new Map<string, TcpStats>();
-  private readonly duration: Histogram<'direction' | 'service'>;
   private clusters: () => Iterable<ClusterView> = () => [];
   private guards: () => Iterable<GuardView> = () => [];
   private readonly ejections: Counter<'service'>;
@@ -71,13 +71,9 @@ export class Metrics {
         for (const s of traffic.values()) if (s.upgradesTotal > 0) this.inc({ direction: s.direction, service: s.service }, s.upgradesTotal);
       },
     });
-    this.duration = new Histogram({
-      name: 'outrigger_request_duration_seconds',
-      help: 'Time from request arrival to the end of the response, by direction and service.',
-      labelNames: ['direction', 'service'],
-      buckets: [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 10],
-      registers: [this.registry],
-    });
+    // The request-duration histogram is counted with plain numbers per request (TrafficStats) and written
+    // out at scrape time, in prom-client's histogram format.
+    if (enabled) this.registry.registerMetric(durationHistogram(traffic) as unknown as Metric);
     // Arrow functions keep the Metrics instance; inside collect() `this` is the prom-client metric.
     const self = { clusters: () => this.clusters(), guards: () => this.guards(), version: () => this.configVersion, connected: () => this.cpConnected };
     new Gauge({
@@ -174,8 +170,7 @@ export class Metrics {
     const key = `${direction}\u0000${service}`;
     let s = this.traffic.get(key);
     if (!s) {
-      const child = this.enabled ? this.duration.labels({ direction, service }) : undefined;
-      s = new TrafficStats(direction, service, child ? (sec) => child.observe(sec) : () => {});
+      s = new TrafficStats(direction, service, this.enabled);
       this.traffic.set(key, s);
     }
     return s;
@@ -218,4 +213,33 @@ export class Metrics {
   get contentType(): string {
     return this.registry.contentType;
   }
+}
+
+/** `outrigger_request_duration_seconds` from the counts of every TrafficStats, as prom-client writes a histogram. */
+function durationHistogram(traffic: ReadonlyMap<string, TrafficStats>) {
+  const name = 'outrigger_request_duration_seconds';
+  const help = 'Time from request arrival to the end of the response, by direction and service.';
+  return {
+    name,
+    help,
+    type: 'histogram',
+    aggregator: 'sum',
+    get() {
+      const values: { metricName: string; labels: Record<string, string | number>; value: number }[] = [];
+      for (const s of traffic.values()) {
+        if (s.requests === 0) continue;
+        const labels = { direction: s.direction, service: s.service };
+        let cumulative = 0;
+        for (let i = 0; i < DURATION_BOUNDS.length; i++) {
+          cumulative += s.durationBuckets[i]!;
+          values.push({ metricName: `${name}_bucket`, labels: { le: DURATION_BOUNDS[i]!, ...labels }, value: cumulative });
+        }
+        values.push({ metricName: `${name}_bucket`, labels: { le: '+Inf', ...labels }, value: s.requests });
+        values.push({ metricName: `${name}_sum`, labels, value: s.durationSum });
+        values.push({ metricName: `${name}_count`, labels, value: s.requests });
+      }
+      return { name, help, type: 'histogram', aggregator: 'sum', values };
+    },
+    reset() {},
+  };
 }

@@ -4,8 +4,8 @@
  */
 export type Direction = 'inbound' | 'outbound';
 
-/** Receives one duration observation (seconds); bound to a prom-client histogram child by telemetry. */
-export type DurationSink = (seconds: number) => void;
+/** Upper bounds (seconds) of the buckets of `outrigger_request_duration_seconds`; one more bucket takes the rest. */
+export const DURATION_BOUNDS: readonly number[] = [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 10];
 
 export const LATENCY_BUCKETS = 160;
 const BUCKET_BASE_MS = 0.05;
@@ -52,8 +52,12 @@ export class TrafficStats {
   constructor(
     readonly direction: Direction,
     readonly service: string,
-    private readonly sink: DurationSink,
+    /** Whether to count `durationBuckets` (the Prometheus histogram, `metrics.enabled`). */
+    private readonly histogram: boolean,
   ) {}
+
+  /** Responses per `DURATION_BOUNDS` bucket (not cumulative; the last one is above the largest bound). */
+  readonly durationBuckets = new Float64Array(DURATION_BOUNDS.length + 1);
 
   /**
    * Response times in log-spaced buckets (8 per doubling, from 50 µs to about 48 s), for percentiles over
@@ -66,7 +70,11 @@ export class TrafficStats {
     this.durationSum += seconds;
     this.latencyBuckets[latencyBucket(seconds * 1000)]!++;
     if (code >= 100 && code < 600) this.codes[code]!++;
-    this.sink(seconds);
+    if (this.histogram) {
+      let i = 0;
+      while (i < DURATION_BOUNDS.length && seconds > DURATION_BOUNDS[i]!) i++;
+      this.durationBuckets[i]!++;
+    }
   }
 }
 

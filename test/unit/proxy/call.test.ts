@@ -161,7 +161,7 @@ function setup(policy: Record<string, unknown> = {}) {
   const outcomes: { endpoint: string; outcome: Outcome }[] = [];
   guard.outcomes = { record: (endpoint, outcome) => outcomes.push({ endpoint: endpoint.address, outcome }) };
   const pools = new Map<Endpoint, FakePool>(cluster.endpoints.map((e) => [e, new FakePool()]));
-  const stats = new TrafficStats('outbound', 'svc', () => {});
+  const stats = new TrafficStats('outbound', 'svc', false);
   const route: Route = {
     direction: 'outbound',
     service: 'svc',
