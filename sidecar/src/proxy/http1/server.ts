@@ -95,6 +95,7 @@ export class Exchange implements Downstream {
   private queued: Buffer | undefined;
   private dechunker: ChunkedScanner | undefined;
   private continueSent = false;
+  private pendingHead: string | undefined;
 
   constructor(
     readonly head: RequestHead,
@@ -203,15 +204,29 @@ export class Exchange implements Downstream {
     else if (this.closeAfter) head += 'connection: close\r\n\r\n';
     else head += this.head.minor === 0 ? 'connection: keep-alive\r\n\r\n' : '\r\n';
     this.headSent = true;
-    const socket = this.conn.socket;
-    // The head waits for the first body bytes of the same read, so a small response leaves in one write.
-    socket.cork();
-    process.nextTick(uncork, socket);
-    socket.write(head, 'latin1');
+    // The head waits for the first body bytes of the same read, so that a small response leaves in one
+    // write of one string; if none come in this tick, it leaves alone.
+    this.pendingHead = head;
+    process.nextTick(flushHead, this);
+  }
+
+  /** Writes a head still held back by `writeHead`. */
+  flushHead(): void {
+    const h = this.pendingHead;
+    if (h !== undefined) {
+      this.pendingHead = undefined;
+      this.conn.socket.write(h, 'latin1');
+    }
   }
 
   /** Writes response body bytes (as framed upstream); false means wait for the observer's onClientDrain. */
   write(chunk: Buffer): boolean {
+    const h = this.pendingHead;
+    if (h !== undefined) {
+      this.pendingHead = undefined;
+      if (chunk.length <= SMALL_BODY && this.dechunker === undefined) return this.conn.socket.write(h + chunk.toString('latin1'), 'latin1');
+      this.conn.socket.write(h, 'latin1');
+    }
     const d = this.dechunker;
     if (d !== undefined) {
       d.push(chunk, 0, chunk.length);
@@ -223,6 +238,7 @@ export class Exchange implements Downstream {
   /** The response is complete; the connection takes the next request or closes. */
   end(): void {
     if (this.finished) return;
+    this.flushHead();
     this.finished = true;
     this.conn.exchangeDone(this, this.closeAfter || !this.bodyDone);
   }
@@ -261,6 +277,7 @@ export class Exchange implements Downstream {
    * any bytes the client sent beyond the request, which belong to the new protocol.
    */
   detach(): DetachedSocket {
+    this.flushHead();
     this.finished = true;
     return this.conn.detach();
   }
@@ -551,9 +568,12 @@ export class ClientConnection {
 
 function noop(): void {}
 
-function uncork(socket: net.Socket): void {
-  if (socket.writableCorked > 0) socket.uncork();
+function flushHead(ex: Exchange): void {
+  ex.flushHead();
 }
+
+/** A first body chunk up to this size leaves in the same write as the response head. */
+const SMALL_BODY = 4_096;
 
 export interface Http1ListenerDeps {
   readonly clock: Clock;
