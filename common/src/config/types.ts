@@ -135,8 +135,8 @@ export interface SidecarConfig {
     readonly reportIntervalMs: number; // default 5s
   } | undefined;
   readonly services: Readonly<Record<string, ServiceConfig>>;
-  /** The HTTP/1.1 engine's timeouts and limits (every listener and upstream pool); defaults when absent. */
-  readonly http?: HttpConfig | undefined;
+  /** The HTTP/1.1 engine's timeouts and limits (every listener and upstream pool); the schema fills in defaults. */
+  readonly http: HttpConfig;
   readonly log: { readonly level: 'trace' | 'debug' | 'info' | 'warn' | 'error' | 'silent'; readonly accessLog: AccessLogConfig };
   readonly metrics: { readonly enabled: boolean };
 }

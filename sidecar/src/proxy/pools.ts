@@ -2,7 +2,6 @@ import type { Endpoint } from '../core/endpoint.js';
 import type { TimerHandle } from '../../../common/src/timers.js';
 import { UpstreamPool, type PoolDeps, type PoolOptions } from './http1/pool.js';
 
-export type { PoolOptions } from './http1/pool.js';
 
 /** How often idle upstream connections are checked against their idle timeout. */
 const SWEEP_MS = 1_000;

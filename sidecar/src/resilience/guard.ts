@@ -120,10 +120,6 @@ export class ServiceGuard {
     }
   }
 
-  endpointBreaker(ep: Endpoint): Breaker | undefined {
-    return this.endpointBreakers.get(ep);
-  }
-
   /**
    * Lets a new call in, or says why not: the service has `limits.maxConcurrent` calls in flight, or its
    * breaker is open. An admitted call holds a slot (and the service breaker's ticket) until `leave`.

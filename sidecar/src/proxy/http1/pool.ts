@@ -5,9 +5,6 @@ import { ChunkedScanner } from './chunked.js';
 import { HttpParseError, parseResponseHead, type ParseLimits, type ResponseHead } from './parser.js';
 import { UpstreamError, type DetachedSocket, type UpstreamHandler, type UpstreamLink, type UpstreamPoolLike } from '../exchange.js';
 
-export { UpstreamError } from '../exchange.js';
-export type { UpstreamHandler } from '../exchange.js';
-
 /**
  * The upstream half of the HTTP/1.1 engine: per endpoint, a pool of keep-alive sockets (a cap on
  * connections, a connect timeout, an idle timeout) and, per socket, the reading of one response at a
