@@ -141,6 +141,7 @@ export class Sidecar {
         { service: config.service, target: config.inbound.target, maxConcurrent: config.inbound.maxConcurrent, timeoutMs: 60_000 },
         this.metrics,
         deps,
+        this.pools,
         this.http.upstream,
       );
     }
@@ -493,8 +494,8 @@ export class Sidecar {
     for (const g of this.guards.values()) g.close();
     this.guards.clear();
     this.breakers.close();
+    // Every upstream connection, the inbound app's included.
     this.pools.close(true);
-    this.inbound?.close();
     if (this.servers.admin) await closeServer(this.servers.admin, 0);
     this.logger.info('sidecar stopped');
     await flushLogger(this.accessLogger);

@@ -2,8 +2,9 @@ import { Endpoint } from '../core/endpoint.js';
 import type { Metrics } from '../telemetry/metrics.js';
 import { Call, type CallDeps, type Route } from './call.js';
 import type { UpstreamSettings } from './outbound.js';
-import { UpstreamPool } from './http1/pool.js';
+import type { PoolOptions, UpstreamPool } from './http1/pool.js';
 import type { ExchangeHandler } from './http1/server.js';
+import type { PoolRegistry } from './pools.js';
 
 export interface InboundOptions {
   readonly service: string;
@@ -13,29 +14,37 @@ export interface InboundOptions {
   readonly timeoutMs: number;
 }
 
-/** The local app as the inbound side's only endpoint. */
+/** Time to open a connection to the local app. */
+const APP_CONNECT_TIMEOUT_MS = 2_000;
+
+/** The local app as the inbound side's only endpoint; its connections live in the sidecar's pool registry. */
 class AppRoute implements Route {
   readonly direction = 'inbound' as const;
   readonly retry = undefined;
   readonly guard = undefined;
   readonly endpoint: Endpoint;
-  readonly appPool: UpstreamPool;
   readonly authority: string;
+  /** Replaced (not mutated) when the `http` section changes; the registry applies it to the pool. */
+  poolOptions: PoolOptions;
 
   constructor(
     readonly service: string,
     readonly target: string,
     readonly stats: Route['stats'],
     readonly timeoutMs: number,
-    connections: number,
+    private readonly connections: number,
     upstream: UpstreamSettings,
-    deps: CallDeps,
+    private readonly pools: PoolRegistry,
     readonly release: () => void,
   ) {
     const url = new URL(target);
     this.authority = url.host;
     this.endpoint = new Endpoint({ address: url.host, weight: 1, capacity: connections, cost: 1 });
-    this.appPool = new UpstreamPool(this.endpoint.host, this.endpoint.port, { maxConnections: connections, connectTimeoutMs: 2_000, idleTimeoutMs: upstream.idleTimeoutMs, limits: upstream.limits }, deps);
+    this.poolOptions = this.optionsFor(upstream);
+  }
+
+  optionsFor(upstream: UpstreamSettings): PoolOptions {
+    return { maxConnections: this.connections, connectTimeoutMs: APP_CONNECT_TIMEOUT_MS, idleTimeoutMs: upstream.idleTimeoutMs, limits: upstream.limits };
   }
 
   pick(): Endpoint {
@@ -43,7 +52,7 @@ class AppRoute implements Route {
   }
 
   pool(): UpstreamPool {
-    return this.appPool;
+    return this.pools.get(this.endpoint, this.poolOptions);
   }
 }
 
@@ -55,31 +64,34 @@ export class InboundProxy {
   private route: AppRoute;
   private limit: number;
   inflight = 0;
-  private readonly sweeper;
 
   constructor(
     options: InboundOptions,
     private readonly metrics: Metrics,
     private readonly deps: CallDeps,
-    private upstream: UpstreamSettings,
+    private readonly pools: PoolRegistry,
+    upstream: UpstreamSettings,
   ) {
     this.limit = options.maxConcurrent;
-    this.route = this.makeRoute(options);
-    this.sweeper = deps.timers.every(1_000, () => this.route.appPool.sweep(deps.clock.now()));
+    this.route = this.makeRoute(options, upstream);
   }
 
-  private makeRoute(o: InboundOptions): AppRoute {
-    return new AppRoute(o.service, o.target, this.metrics.trafficStats('inbound', o.service), o.timeoutMs, o.maxConcurrent, this.upstream, this.deps, this.release);
+  private makeRoute(o: InboundOptions, upstream: UpstreamSettings): AppRoute {
+    return new AppRoute(o.service, o.target, this.metrics.trafficStats('inbound', o.service), o.timeoutMs, o.maxConcurrent, upstream, this.pools, this.release);
   }
 
-  /** Applies a reloaded inbound section; a new target gets a new pool, the old one drains. */
+  /**
+   * Applies a reloaded inbound section: a new target, pool size or timeout gets a new route and pool (the old
+   * pool's requests finish); new `http` settings apply to the same pool.
+   */
   update(options: InboundOptions, upstream: UpstreamSettings): void {
     this.limit = options.maxConcurrent;
     const old = this.route;
-    if (options.target !== old.target || options.maxConcurrent !== old.endpoint.capacity || options.timeoutMs !== old.timeoutMs || upstream !== this.upstream) {
-      this.upstream = upstream;
-      this.route = this.makeRoute(options);
-      old.appPool.close();
+    if (options.target !== old.target || options.maxConcurrent !== old.endpoint.capacity || options.timeoutMs !== old.timeoutMs) {
+      this.route = this.makeRoute(options, upstream);
+      this.pools.release([old.endpoint]);
+    } else {
+      old.poolOptions = old.optionsFor(upstream);
     }
   }
 
@@ -102,9 +114,4 @@ export class InboundProxy {
   private readonly release = (): void => {
     this.inflight--;
   };
-
-  close(): void {
-    this.sweeper.cancel();
-    this.route.appPool.destroy();
-  }
 }

@@ -236,12 +236,7 @@ export class ServiceGuard {
       slot.retrying = false;
       this.activeRetries--;
     }
-    const t = slot.serviceTicket;
-    if (t !== undefined) {
-      slot.serviceTicket = undefined;
-      if (status >= 500) t.failure();
-      else t.success();
-    }
+    this.settle(slot, status < 500);
   }
 
   breakerViews(): BreakerView[] {
