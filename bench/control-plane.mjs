@@ -30,7 +30,7 @@ const HOST = '127.0.0.1';
 const BIN = path.join(REPO_DIR, 'bin', 'outrigger.js');
 const GEN = path.join(REPO_DIR, 'dist', 'proto', 'gen', 'outrigger', 'v1', 'discovery.js');
 
-// DESIGN targets (informational: they print PASS/MISS, they do not fail the run).
+// Targets (informational: they print PASS/MISS, they do not fail the run).
 const GOALS = { p99Ms: 1000, rssMb: 300 };
 
 const log = (msg) => process.stdout.write(`${msg}\n`);
@@ -768,7 +768,7 @@ RSS: VmRSS of the control plane sampled every 100 ms, and its VmHWM (kernel peak
 
 ${markdownTable(summaryRows(res))}
 
-Goals (DESIGN, informational): convergence p99 < ${GOALS.p99Ms} ms, RSS < ${GOALS.rssMb} MB.
+Goals (informational): convergence p99 < ${GOALS.p99Ms} ms, RSS < ${GOALS.rssMb} MB.
 
 <details><summary>Every change</summary>
 

@@ -1,5 +1,5 @@
 /**
- * Endpoint `weight` and `cost` from load reports (DESIGN §2, "Weights"): pure functions, no I/O, no clock.
+ * Endpoint `weight` and `cost` from load reports: pure functions, no I/O, no clock.
  * Time comes in as `now` (the injected Clock's monotonic ms, the same clock that stamped `receivedAt`).
  *
  * Per endpoint with a fresh report (L = the LoadReport, capacity from the endpoint):

@@ -143,7 +143,7 @@ export class Cluster {
   }
 
   /**
-   * Slow start (DESIGN §2): a newly eligible endpoint's weight (capacity for least-load) ramps linearly from
+   * Slow start: a newly eligible endpoint's weight (capacity for least-load) ramps linearly from
    * 10 % to 100 % over `slowStart`; the picker is rebuilt on a short step while any endpoint ramps.
    */
   private startRamp(ep: Endpoint): void {

@@ -1,5 +1,5 @@
 /**
- * Load-balancing policies (DESIGN §2): one PickerFactory per `lb:` value, and `buildPicker`, which the
+ * Load-balancing policies: one PickerFactory per `lb:` value, and `buildPicker`, which the
  * cluster code calls on every endpoint-set or weight change (control path). The returned Picker is the
  * hot path: `pick()` allocates nothing and reads inflight / cost / capacity / ewmaMs live; weights are read
  * at build time, so a weight change needs a rebuild.
@@ -36,7 +36,7 @@ export const pickerFactories: Readonly<Record<LbPolicy, PickerFactory>> = {
   maglev: maglevFactory,
 };
 
-/** Every policy name, in DESIGN order. */
+/** Every policy name, in the documented order. */
 export const lbPolicies: readonly LbPolicy[] = Object.keys(pickerFactories) as LbPolicy[];
 
 /** Where the stickiness key of a hashing policy comes from (structurally the config's `hashOn`). */

@@ -1,5 +1,5 @@
 /**
- * `least-load`: choose argmin_i cost_i · (inflight_i + 1) / capacity_i (DESIGN §2), ties broken uniformly
+ * `least-load`: choose argmin_i cost_i · (inflight_i + 1) / capacity_i, ties broken uniformly
  * at random. cost, capacity and inflight are read live on every pick.
  *
  * Up to SCAN_LIMIT (16) endpoints the picker scans them all (exact argmin; ties by reservoir sampling:

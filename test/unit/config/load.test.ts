@@ -7,7 +7,7 @@ import type { ServiceConfig } from '../../../common/src/config/types.js';
 import { ConfigError } from '../../../common/src/errors.js';
 
 /** The complete sidecar.yaml example of docs/configuration.md, verbatim. */
-const DESIGN_EXAMPLE = `
+const DOCUMENTED_EXAMPLE = `
 service: catalog                  # the service this sidecar sits beside
 instance: catalog-1               # default: <service>-<hostname>-<inbound port>
 admin:    { listen: 127.0.0.1:15000 }
@@ -33,7 +33,7 @@ services:                         # upstreams; the control plane may add and upd
     panicThreshold: 50
 `;
 
-const FULL = DESIGN_EXAMPLE;
+const FULL = DOCUMENTED_EXAMPLE;
 
 const MINIMAL = `
 service: catalog

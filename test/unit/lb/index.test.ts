@@ -4,7 +4,7 @@ import { buildPicker, hashKeyFromHeaders, isHashPolicy, lbPolicies, pickerFactor
 import { makeEndpoints, opts } from './helpers.js';
 
 describe('lb registry', () => {
-  it('has a factory for every policy of DESIGN §2', () => {
+  it('has a factory for every documented policy', () => {
     const all: LbPolicy[] = [
       'random',
       'weighted-random',
