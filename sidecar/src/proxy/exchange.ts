@@ -47,6 +47,8 @@ export interface Downstream {
   readonly head: RequestHead;
   readonly hasBody: boolean;
   readonly remoteAddress: string | undefined;
+  /** The client's verified mesh identity (its service name) when it connected over mutual TLS. */
+  readonly peer: string | undefined;
   observer: ExchangeObserver | undefined;
   /** Starts the flow of the request body to `consumer` (answers `Expect: 100-continue` first). */
   setBodyConsumer(consumer: BodyConsumer): void;

@@ -4,6 +4,7 @@ import type { TimerHandle, Timers } from '../../../../common/src/timers.js';
 import { ChunkedScanner } from './chunked.js';
 import { HttpParseError, parseResponseHead, type ParseLimits, type ResponseHead } from './parser.js';
 import { UpstreamError, type DetachedSocket, type UpstreamHandler, type UpstreamLink, type UpstreamPoolLike } from '../exchange.js';
+import { connectMesh, type UpstreamTls } from '../tls/mesh-tls.js';
 
 /**
  * The upstream half of the HTTP/1.1 engine: per endpoint, a pool of keep-alive sockets (a cap on
@@ -17,6 +18,8 @@ export interface PoolOptions {
   readonly connectTimeoutMs: number;
   readonly idleTimeoutMs: number;
   readonly limits: ParseLimits;
+  /** Mutual TLS to a sidecar's inbound listener (absent: plaintext). */
+  readonly tls?: UpstreamTls | undefined;
 }
 
 export interface PoolDeps {
@@ -361,10 +364,12 @@ export class UpstreamPool implements UpstreamPoolLike {
 
   private open(): void {
     this.connecting++;
-    const socket = net.connect({ host: this.host, port: this.port, noDelay: true });
+    const t = this.options.tls;
+    const socket = t === undefined ? net.connect({ host: this.host, port: this.port, noDelay: true }) : connectMesh(this.host, this.port, t);
     const conn = new UpstreamConnection(socket, this);
     this.all.add(conn);
-    socket.once('connect', conn.onConnect);
+    // Over TLS the connection is usable once the handshake (and the peer's identity check) succeeded.
+    socket.once(t === undefined ? 'connect' : 'secureConnect', conn.onConnect);
     conn.startConnectTimer(this.options.connectTimeoutMs, this.deps.timers);
   }
 

@@ -4,6 +4,7 @@ import type { TimerHandle, Timers } from '../../../../common/src/timers.js';
 import { ChunkedScanner } from './chunked.js';
 import { HttpParseError, parseRequestHead, type ParseLimits, type RequestHead } from './parser.js';
 import type { BodyConsumer, DetachedSocket, Downstream, ExchangeObserver, ResponseFraming } from '../exchange.js';
+import { MeshAcceptor, type InboundTls } from '../tls/mesh-tls.js';
 
 /**
  * The downstream half of the HTTP/1.1 engine: a listener on `net` sockets that parses request heads
@@ -22,6 +23,8 @@ export interface ListenerOptions {
   /** Connections open at once on this listener; more are closed at accept. */
   readonly maxConnections: number;
   readonly limits: ParseLimits;
+  /** Mutual TLS from other sidecars (absent or mode off: plaintext). */
+  readonly tls?: InboundTls | undefined;
 }
 
 export interface ExchangeHandler {
@@ -121,6 +124,10 @@ export class Exchange implements Downstream {
 
   get hasBody(): boolean {
     return this.bodyKind !== BODY_NONE;
+  }
+
+  get peer(): string | undefined {
+    return this.conn.peer;
   }
 
   get remoteAddress(): string | undefined {
@@ -293,6 +300,8 @@ export class ClientConnection {
   private tunnel: string | undefined;
   private pausedByUs = false;
   draining = false;
+  /** The client's verified mesh identity (its service), when it connected over mutual TLS. */
+  peer: string | undefined;
 
   constructor(
     readonly socket: net.Socket,
@@ -598,15 +607,46 @@ export class Http1Listener {
     this.clock = deps.clock;
     this.timers = deps.timers;
     this.server = net.createServer({ allowHalfOpen: true, noDelay: true }, (socket) => {
-      this.conns.add(new ClientConnection(socket, this));
+      const mesh = this.mesh;
+      if (mesh === undefined) {
+        this.conns.add(new ClientConnection(socket, this));
+        return;
+      }
+      // The first bytes and the handshake count against the header timeout.
+      mesh.accept(socket, this.handshakeDeadline);
     });
+    this.mesh = this.acceptorFor(options.tls);
     this.server.maxConnections = options.maxConnections;
     this.startSweeper();
   }
 
+  /** Mutual TLS from other sidecars, when the listener's settings ask for it. */
+  private mesh: MeshAcceptor | undefined;
+
+  private readonly handshakeDeadline = (fn: () => void): TimerHandle => this.timers.after(this.options.headerTimeoutMs, fn);
+
+  private acceptorFor(t: InboundTls | undefined): MeshAcceptor | undefined {
+    if (t === undefined || t.mode === 'off') return undefined;
+    if (this.mesh !== undefined && this.mesh.settings === t) return this.mesh;
+    return new MeshAcceptor(t, this.options.headerTimeoutMs, this.acceptSecured);
+  }
+
+  private readonly acceptSecured = (socket: net.Socket, peer: string | undefined): void => {
+    if (this.closed !== undefined || !this.server.listening) {
+      socket.destroy();
+      return;
+    }
+    const c = new ClientConnection(socket, this);
+    c.peer = peer;
+    this.conns.add(c);
+  };
+
   /** New timeouts and limits apply to every connection from now on. */
   configure(options: ListenerOptions): void {
     this.options = options;
+    const mesh = this.acceptorFor(options.tls);
+    if (mesh !== this.mesh) this.mesh?.close();
+    this.mesh = mesh;
     this.server.maxConnections = options.maxConnections;
     this.sweeper?.cancel();
     this.startSweeper();
@@ -641,6 +681,7 @@ export class Http1Listener {
   /** Stops accepting, lets responses in flight finish for up to `graceMs`, then cuts what is left. */
   close(graceMs: number): Promise<void> {
     this.sweeper?.cancel();
+    this.mesh?.close();
     return new Promise((resolve) => {
       const grace: { timer?: TimerHandle } = {};
       const done = (): void => {
