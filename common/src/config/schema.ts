@@ -274,7 +274,7 @@ const circuitBreakerOption = z
     for (const issue of r.error.issues) {
       let input: unknown = v;
       for (const key of issue.path) input = input !== null && typeof input === 'object' ? (input as Record<PropertyKey, unknown>)[key] : undefined;
-      ctx.addIssue({ ...issue, input } as z.core.$ZodRawIssue);
+      ctx.addIssue({ ...issue, input } as unknown as Parameters<typeof ctx.addIssue>[0]);
     }
     return z.NEVER;
   })

@@ -46,7 +46,7 @@ function request(guard: ServiceGuard, cluster: Cluster, answer: (ep: Endpoint) =
     return 503;
   }
   const status = answer(ep);
-  guard.report(ep, s.ticket, status >= 500 ? Outcome.LocalOriginError : Outcome.Success);
+  guard.report(ep, s.ticket, status >= 500 ? Outcome.Error5xx : Outcome.Success);
   guard.leave(s, status);
   return status;
 }
