@@ -12,6 +12,7 @@ import { ServiceGuard } from './resilience/guard.js';
 import { HealthSupervisor } from './health/supervisor.js';
 import type { ControlPlaneClient } from './discovery/client.js';
 import { defaultAdvertise } from './discovery/advertise.js';
+import { OnDemandResolver } from './discovery/on-demand.js';
 import type { EndpointReport, LoadReport } from '../../proto/gen/outrigger/v1/discovery.js';
 import { parseHostPort } from '../../common/src/listen.js';
 import { createAdminServer } from './admin/server.js';
@@ -88,6 +89,8 @@ export class Sidecar {
   private isReady = false;
   private stopping = false;
   private controlPlane: ControlPlaneClient | undefined;
+  /** Looks up services the app calls that this sidecar does not know (with a control plane). */
+  private onDemand: OnDemandResolver | undefined;
   private lastReport = { at: 0, inbound: 0, errors: 0, seconds: 0, cpu: process.cpuUsage(), buckets: new Float64Array(LATENCY_BUCKETS) };
 
   private constructor(
@@ -197,6 +200,19 @@ export class Sidecar {
     this.lastReport = { at: this.clock.now(), inbound: 0, errors: 0, seconds: 0, cpu: process.cpuUsage(), buckets: new Float64Array(LATENCY_BUCKETS) };
     // Loaded only by a sidecar that has a control plane: gRPC is the largest thing a sidecar could load.
     const [{ ControlPlaneClient }, { ConfigCache }] = await Promise.all([import('./discovery/client.js'), import('./discovery/cache.js')]);
+    const onDemand =
+      cp.resolveTimeoutMs > 0
+        ? new OnDemandResolver({
+            timeoutMs: cp.resolveTimeoutMs,
+            subscribe: (names) => this.controlPlane?.subscribe(names),
+            unsubscribe: (names) => this.controlPlane?.unsubscribe(names),
+            known: (name) => this.clusters.get(name) !== undefined,
+            clock: this.clock,
+            timers: this.timers,
+            logger: this.logger,
+          })
+        : undefined;
+    this.onDemand = onDemand;
     this.controlPlane = new ControlPlaneClient({
       addresses: cp.addresses,
       instance: { service: cfg.service, id: cfg.instance, address: advertise ?? '', weight: cp.weight, capacity: cp.capacity, zone: cp.zone ?? '' },
@@ -205,6 +221,7 @@ export class Sidecar {
       apply: (version, services, source) => this.applyPushed(version, services, source),
       currentVersion: () => this.pushed?.version ?? '',
       onConnected: (c) => this.metrics.setControlPlaneConnected(c),
+      onAnswered: onDemand === undefined ? undefined : (names) => onDemand.answered(names),
       loadReport: () => this.loadReport(),
       reportIntervalMs: cp.reportIntervalMs,
       random: this.random,
@@ -212,6 +229,7 @@ export class Sidecar {
       logger: this.logger,
     });
     await this.controlPlane.start();
+    this.outbound.resolver = onDemand;
   }
 
   /** This instance's load since the previous report (inbound side), for the control plane's weights. */
@@ -358,7 +376,7 @@ export class Sidecar {
 
   /** The services this sidecar's app calls: those its file declares and those it subscribes to. */
   private upstreamNames(): Set<string> {
-    return new Set([...Object.keys(this.fileConfig.services), ...(this.fileConfig.controlPlane?.subscribe ?? [])]);
+    return new Set([...Object.keys(this.fileConfig.services), ...(this.fileConfig.controlPlane?.subscribe ?? []), ...(this.onDemand?.names() ?? [])]);
   }
 
   /** The file's configuration with the services the control plane pushed laid over it. */
@@ -484,6 +502,8 @@ export class Sidecar {
     this.stopping = true;
     // Deregister first: the control plane drains this instance while requests in flight finish.
     await this.controlPlane?.stop();
+    // Requests waiting for an on-demand lookup are answered now (404) instead of at the timeout.
+    this.onDemand?.close();
     const closing: Promise<void>[] = [];
     for (const l of this.httpListeners()) closing.push(l.close(graceMs));
     for (const proxy of [...this.tcpDraining, ...[...this.tcpServices.values()].map((e) => e.proxy)]) closing.push(proxy.close(graceMs));

@@ -42,6 +42,7 @@ const snapshot: ControlPlaneMessage = {
         { name: 'orders', policyJson: '{"endpoints":[{"address":"127.0.0.1:18090"}]}' },
       ],
       instanceTtlMs: 15_000,
+      unknownServices: ['payments'],
     },
   },
 };
@@ -69,6 +70,7 @@ const afterSnapshot: SidecarMessage[] = [
     },
   },
   { msg: { $case: 'nack', nack: { version: '43', nonce: 'n-8b01', reason: 'services.orders.retry.attempts: expected integer 0..10, got 11' } } },
+  { msg: { $case: 'subscribe', subscribe: { add: ['payments'], remove: ['catalog'] } } },
   { msg: { $case: 'deregister', deregister: {} } },
 ];
 
@@ -130,6 +132,7 @@ describe('wire contract (generated ts-proto + grpc-js stubs)', () => {
     expect(pushed.version).toBe('42');
     expect(pushed.nonce).toBe('n-7f3a');
     expect(pushed.instanceTtlMs).toBe(15_000);
+    expect(pushed.unknownServices).toEqual(['payments']);
     expect(pushed.services.map((s) => s.name)).toEqual(['catalog', 'orders']);
 
     // policy_json is sidecar.yaml's `services.NAME` shape: the sidecar's own validation accepts it.
@@ -146,6 +149,6 @@ describe('wire contract (generated ts-proto + grpc-js stubs)', () => {
     await clientFinished;
 
     expect(received).toEqual([hello, ...afterSnapshot]);
-    expect(received.map((m) => m.msg?.$case)).toEqual(['hello', 'ack', 'heartbeat', 'load', 'nack', 'deregister']);
+    expect(received.map((m) => m.msg?.$case)).toEqual(['hello', 'ack', 'heartbeat', 'load', 'nack', 'subscribe', 'deregister']);
   }, 2_000);
 });

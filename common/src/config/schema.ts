@@ -244,12 +244,15 @@ const outlierDetectionSchema = strict({
     }),
   );
 
-const circuitBreakerSchema = strict({
-  errorThresholdPercentage: num(0, 100, true).default(50),
-  volumeThreshold: int(0).default(20),
-  rollingWindow: duration().default(10_000),
-  resetTimeout: duration().default(5_000),
-}).transform(
+const circuitBreakerSchema = strict(
+  {
+    errorThresholdPercentage: num(0, 100, true).default(50),
+    volumeThreshold: int(0).default(20),
+    rollingWindow: duration().default(10_000),
+    resetTimeout: duration().default(5_000),
+  },
+  'a mapping, or false to turn the breakers off',
+).transform(
   (c): CircuitBreakerConfig => ({
     errorThresholdPercentage: c.errorThresholdPercentage,
     volumeThreshold: c.volumeThreshold,
@@ -257,6 +260,25 @@ const circuitBreakerSchema = strict({
     resetTimeoutMs: c.resetTimeout,
   }),
 );
+
+/**
+ * Breakers are on by default (the settings above); `false` turns them off for the service. (Not a zod
+ * union: its error would hide which key of the mapping is wrong.)
+ */
+const circuitBreakerOption = z
+  .unknown()
+  .transform((v, ctx): CircuitBreakerConfig | undefined => {
+    if (v === false) return undefined;
+    const r = circuitBreakerSchema.safeParse(v);
+    if (r.success) return r.data;
+    for (const issue of r.error.issues) {
+      let input: unknown = v;
+      for (const key of issue.path) input = input !== null && typeof input === 'object' ? (input as Record<PropertyKey, unknown>)[key] : undefined;
+      ctx.addIssue({ ...issue, input } as unknown as Parameters<typeof ctx.addIssue>[0]);
+    }
+    return z.NEVER;
+  })
+  .prefault({}) as unknown as z.ZodType<CircuitBreakerConfig | undefined, false | z.input<typeof circuitBreakerSchema> | undefined>;
 
 const limitsSchema = strict({
   maxConcurrent: int(1).default(1024),
@@ -315,7 +337,7 @@ export const serviceSchema = strict({
   protocol: z.enum(PROTOCOLS, { error: `expected one of ${PROTOCOLS.join(' | ')}` }).default('http'),
   healthCheck: healthCheckSchema.optional(),
   outlierDetection: outlierDetectionSchema.optional(),
-  circuitBreaker: circuitBreakerSchema.optional(),
+  circuitBreaker: circuitBreakerOption,
   limits: limitsSchema.prefault({}),
   retry: retrySchema.prefault({}),
   timeout: duration().default(15_000),
@@ -401,6 +423,8 @@ export const sidecarSchema = strict({
     cacheFile: z.string().min(1).optional(),
     // How often this instance's load is reported.
     reportInterval: duration().default(5_000),
+    // How long a request for a service this sidecar does not know waits for the control plane to resolve it (0: no on-demand lookup).
+    resolveTimeout: duration(true).default(1_000),
   }).optional(),
   services: z
     .record(serviceName(), serviceSchema, { error: 'expected a mapping of service name to policy' })
@@ -481,7 +505,7 @@ export const sidecarSchema = strict({
       controlPlane:
         c.controlPlane === undefined
           ? undefined
-          : (({ reportInterval, ...rest }) => ({ ...rest, reportIntervalMs: reportInterval }))(c.controlPlane),
+          : (({ reportInterval, resolveTimeout, ...rest }) => ({ ...rest, reportIntervalMs: reportInterval, resolveTimeoutMs: resolveTimeout }))(c.controlPlane),
       services: c.services,
       http: (({ headerTimeout, idleTimeout, bodyTimeout, upstreamIdleTimeout, ...rest }) => ({
         ...rest,

@@ -97,6 +97,7 @@ export interface ServiceConfig {
   readonly protocol: ServiceProtocol; // default http
   readonly healthCheck?: HealthCheckConfig | undefined;
   readonly outlierDetection?: OutlierDetectionConfig | undefined;
+  /** On by default; undefined when the file or policy says `circuitBreaker: false`. */
   readonly circuitBreaker?: CircuitBreakerConfig | undefined;
   readonly limits: LimitsConfig;
   readonly retry: RetryConfig;
@@ -133,6 +134,8 @@ export interface SidecarConfig {
     /** Cache of the last applied control-plane configuration; default next to nothing (no cache). */
     readonly cacheFile?: string | undefined;
     readonly reportIntervalMs: number; // default 5s
+    /** How long a request for an unknown service waits for the control plane to resolve it; 0: no on-demand lookup. */
+    readonly resolveTimeoutMs: number; // default 1s
   } | undefined;
   readonly services: Readonly<Record<string, ServiceConfig>>;
   /** The HTTP/1.1 engine's timeouts and limits (every listener and upstream pool); the schema fills in defaults. */

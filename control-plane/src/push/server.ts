@@ -41,13 +41,11 @@ class Subscriber {
   lastLoad: LoadReport | undefined;
   lastLoadAt: number | undefined;
   deregistered = false;
-  private wanted: ReadonlySet<string> | undefined;
+  /** The services this sidecar subscribed to: those of its Hello, plus and minus its Subscribe messages. */
+  readonly subscriptions = new Set<string>();
   /** Whether this sidecar receives `service` (subscribed, or its own). */
   wants(service: string): boolean {
-    const h = this.hello;
-    if (h === undefined) return false;
-    this.wanted ??= new Set([...h.subscriptions, h.instance?.service ?? '']);
-    return this.wanted.has(service);
+    return this.hello !== undefined && (this.subscriptions.has(service) || this.hello.instance?.service === service);
   }
   /** A change arrived that this subscriber has not been sent yet. */
   dirty = false;
@@ -66,8 +64,13 @@ export interface PushServerOptions {
   readonly now: () => number;
   /** Changes within this window are sent as one snapshot (default 20 ms). */
   readonly coalesceMs?: number | undefined;
-  readonly onEvent?: ((event: { type: 'ack' | 'nack' | 'connected' | 'disconnected'; instance: string; version?: string; reason?: string }) => void) | undefined;
+  readonly onEvent?:
+    | ((event: { type: 'ack' | 'nack' | 'connected' | 'disconnected' | 'subscribed'; instance: string; version?: string; reason?: string; services?: readonly string[] }) => void)
+    | undefined;
 }
+
+/** Subscriptions one stream may hold; names beyond it are answered as unknown (a sidecar gone wrong cannot grow the control plane's memory). */
+export const MAX_SUBSCRIPTIONS = 10_000;
 
 /**
  * The control plane's side of `Discovery.Stream`: one Subscriber per sidecar, full state first, then a new
@@ -122,6 +125,7 @@ export class PushServer {
         }
       }
       sub.hello = m.hello;
+      for (const name of m.hello.subscriptions.slice(0, MAX_SUBSCRIPTIONS)) sub.subscriptions.add(name);
       this.subscribers.add(sub);
       this.o.onEvent?.({ type: 'connected', instance: m.hello.instance.id });
       this.send(sub);
@@ -149,6 +153,16 @@ export class PushServer {
         sub.deregistered = true;
         this.source.deregister(id);
         break;
+      case 'subscribe': {
+        for (const name of m.subscribe.remove) sub.subscriptions.delete(name);
+        for (const name of m.subscribe.add) if (sub.subscriptions.size < MAX_SUBSCRIPTIONS) sub.subscriptions.add(name);
+        if (m.subscribe.add.length > 0) this.o.onEvent?.({ type: 'subscribed', instance: id, services: m.subscribe.add });
+        // Every Subscribe is answered with a snapshot, even at an unchanged version: it says which of the
+        // added names are known.
+        sub.sentVersion = undefined;
+        this.send(sub);
+        break;
+      }
       case 'hello':
         break;
     }
@@ -194,15 +208,20 @@ export class PushServer {
       return;
     }
     sub.dirty = false;
-    const names = [...new Set([...hello.subscriptions, hello.instance?.service ?? ''])].filter((n) => n !== '');
+    const names = [...new Set([...sub.subscriptions, hello.instance?.service ?? ''])].filter((n) => n !== '');
     const snap = this.source.snapshot(names);
     const version = String(snap.version);
     if (version === sub.sentVersion) return;
     const nonce = String(++this.nonce);
     sub.sentVersion = version;
     sub.sentNonce = nonce;
+    const sent = new Set(snap.services.map((s) => s.name));
+    const unknownServices = [...sub.subscriptions].filter((n) => !sent.has(n)).sort();
     const ok = sub.call.write({
-      msg: { $case: 'snapshot', snapshot: { version, nonce, services: snap.services.map((s) => ({ name: s.name, policyJson: s.policyJson })), instanceTtlMs: this.source.instanceTtlMs } },
+      msg: {
+        $case: 'snapshot',
+        snapshot: { version, nonce, services: snap.services.map((s) => ({ name: s.name, policyJson: s.policyJson })), instanceTtlMs: this.source.instanceTtlMs, unknownServices },
+      },
     });
     if (!ok) sub.blocked = true;
   }
@@ -210,7 +229,7 @@ export class PushServer {
   views(): SubscriberView[] {
     return [...this.subscribers].map((s) => ({
       instance: s.hello?.instance ?? null,
-      subscriptions: s.hello?.subscriptions ?? [],
+      subscriptions: [...s.subscriptions],
       sentVersion: s.sentVersion ?? null,
       ackedVersion: s.ackedVersion ?? null,
       lastNack: s.lastNack ?? null,

@@ -23,6 +23,11 @@ export interface ControlPlaneClientOptions {
   readonly apply: (version: string, services: readonly PushedService[], source: 'control-plane' | 'cache') => Promise<string | undefined>;
   readonly currentVersion: () => string;
   readonly onConnected: (connected: boolean) => void;
+  /**
+   * After each snapshot from the control plane was applied (or NACKed): every name it spoke for, its
+   * services and the subscribed names the control plane does not know.
+   */
+  readonly onAnswered?: ((names: ReadonlySet<string>) => void) | undefined;
   readonly loadReport: () => LoadReport;
   readonly random: Random;
   readonly timers: Timers;
@@ -51,6 +56,8 @@ export class ControlPlaneClient {
   private reportTimer: TimerHandle | undefined;
   private ttlMs = DEFAULT_TTL_MS;
   private applying: Promise<void> = Promise.resolve();
+  /** Subscriptions added on the live stream (on-demand discovery); sent again in every Hello. */
+  private readonly added = new Set<string>();
   connected = false;
 
   constructor(private readonly o: ControlPlaneClientOptions) {}
@@ -105,7 +112,24 @@ export class ControlPlaneClient {
     };
     call.on('error', (err: Error) => onDown(err));
     call.on('end', () => onDown());
-    this.write({ msg: { $case: 'hello', hello: { instance: this.o.instance, subscriptions: [...this.o.subscriptions], lastVersion: this.o.currentVersion() } } });
+    const subscriptions = [...new Set([...this.o.subscriptions, ...this.added])];
+    this.write({ msg: { $case: 'hello', hello: { instance: this.o.instance, subscriptions, lastVersion: this.o.currentVersion() } } });
+  }
+
+  /**
+   * Adds services to this sidecar's subscriptions on the live stream; the control plane answers with a
+   * snapshot that has each of them, or lists it as unknown. While disconnected, the next Hello carries them.
+   */
+  subscribe(names: readonly string[]): void {
+    for (const n of names) this.added.add(n);
+    this.write({ msg: { $case: 'subscribe', subscribe: { add: [...names], remove: [] } } });
+  }
+
+  /** Removes services added by `subscribe`. */
+  unsubscribe(names: readonly string[]): void {
+    // Subscriptions of the file (`controlPlane.subscribe`, `services`) stay.
+    const remove = names.filter((n) => this.added.delete(n) && !this.o.subscriptions.includes(n));
+    if (remove.length > 0) this.write({ msg: { $case: 'subscribe', subscribe: { add: [], remove } } });
   }
 
   private setConnected(connected: boolean, address: string, err?: Error): void {
@@ -138,11 +162,11 @@ export class ControlPlaneClient {
     this.applying = this.applying.then(async () => {
       const services = s.services.map((x) => ({ name: x.name, policyJson: x.policyJson }));
       const reason = await this.o.apply(s.version, services, 'control-plane');
-      if (reason === undefined) {
-        this.write({ msg: { $case: 'ack', ack: { version: s.version, nonce: s.nonce } } });
-        if (this.o.cache) await this.o.cache.save({ version: s.version, services }).catch((err: unknown) => this.o.logger.warn({ err: String(err) }, 'could not write the configuration cache'));
-      } else {
-        this.write({ msg: { $case: 'nack', nack: { version: s.version, nonce: s.nonce, reason } } });
+      if (reason === undefined) this.write({ msg: { $case: 'ack', ack: { version: s.version, nonce: s.nonce } } });
+      else this.write({ msg: { $case: 'nack', nack: { version: s.version, nonce: s.nonce, reason } } });
+      this.o.onAnswered?.(new Set([...services.map((x) => x.name), ...s.unknownServices]));
+      if (reason === undefined && this.o.cache) {
+        await this.o.cache.save({ version: s.version, services }).catch((err: unknown) => this.o.logger.warn({ err: String(err) }, 'could not write the configuration cache'));
       }
     });
   }

@@ -16,6 +16,14 @@ export interface UpstreamSettings {
   readonly limits: ParseLimits;
 }
 
+/** Looks up services this sidecar does not know yet (on-demand discovery through the control plane). */
+export interface ServiceResolver {
+  /** Starts a lookup of `name` if one may start; true when the name is known or being looked up. */
+  prefetch(name: string): boolean;
+  /** Calls `done` once `name` is known (true), or when it is not (false), within the resolve timeout. */
+  resolve(name: string, done: (found: boolean) => void): void;
+}
+
 /** The per-cluster route: reads the cluster's current picker and the guard; built once per config. */
 class ClusterRoute implements Route {
   readonly direction = 'outbound' as const;
@@ -56,6 +64,8 @@ class ClusterRoute implements Route {
  */
 export class OutboundProxy {
   private readonly routes = new Map<Cluster, ClusterRoute>();
+  /** Set while the sidecar has a control plane that resolves unknown names on demand. */
+  resolver: ServiceResolver | undefined;
 
   constructor(
     private readonly clusters: ClusterManager,
@@ -86,16 +96,14 @@ export class OutboundProxy {
         name = hostName(authority);
       }
       const cluster = this.clusters.get(name);
-      if (cluster === undefined) {
-        this.refuse(ex, 404, 'unknown-service', `no service named "${name}" is known to this sidecar`);
-        return;
-      }
-      this.send(ex, cluster, start);
+      if (cluster !== undefined) this.send(ex, cluster, start);
+      else this.lookUp(ex, name, start);
     },
     onConnect: (authority) => {
-      // A tunnel only to a service of the mesh: the sidecar is not an open proxy.
+      // A tunnel only to a service of the mesh: the sidecar is not an open proxy. A name the control plane
+      // is being asked about is accepted; requests inside the tunnel wait for the answer.
       const name = hostName(authority);
-      return this.clusters.get(name) !== undefined ? name : undefined;
+      return this.clusters.get(name) !== undefined || this.resolver?.prefetch(name) === true ? name : undefined;
     },
     onRefused: (status) => this.countOwn(status),
   };
@@ -115,6 +123,25 @@ export class OutboundProxy {
       onConnect: (authority) => (hostName(authority) === service && this.clusters.get(service) !== undefined ? service : undefined),
       onRefused: (status) => this.countOwn(status),
     };
+  }
+
+  /** The slow path of a name this sidecar does not know: asks the control plane, then routes or answers 404. */
+  private lookUp(ex: Exchange, name: string, start: number): void {
+    const resolver = this.resolver;
+    if (resolver === undefined) {
+      this.refuse(ex, 404, 'unknown-service', `no service named "${name}" is known to this sidecar`);
+      return;
+    }
+    resolver.resolve(name, () => {
+      if (ex.finished) {
+        // The client left while the control plane was asked.
+        this.countOwn(499);
+        return;
+      }
+      const cluster = this.clusters.get(name);
+      if (cluster !== undefined) this.send(ex, cluster, start);
+      else this.refuse(ex, 404, 'unknown-service', `no service named "${name}" is known to this sidecar or its control plane`);
+    });
   }
 
   private send(ex: Exchange, cluster: Cluster, start: number): void {

@@ -9,6 +9,12 @@ export type BreakerState = 'closed' | 'open' | 'half-open';
 export interface BreakerTicket {
   success(): void;
   failure(): void;
+  /**
+   * The call failed, but not in a way this breaker should count (the service breaker, when a healthy
+   * endpoint remains): it stays a fire in the window, neither success nor failure, and a half-open probe is
+   * given back so that the next call probes.
+   */
+  excuse(): void;
 }
 
 /** Buckets of the rolling window (as opossum's rollingCountBuckets). */
@@ -91,6 +97,18 @@ export class Breaker implements BreakerTicket {
     }
     if (this._state !== 'closed' || this.fires < this.config.volumeThreshold) return;
     if ((this.failures / this.fires) * 100 > this.config.errorThresholdPercentage) this.open();
+  }
+
+  excuse(): void {
+    if (this._state === 'half-open') this.probeTaken = false;
+  }
+
+  /**
+   * Closed, and not failing more than `errorThresholdPercentage` % of its calls in the window (whatever
+   * their number): the endpoint of an endpoint breaker looks able to serve.
+   */
+  get healthy(): boolean {
+    return this._state === 'closed' && this.failures * 100 <= this.fires * this.config.errorThresholdPercentage;
   }
 
   /** Moves the window on by one bucket (the factory's timer, every rollingWindow / 10). */

@@ -130,7 +130,9 @@ export class ServiceGuard {
       return { reason: 'overloaded', message: `service "${this.cluster.name}" has ${this.active} requests in flight (limit ${limit})`, headers: RETRY_AFTER };
     }
     const sb = this.serviceBreaker;
-    if (sb !== undefined) {
+    // A service without endpoints (none discovered yet, or all gone) is not failing: its answer,
+    // no-healthy-upstream, is no business of its breaker.
+    if (sb !== undefined && this.cluster.endpoints.length > 0) {
       if (!sb.admit()) return { reason: 'circuit-open', message: `the circuit of service "${this.cluster.name}" is open` };
       slot.serviceTicket = sb.begin();
     }
@@ -216,13 +218,29 @@ export class ServiceGuard {
     }
   }
 
-  /** Tells the service breaker how a long-lived call went before it ends (a TCP connection, once connected). */
+  /**
+   * Tells the service breaker how a call went (a TCP connection: once connected). A call that finally
+   * failed (after its retries and failover) counts as the service's failure only when no endpoint of the
+   * service looks healthy: while one does, the failure is one endpoint's, which its own breaker and
+   * outlier detection take out, and the service breaker excuses it.
+   */
   settle(slot: GuardSlot, success: boolean): void {
     const t = slot.serviceTicket;
     if (t === undefined) return;
     slot.serviceTicket = undefined;
     if (success) t.success();
+    else if (this.hasHealthyEndpoint()) t.excuse();
     else t.failure();
+  }
+
+  /** Some endpoint is eligible and its breaker closed and within its error threshold (failure path only). */
+  hasHealthyEndpoint(): boolean {
+    for (const ep of this.cluster.endpoints) {
+      if (!ep.eligible) continue;
+      const br = this.endpointBreakers.get(ep);
+      if (br === undefined || br.healthy) return true;
+    }
+    return false;
   }
 
   /** The call is over: everything it holds is given back, and the service breaker learns its status. */

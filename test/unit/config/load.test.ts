@@ -62,7 +62,8 @@ const DEFAULT_SERVICE: ServiceConfig = {
   protocol: 'http',
   healthCheck: undefined,
   outlierDetection: undefined,
-  circuitBreaker: undefined,
+  // Breakers are on by default.
+  circuitBreaker: { errorThresholdPercentage: 50, volumeThreshold: 20, rollingWindowMs: 10_000, resetTimeoutMs: 5_000 },
   limits: { maxConcurrent: 1024, maxPending: 1024, maxRetries: 64 },
   retry: {
     attempts: 2,
@@ -112,7 +113,7 @@ describe('parseSidecarConfig: the complete example', () => {
       admin: { listen: '127.0.0.1:15000' },
       inbound: { listen: '0.0.0.0:15006', target: 'http://127.0.0.1:8080', maxConcurrent: 256 },
       outbound: { listen: '127.0.0.1:15001' },
-      controlPlane: { addresses: ['127.0.0.1:15010'], subscribe: [], weight: 1, capacity: 100, reportIntervalMs: 5_000 },
+      controlPlane: { addresses: ['127.0.0.1:15010'], subscribe: [], weight: 1, capacity: 100, reportIntervalMs: 5_000, resolveTimeoutMs: 1_000 },
       services: {
         inventory: {
           lb: 'least-load',
@@ -355,6 +356,9 @@ services:
       'services.inventory.healthCheck.interval: expected a duration string with a unit (ms, s, m, h) such as "250ms", "2s", "1m", got "2d"',
     ]);
     expect(issuesOf(withInventory('circuitBreaker: { resetTimeout: 48h }'))).toEqual(['services.inventory.circuitBreaker.resetTimeout: expected a duration of at most 24h, got "48h"']);
+    expect(issuesOf(withInventory('circuitBreaker: true'))).toEqual(['services.inventory.circuitBreaker: expected a mapping, or false to turn the breakers off, got true']);
+    expect(issuesOf(withInventory('circuitBreaker: { volumeThreshold: many }'))).toEqual(['services.inventory.circuitBreaker.volumeThreshold: expected integer >= 0, got "many"']);
+    expect(issuesOf(withInventory('circuitBreaker: { resetTimeot: 1s }'))[0]).toContain('services.inventory.circuitBreaker.resetTimeot: expected one of the keys errorThresholdPercentage, volumeThreshold, rollingWindow, resetTimeout, got unknown key "resetTimeot" (did you mean "resetTimeout"?)');
   });
 
   it('rejects bad addresses', () => {
@@ -615,5 +619,22 @@ describe('parseServiceConfig', () => {
       'update v12 of orders: retry.attempts: expected integer 0..10, got "three"',
     );
     expect(() => parseServiceConfig(null, 'update v12 of orders')).toThrow('update v12 of orders: (root): expected a mapping, got null');
+  });
+});
+
+describe('circuitBreaker and controlPlane.resolveTimeout', () => {
+  it('breakers are on with the defaults unless the service says circuitBreaker: false', () => {
+    const on = parseServiceConfig({ endpoints: [] }, 'services.x');
+    expect(on.circuitBreaker).toEqual({ errorThresholdPercentage: 50, volumeThreshold: 20, rollingWindowMs: 10_000, resetTimeoutMs: 5_000 });
+    expect(parseServiceConfig({ circuitBreaker: false }, 'services.x').circuitBreaker).toBeUndefined();
+    expect(parseServiceConfig({ circuitBreaker: { volumeThreshold: 5 } }, 'services.x').circuitBreaker?.volumeThreshold).toBe(5);
+  });
+
+  it('resolveTimeout defaults to 1s and accepts 0 (no on-demand lookup)', () => {
+    const cp = (extra: string) => parseSidecarConfig(`service: web\ncontrolPlane: { addresses: [127.0.0.1:15010]${extra} }\n`, 'sidecar.yaml').controlPlane;
+    expect(cp('')?.resolveTimeoutMs).toBe(1_000);
+    expect(cp(', resolveTimeout: 0s')?.resolveTimeoutMs).toBe(0);
+    expect(cp(', resolveTimeout: 250ms')?.resolveTimeoutMs).toBe(250);
+    expect(issuesOf(`service: web\ncontrolPlane: { addresses: [127.0.0.1:15010], resolveTimeout: 1 }\n`)[0]).toContain('controlPlane.resolveTimeout: expected a duration');
   });
 });

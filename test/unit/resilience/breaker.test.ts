@@ -184,6 +184,17 @@ describe('half-open', () => {
     expect(b.admit()).toBe(true);
   });
 
+  it('an excused probe is given back: the state stays half-open and the next call probes', async () => {
+    const b = create();
+    await open(b);
+    advance(RESET_MS);
+    expect(b.admit()).toBe(true);
+    b.begin().excuse();
+    expect(b.state).toBe('half-open');
+    await call(b, true);
+    expect(b.state).toBe('closed');
+  });
+
   it('opens again when the probe fails, and goes half-open again one resetTimeout later', async () => {
     const b = create();
     await open(b);
@@ -197,6 +208,31 @@ describe('half-open', () => {
     advance(1);
     expect(b.state).toBe('half-open');
     expect(statesOf(b)).toEqual(['open', 'half-open', 'open', 'half-open']);
+  });
+});
+
+describe('excuse() and healthy', () => {
+  it('an excused call stays a fire but is neither success nor failure: it dilutes the error rate', async () => {
+    const b = create();
+    for (let i = 0; i < 4; i++) {
+      expect(b.admit()).toBe(true);
+      b.begin().excuse();
+    }
+    await calls(b, 'FFF');
+    // 3 failures of 7 fires: 43 %, not above 50 %.
+    expect(b.state).toBe('closed');
+    expect(b.view().counts).toMatchObject({ fires: 7, successes: 0, failures: 3 });
+  });
+
+  it('healthy: closed and within the error threshold, whatever the volume', async () => {
+    const b = create();
+    expect(b.healthy).toBe(true);
+    await calls(b, 'SF');
+    expect(b.healthy).toBe(true);
+    await calls(b, 'F');
+    expect(b.healthy).toBe(false);
+    await calls(b, 'SS');
+    expect(b.healthy).toBe(true);
   });
 });
 
