@@ -48,9 +48,8 @@ function listenOverrides(args: Args): { grpc?: string; http?: string } {
  * cp.yaml (with --grpc / --http over its listen section), or, without --config, the defaults: loopback
  * listeners and the state under ./outrigger-data/.
  */
-async function controlPlaneConfig(args: Args): Promise<{ config: ControlPlaneConfig; file: string | undefined }> {
+async function controlPlaneConfig(args: Args, listen: { grpc?: string; http?: string }): Promise<{ config: ControlPlaneConfig; file: string | undefined }> {
   const file = args.string('config');
-  const listen = listenOverrides(args);
   if (file === undefined) {
     return { config: validateControlPlaneConfig({ listen, store: { file: NO_CONFIG_STORE_FILE } }, 'the defaults', process.cwd()), file };
   }
@@ -65,9 +64,10 @@ async function controlPlaneConfig(args: Args): Promise<{ config: ControlPlaneCon
 }
 
 export async function runControlPlane(args: Args): Promise<void> {
+  const listen = listenOverrides(args);
   let loaded: Awaited<ReturnType<typeof controlPlaneConfig>>;
   try {
-    loaded = await controlPlaneConfig(args);
+    loaded = await controlPlaneConfig(args, listen);
   } catch (err) {
     throw startFailure(err);
   }
