@@ -1,12 +1,13 @@
 #!/usr/bin/env node
 // Entry point of the `outrigger` command: checks the runtime, then runs the compiled CLI.
-const [major] = process.versions.node.split('.').map(Number);
-if (major < 22) {
-  process.stderr.write(
-    `outrigger needs Node.js 22 or newer (this is ${process.version}); run it through npm (npm start, npx outrigger), ` +
-      'which puts the project\'s own Node.js 24 first on the PATH.\n',
-  );
-  process.exit(2);
+// The oldest Node.js outrigger supports (docs/decisions.md); package.json's engines admits what the
+// dependencies need, so that npm running on an older Node.js (which then runs this with the project's own
+// Node.js 24) prints no warning, and this is the one place that refuses.
+const MIN = [22, 12];
+const [major, minor] = process.versions.node.split('.').map(Number);
+if (major < MIN[0] || (major === MIN[0] && minor < MIN[1])) {
+  process.stderr.write(`outrigger needs Node.js >= ${MIN.join('.')}; this is ${process.version}\n`);
+  process.exit(1);
 }
 // A proxy allocates many short-lived objects per request; V8 would grow its young generation to tens of
 // MB for them. A 4 MB semi-space keeps the resident size far lower at no measurable cost in throughput.

@@ -1,173 +1,97 @@
-import { readFileSync } from 'node:fs';
-import { ConfigError } from '../../common/src/errors.js';
-import type { Sidecar } from '../../sidecar/src/main.js';
+import { helpText, parseCommand, UsageError } from './args.js';
+import { COMMANDS, commandNamed, CTL_SUMMARY } from './commands.js';
+import { CommandError } from './errors.js';
+import { packageVersion } from './package.js';
 
-const USAGE = `usage: outrigger <command> [options]
+/**
+ * The `outrigger` command: picks the subcommand, parses its flags (args.ts), runs it. Exit status: 0 done,
+ * 1 the command failed (invalid configuration, a port in use), 2 usage error (one line and a hint on stderr).
+ * `ctl` gets its arguments untouched: it has its own parser (control-plane/src/ctl/main.ts).
+ */
+
+function usage(): string {
+  const rows: [string, string][] = [...COMMANDS.map((c): [string, string] => [c.name, c.summary]), ['ctl', CTL_SUMMARY], ['help', 'help for a command: outrigger help COMMAND']];
+  // The commands that run things first, then the tools, then the demo.
+  const order = ['sidecar', 'control-plane', 'ctl', 'validate', 'schema', 'completion', 'version', 'demo', 'demo-instance', 'demo-app', 'help'];
+  rows.sort((a, b) => order.indexOf(a[0]) - order.indexOf(b[0]));
+  const width = Math.max(...rows.map(([n]) => n.length)) + 2;
+  return `usage: outrigger <command> [options]
+
+The Outrigger service mesh: a sidecar proxy beside each service instance, and the control plane that feeds them.
 
 commands:
-  sidecar --config FILE     run a sidecar proxy (SIGHUP reloads FILE, SIGTERM drains and stops)
-  control-plane --config FILE
-                            run the control plane (gRPC discovery, HTTP admin API)
-  ctl [--server HOST:PORT] [--json] COMMAND
-                            operate a running control plane: services, endpoints, circuits, policy get|set,
-                            weight set|clear, drain, sidecars, autoscale, scale (\`outrigger ctl help\` lists them)
-  demo [--rps N]            run a whole local mesh (control plane with dashboard, catalog and inventory with
-                            several instances each, a sidecar beside each, a gentle load of N requests/s)
-  demo-app --name NAME --listen HOST:PORT [--instance ID] [--delay-ms N] [--fail-percent P]
-           [--calls SERVICE [--via HOST:PORT]]
-                            run one demo service instance (JSON answers, GET /healthz, POST /knob?delayMs=N
-                            &failPercent=P), calling SERVICE through the sidecar at --via (default 127.0.0.1:15001)
-  demo-instance --service NAME --port N --control-plane HOST:PORT --run-dir DIR [--host H]
-           [--calls SERVICE] [--delay-ms N] [--capacity N]
-                            one demo instance: demo-app and its sidecar (inbound on N), supervised
-  version                   print the version
-  help                      this text
-`;
+${rows.map(([n, s]) => `  ${n.padEnd(width)}${s}`).join('\n')}
 
-function flag(args: readonly string[], name: string): string | undefined {
-  const i = args.indexOf(name);
-  if (i >= 0) return args[i + 1];
-  const eq = args.find((a) => a.startsWith(`${name}=`));
-  return eq?.slice(name.length + 1);
+flags:
+  -h, --help      this help (after a command: that command's help)
+      --version   print the version
+
+Run "outrigger <command> --help" for a command's flags. Documentation: docs/cli.md.
+`;
 }
 
-function fail(message: string): never {
-  process.stderr.write(`outrigger: ${message}\n`);
+function usageError(err: UsageError): never {
+  const where = err.command === undefined ? 'outrigger' : `outrigger ${err.command}`;
+  process.stderr.write(`${where}: ${err.message}\nrun "${where} --help" for usage\n`);
   process.exit(2);
 }
 
-/** Stops `stop` on SIGTERM/SIGINT exactly once, then exits. */
-function exitOnSignals(stop: () => Promise<void>): void {
-  let stopping = false;
-  const onSignal = (signal: NodeJS.Signals): void => {
-    if (stopping) return;
-    stopping = true;
-    process.stderr.write(`outrigger: ${signal}: draining and stopping\n`);
-    stop().then(
-      () => process.exit(0),
-      (err: unknown) => {
-        process.stderr.write(`outrigger: error while stopping: ${String(err)}\n`);
-        process.exit(1);
-      },
-    );
-  };
-  process.on('SIGTERM', onSignal);
-  process.on('SIGINT', onSignal);
-  // Started by a supervisor with an IPC channel (the autoscaler's process driver, the demo): stop with it.
-  if (process.channel !== undefined) process.once('disconnect', () => onSignal('SIGTERM'));
+function failure(err: CommandError): never {
+  const text = err.message.endsWith('\n') ? err.message : `${err.message}\n`;
+  process.stderr.write(`outrigger: ${text}`);
+  process.exit(err.exitCode);
 }
 
-async function runSidecar(args: readonly string[]): Promise<void> {
-  const configFile = flag(args, '--config') ?? flag(args, '-c');
-  if (configFile === undefined) fail('sidecar: --config FILE is required');
-  let sidecar: Sidecar;
-  try {
-    // Each command loads only what it runs (ctl starts in a fraction of the time without the proxy).
-    const { Sidecar: SidecarClass } = await import('../../sidecar/src/main.js');
-    sidecar = await SidecarClass.start({ configFile });
-  } catch (err) {
-    if (err instanceof ConfigError) fail(`invalid configuration:\n${err.message}`);
-    fail(err instanceof Error ? err.message : String(err));
+async function help(topic: string | undefined): Promise<void> {
+  if (topic === undefined) {
+    process.stdout.write(usage());
+    return;
   }
-  process.on('SIGHUP', () => {
-    void sidecar.reload();
-  });
-  exitOnSignals(() => sidecar.stop());
+  if (topic === 'ctl') {
+    const { runCtl } = await import('../../control-plane/src/ctl/main.js');
+    process.exitCode = await runCtl(['help']);
+    return;
+  }
+  const command = commandNamed(topic);
+  if (command === undefined) throw new UsageError(`unknown command "${topic}"`, undefined);
+  process.stdout.write(helpText(command));
 }
 
 export async function main(argv: readonly string[]): Promise<void> {
-  const [command, ...args] = argv;
-  switch (command) {
-    case 'sidecar':
-      await runSidecar(args);
-      return;
-    case 'control-plane': {
-      const configFile = flag(args, '--config') ?? flag(args, '-c');
-      if (configFile === undefined) fail('control-plane: --config FILE is required');
-      const { ControlPlane } = await import('../../control-plane/src/main.js');
-      let cp: Awaited<ReturnType<typeof ControlPlane.start>>;
-      try {
-        cp = await ControlPlane.start({ configFile });
-      } catch (err) {
-        if (err instanceof ConfigError) fail(`invalid configuration:\n${err.message}`);
-        fail(err instanceof Error ? err.message : String(err));
+  const [name, ...args] = argv;
+  try {
+    switch (name) {
+      case 'ctl': {
+        const { runCtl } = await import('../../control-plane/src/ctl/main.js');
+        process.exitCode = await runCtl(args);
+        return;
       }
-      exitOnSignals(() => cp.stop());
+      case undefined:
+      case '--help':
+      case '-h':
+        process.stdout.write(usage());
+        return;
+      case 'help':
+        if (args.length > 1) throw new UsageError(`help takes one command, got ${args.length}`, undefined);
+        await help(args[0]);
+        return;
+      case '--version':
+        process.stdout.write(`outrigger ${packageVersion()}\n`);
+        return;
+    }
+    const command = commandNamed(name);
+    if (command === undefined) {
+      throw new UsageError(name.startsWith('-') ? `unknown flag ${name}` : `unknown command "${name}"`, undefined);
+    }
+    const parsed = parseCommand(command, args);
+    if (parsed === 'help') {
+      process.stdout.write(helpText(command));
       return;
     }
-    case 'ctl': {
-      const { runCtl } = await import('../../control-plane/src/ctl/main.js');
-      process.exitCode = await runCtl(args);
-      return;
-    }
-    case 'demo': {
-      const rps = Number(flag(args, '--rps') ?? '20');
-      if (!Number.isFinite(rps) || rps < 0 || rps > 1_000) fail('demo: --rps must be a number 0..1000');
-      const { runMesh } = await import('../../demo/src/mesh.js');
-      let mesh: Awaited<ReturnType<typeof runMesh>>;
-      try {
-        mesh = await runMesh({ loadRps: rps });
-      } catch (err) {
-        fail(`demo: ${err instanceof Error ? err.message : String(err)}`);
-      }
-      exitOnSignals(() => mesh.stop());
-      return;
-    }
-    case 'demo-instance': {
-      const service = flag(args, '--service');
-      const port = Number(flag(args, '--port'));
-      const controlPlane = flag(args, '--control-plane');
-      const runDir = flag(args, '--run-dir');
-      if (service === undefined || service === '') fail('demo-instance: --service NAME is required');
-      if (!Number.isInteger(port) || port < 1 || port > 65535) fail('demo-instance: --port must be an integer 1..65535');
-      if (controlPlane === undefined) fail('demo-instance: --control-plane HOST:PORT is required');
-      if (runDir === undefined) fail('demo-instance: --run-dir DIR is required');
-      const delayMs = Number(flag(args, '--delay-ms') ?? '0');
-      const capacity = Number(flag(args, '--capacity') ?? '20');
-      if (!Number.isFinite(delayMs) || delayMs < 0) fail('demo-instance: --delay-ms must be a number >= 0');
-      if (!Number.isInteger(capacity) || capacity < 1) fail('demo-instance: --capacity must be an integer >= 1');
-      const { runInstance } = await import('../../demo/src/instance.js');
-      const inst = await runInstance({ service, port, host: flag(args, '--host'), controlPlane, runDir, delayMs, capacity, calls: flag(args, '--calls') });
-      exitOnSignals(() => inst.stop());
-      void inst.done.then((code) => process.exit(code));
-      return;
-    }
-    case 'demo-app': {
-      const name = flag(args, '--name');
-      const listen = flag(args, '--listen');
-      if (name === undefined || name === '') fail('demo-app: --name NAME is required');
-      if (listen === undefined) fail('demo-app: --listen HOST:PORT is required');
-      const delayMs = Number(flag(args, '--delay-ms') ?? '0');
-      if (!Number.isFinite(delayMs) || delayMs < 0) fail('demo-app: --delay-ms must be a number >= 0');
-      const failPercent = Number(flag(args, '--fail-percent') ?? '0');
-      if (!Number.isFinite(failPercent) || failPercent < 0 || failPercent > 100) fail('demo-app: --fail-percent must be a number 0..100');
-      const calls = flag(args, '--calls');
-      const via = flag(args, '--via') ?? '127.0.0.1:15001';
-      const { startDemoApp } = await import('../../demo/src/app.js');
-      let app: Awaited<ReturnType<typeof startDemoApp>>;
-      try {
-        app = await startDemoApp({ name, instance: flag(args, '--instance'), listen, delayMs, failPercent, calls: calls === undefined ? undefined : { service: calls, via } });
-      } catch (err) {
-        fail(`demo-app: ${err instanceof Error ? err.message : String(err)}`);
-      }
-      process.stdout.write(`outrigger demo-app ${name} listening on http://${app.address}\n`);
-      exitOnSignals(() => app.stop());
-      return;
-    }
-    case 'version':
-    case '--version': {
-      const pkg = JSON.parse(readFileSync(new URL('../../../package.json', import.meta.url), 'utf8')) as { version: string };
-      process.stdout.write(`outrigger ${pkg.version}\n`);
-      return;
-    }
-    case undefined:
-    case 'help':
-    case '--help':
-    case '-h':
-      process.stdout.write(USAGE);
-      return;
-    default:
-      process.stderr.write(USAGE);
-      fail(`unknown command "${command}"`);
+    await command.run(parsed);
+  } catch (err) {
+    if (err instanceof UsageError) usageError(err);
+    if (err instanceof CommandError) failure(err);
+    throw err;
   }
 }

@@ -6,7 +6,7 @@ import type { AutoscaleView } from '../autoscale/types.js';
 import type { PushServer } from '../push/server.js';
 import type { ControlPlaneMetrics } from './metrics.js';
 import type { Registry } from '../registry/registry.js';
-import { createDashboardRoutes, type DashboardOptions } from './dashboard/routes.js';
+import { createDashboardRoutes, readVersion, type DashboardOptions } from './dashboard/routes.js';
 
 function json(res: ServerResponse, status: number, body: unknown): void {
   const text = JSON.stringify(body, null, 2);
@@ -15,6 +15,7 @@ function json(res: ServerResponse, status: number, body: unknown): void {
 }
 
 const MAX_BODY = 1024 * 1024;
+const SOFTWARE = readVersion();
 
 function readJson(req: IncomingMessage): Promise<unknown> {
   return new Promise((resolve, reject) => {
@@ -61,7 +62,7 @@ export function closeDashboard(server: Server): void {
  *   GET    /api/instances                         registered instances
  *   GET    /api/sidecars                          connected sidecars: versions sent and ACKed, last NACK, load
  *   GET    /api/circuits                          circuit states reported by sidecars
- *   GET    /api/version                           current state version
+ *   GET    /api/version                           current state version, and the software version (`software`)
  *   GET    /metrics                               Prometheus metrics of the control plane (outrigger_cp_*, process_*)
  *   GET    /, /dashboard/*, /api/dashboard[/events]   the live dashboard (dashboard/routes.ts)
  *   GET    /api/autoscale                         autoscaled services: bounds, sizes, state, last decisions
@@ -95,7 +96,7 @@ export function createAdminApi(
     }
     if (parts[0] !== 'api') return json(res, 404, { error: `no such path ${url.pathname}` });
     const [, kind, name, sub, arg] = parts;
-    if (kind === 'version' && method === 'GET') return json(res, 200, { version: registry.version });
+    if (kind === 'version' && method === 'GET') return json(res, 200, { version: registry.version, software: SOFTWARE });
     if (kind === 'autoscale' && name === undefined && method === 'GET') return json(res, 200, { services: autoscaler?.views() ?? [] });
     if (kind === 'autoscale' && name !== undefined && sub === undefined && method === 'PUT') {
       try {

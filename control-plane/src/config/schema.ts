@@ -13,6 +13,8 @@ import { duration, serviceSchema, sidecarSchema, strict } from '../../../common/
 export const DEFAULT_GRPC_LISTEN = '127.0.0.1:15010';
 export const DEFAULT_HTTP_LISTEN = '127.0.0.1:15080';
 export const DEFAULT_STORE_FILE = './outrigger-state.json';
+/** State of a control plane started without a cp.yaml (`outrigger control-plane` alone), under its working directory. */
+export const NO_CONFIG_STORE_FILE = './outrigger-data/state.json';
 export const DEFAULT_INSTANCE_TTL_MS = 10_000;
 export const DEFAULT_DRAIN_TIME_MS = 5_000;
 

@@ -90,7 +90,8 @@ function findRoot(): string {
 
 const root = findRoot();
 
-function readVersion(): string {
+/** The control plane's software version (package.json), or "unknown". */
+export function readVersion(): string {
   try {
     const require = createRequire(import.meta.url);
     const pkg = require(join(root, 'package.json')) as { version?: unknown };
