@@ -70,6 +70,16 @@ describe('references to files of the repository', () => {
     expect(missing).toEqual([]);
   });
 
+  it('the $schema line of every example config names a schema file of the repository', () => {
+    const missing: string[] = [];
+    for (const f of readdirSync(path.join(ROOT, 'deploy')).filter((x) => x.endsWith('.yaml'))) {
+      const m = /^# yaml-language-server: \$schema=(\S+)/.exec(readFileSync(path.join(ROOT, 'deploy', f), 'utf8'));
+      if (m === null) missing.push(`deploy/${f}: no $schema line`);
+      else if (!existsSync(path.join(ROOT, 'deploy', m[1] ?? ''))) missing.push(`deploy/${f}: ${m[1]}`);
+    }
+    expect(missing).toEqual([]);
+  });
+
   it('no file of the product cites a design document that is not in the repository', () => {
     const offenders: string[] = [];
     const walk = (dir: string): void => {

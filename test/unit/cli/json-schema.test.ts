@@ -3,7 +3,7 @@
  * configuration in the repository (deploy/, and the complete files shown in README.md and docs/) is valid
  * by the schema and by the loader; a wrong key or a wrong type is refused by both.
  */
-import Ajv from 'ajv';
+import { Ajv } from 'ajv';
 import { existsSync, readdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
@@ -57,7 +57,7 @@ const validators = Object.fromEntries(CONFIG_KINDS.map((k) => [k, ajv.compile(co
 
 function bySchema(kind: ConfigKind, data: unknown): string[] {
   const validate = validators[kind];
-  return validate(data) ? [] : (validate.errors ?? []).map((e) => `${e.dataPath} ${e.message ?? ''}`);
+  return validate(data) ? [] : (validate.errors ?? []).map((e) => `${e.instancePath} ${e.message ?? ''}`);
 }
 
 function byLoader(kind: ConfigKind, data: unknown, name: string): void {
