@@ -49,7 +49,7 @@ afterAll(() => {
   const widths = head.map((h, i) => Math.max(h.length, ...rows.map((r) => r[i]!.length)));
   const line = (cells: string[]): string => cells.map((c, i) => (i === 0 ? c.padEnd(widths[i]!) : c.padStart(widths[i]!))).join('  ');
   console.log(['', 'Fault-tolerance scenarios', line(head), line(widths.map((w) => '-'.repeat(w))), ...rows.map(line), ''].join('\n'));
-  const verdicts = judgments.map((j) => `${j.value < j.limit ? 'PASS' : 'MISS'}  ${j.scenario}: ${j.what} ${Number.isNaN(j.value) ? 'not reached' : j.value.toFixed(1)} (target < ${j.limit})`);
+  const verdicts = judgments.map((j) => `${j.value < j.limit ? 'PASS' : 'MISS'}  ${j.scenario}: ${j.what} ${Number.isNaN(j.value) ? 'not reached' : j.value.toFixed(1)} (target < ${Number(j.limit.toFixed(1))})`);
   if (verdicts.length > 0) console.log(['Timing targets (judged here, not by the tests: they depend on how busy the machine is)', ...verdicts, ''].join('\n'));
 });
 
