@@ -259,6 +259,24 @@ describe('Idempotency (the inbound gate)', () => {
     expect(idem.results.stored).toBe(1);
   });
 
+  it('resumes a response paused for the client when the client leaves, and aborts it once it outgrows the limit', async () => {
+    const { idem } = gate({ ttlMs: 1_000, maxBytes: 1_048_576, maxEntryBytes: 1_024 });
+    const first = post('k', 'order');
+    const down = idem.intercept(first, 0)!;
+    const seen: string[] = [];
+    down.observer = { onClientClose: () => seen.push('close'), onClientDrain: () => seen.push('drain') };
+    down.setBodyConsumer({ onBodyData: () => true, onBodyEnd: () => undefined });
+    down.writeHead(200, 'OK', '', 'chunked');
+    first.observer!.onClientClose();
+    expect(seen).toEqual(['drain']);
+    expect(down.write(Buffer.alloc(2_000))).toBe(true);
+    expect(seen).toEqual(['drain']);
+    await tick();
+    expect(seen).toEqual(['drain', 'close']);
+    expect(idem.results.unstored).toBe(1);
+    expect(idem.intercept(post('k', 'order'), 0)).toBeDefined();
+  });
+
   it('aborts and gives the key back when the client leaves before its body was complete', () => {
     const { idem } = gate();
     const first = new FakeDownstream('POST /orders HTTP/1.1\r\nHost: svc\r\nIdempotency-Key: k\r\nContent-Length: 10\r\n\r\n');

@@ -106,6 +106,11 @@ export class RecordingDownstream implements Downstream, BodyConsumer, ExchangeOb
       if (this.bodyBytes > this.maxBodyBytes) {
         this.overflow = true;
         this.parts = [];
+        if (this.clientGone) {
+          // Nobody is waiting for this answer any more and it cannot be kept: abort it (once this write returns).
+          this.abandon();
+          process.nextTick(abortLater, this);
+        }
       } else {
         // A copy: the chunk may be a view into a larger read buffer that should not be kept alive.
         this.parts.push(Buffer.from(chunk));
@@ -143,6 +148,8 @@ export class RecordingDownstream implements Downstream, BodyConsumer, ExchangeOb
     if (!this.settled && this.bodyHash !== undefined && !this.overflow) {
       // The request reached the sidecar whole: let the app's answer arrive and keep it for the retry.
       this.clientGone = true;
+      // A response paused for a slow client would wait for a drain that never comes: let it flow.
+      this.observer?.onClientDrain();
       return;
     }
     this.abandon();
@@ -151,6 +158,11 @@ export class RecordingDownstream implements Downstream, BodyConsumer, ExchangeOb
 
   onClientDrain(): void {
     this.observer?.onClientDrain();
+  }
+
+  /** Tells the forwarding side that the client has gone (after the client left and the answer outgrew the limit). */
+  abortForwarding(): void {
+    this.observer?.onClientClose();
   }
 
   private abandon(): void {
@@ -172,4 +184,8 @@ export class RecordingDownstream implements Downstream, BodyConsumer, ExchangeOb
     }
     return { status: this.status, reason: this.reason, headerBlock: this.headerBlock, framing: this.framing, body };
   }
+}
+
+function abortLater(r: RecordingDownstream): void {
+  r.abortForwarding();
 }
