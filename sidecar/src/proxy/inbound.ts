@@ -119,7 +119,7 @@ export class InboundProxy {
         requestId: headerValue(head.headers, 'x-request-id'),
         error: reason,
         attempts: 0,
-        replayed: reason === undefined,
+        replayed: reason === undefined ? true : undefined,
       });
     }
   };
