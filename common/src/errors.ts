@@ -8,7 +8,9 @@ export type ProxyErrorReason =
   | 'reset'
   | 'retry-budget-exhausted'
   | 'unknown-service'
-  | 'bad-request';
+  | 'bad-request'
+  | 'idempotency-conflict'
+  | 'idempotency-mismatch';
 
 export const errorStatus: Readonly<Record<ProxyErrorReason, number>> = {
   'no-healthy-upstream': 503,
@@ -20,6 +22,8 @@ export const errorStatus: Readonly<Record<ProxyErrorReason, number>> = {
   'retry-budget-exhausted': 503,
   'unknown-service': 404,
   'bad-request': 400,
+  'idempotency-conflict': 409,
+  'idempotency-mismatch': 422,
 };
 
 /** An error the config loader raises: names the file, the key path and what was expected. */

@@ -45,11 +45,22 @@ export interface AccessLogEntry {
   readonly durationMs: number;
   readonly requestId: string | undefined;
   readonly error: string | undefined;
-  /** Upstream attempts made (1 without retries). */
+  /** Upstream attempts made (1 without retries; 0 when the sidecar answered itself). */
   readonly attempts: number;
+  /** A stored answer sent again for a repeated `Idempotency-Key` (inbound side). */
+  readonly replayed?: boolean | undefined;
 }
 
-/** One access-log line per request at info, optionally sampled, or nothing at all when disabled. */
+/** The path without its query string: `/a?token=x` → `/a`. */
+export function withoutQuery(path: string): string {
+  const q = path.indexOf('?');
+  return q < 0 ? path : path.slice(0, q);
+}
+
+/**
+ * One access-log line per request at info, optionally sampled, or nothing at all when disabled. The path
+ * is logged without its query string (which often carries tokens) unless `query` is true.
+ */
 export class AccessLog {
   private enabled: boolean;
   constructor(
@@ -57,13 +68,15 @@ export class AccessLog {
     private readonly random: Random,
     private sampleRate: number,
     enabled: boolean,
+    private query = false,
   ) {
     this.enabled = enabled && logger.isLevelEnabled('info');
   }
 
-  configure(enabled: boolean, sampleRate: number): void {
+  configure(enabled: boolean, sampleRate: number, query = false): void {
     this.enabled = enabled && this.logger.isLevelEnabled('info');
     this.sampleRate = sampleRate;
+    this.query = query;
   }
 
   get active(): boolean {
@@ -73,6 +86,8 @@ export class AccessLog {
   write(entry: AccessLogEntry): void {
     if (!this.enabled) return;
     if (this.sampleRate < 1 && this.random.next() >= this.sampleRate) return;
-    this.logger.info({ access: entry }, 'request');
+    const path = entry.path;
+    const access = this.query || path === undefined || !path.includes('?') ? entry : { ...entry, path: withoutQuery(path) };
+    this.logger.info({ access }, 'request');
   }
 }

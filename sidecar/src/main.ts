@@ -107,7 +107,7 @@ export class Sidecar {
     this.logger = options.logger ?? createLogger(config.log.level);
     this.metrics = new Metrics(config.metrics.enabled);
     this.accessLogger = options.logger ?? createAccessLogger(config.log.level);
-    this.accessLog = new AccessLog(this.accessLogger, random, config.log.accessLog.sampleRate, config.log.accessLog.enabled);
+    this.accessLog = new AccessLog(this.accessLogger, random, config.log.accessLog.sampleRate, config.log.accessLog.enabled, config.log.accessLog.query);
     this.pools = new PoolRegistry({ clock: this.clock, timers: this.timers });
     this.clusters = new ClusterManager({
       clock: this.clock,
@@ -135,13 +135,14 @@ export class Sidecar {
     this.syncGuards();
     this.metrics.watchClusters(() => this.clusters.all());
     this.metrics.watchGuards(() => this.guards.values());
+    this.metrics.watchIdempotency(() => this.inbound?.idempotencyView());
     this.metrics.setConfigVersion(this.version);
     const deps = { clock: this.clock, random, timers: this.timers, accessLog: this.accessLog };
     this.http = httpSettings(config);
     this.outbound = new OutboundProxy(this.clusters, this.pools, this.metrics, (c) => this.guards.get(c), deps, this.http.upstream);
     if (config.inbound) {
       this.inbound = new InboundProxy(
-        { service: config.service, target: config.inbound.target, maxConcurrent: config.inbound.maxConcurrent, timeoutMs: 60_000 },
+        { service: config.service, target: config.inbound.target, maxConcurrent: config.inbound.maxConcurrent, timeoutMs: 60_000, idempotency: config.inbound.idempotency },
         this.metrics,
         deps,
         this.pools,
@@ -485,11 +486,14 @@ export class Sidecar {
     for (const l of this.httpListeners()) l.configure(this.http.listener);
     this.outbound.invalidate(this.http.upstream);
     if (next.inbound && this.inbound) {
-      this.inbound.update({ service: next.service, target: next.inbound.target, maxConcurrent: next.inbound.maxConcurrent, timeoutMs: 60_000 }, this.http.upstream);
+      this.inbound.update(
+        { service: next.service, target: next.inbound.target, maxConcurrent: next.inbound.maxConcurrent, timeoutMs: 60_000, idempotency: next.inbound.idempotency },
+        this.http.upstream,
+      );
     }
     this.logger.level = next.log.level;
     this.accessLogger.level = next.log.level;
-    this.accessLog.configure(next.log.accessLog.enabled, next.log.accessLog.sampleRate);
+    this.accessLog.configure(next.log.accessLog.enabled, next.log.accessLog.sampleRate, next.log.accessLog.query);
     this.loadedAt = this.clock.wallNow();
     this.metrics.setConfigVersion(this.version);
     await this.reconcileServiceListeners();

@@ -3,12 +3,14 @@ import { z } from 'zod';
 import { checkHostPort, listenersCollide, parseHostPort } from './address.js';
 import { DURATION_EXPECTED, durationProblem, formatDuration, parseDuration } from './duration.js';
 import { formatPath, type IssueParams, UNKNOWN_KEY_PREFIX } from './issues.js';
+import { formatSize, parseSize } from './size.js';
 import {
   LB_POLICIES,
   type CircuitBreakerConfig,
   type EndpointConfig,
   type HashOnConfig,
   type HealthCheckConfig,
+  type IdempotencyConfig,
   type LbPolicy,
   type LimitsConfig,
   type OutlierDetectionConfig,
@@ -392,6 +394,46 @@ export const serviceSchema = strict({
   );
 
 // ---------------------------------------------------------------------------------------------------------
+// The inbound side's replay store (`inbound.idempotency`)
+
+/** A byte size (a whole number, or a string with a binary unit) in [min, max]. */
+function size(min: number, max: number) {
+  return z.unknown().transform((value, ctx): number => {
+    const r = parseSize(value);
+    if (typeof r !== 'number') {
+      ctx.addIssue({ code: 'custom', message: r.problem, input: value });
+      return z.NEVER;
+    }
+    if (r < min || r > max) {
+      ctx.addIssue({ code: 'custom', message: `expected a size from ${formatSize(min)} to ${formatSize(max)}`, input: value });
+      return z.NEVER;
+    }
+    return r;
+  });
+}
+
+export const DEFAULT_IDEMPOTENCY: IdempotencyConfig = { ttlMs: 600_000, maxBytes: 16 * 1_048_576, maxEntryBytes: 1_048_576 };
+
+const idempotencySchema = strict({
+  ttl: duration().default(DEFAULT_IDEMPOTENCY.ttlMs),
+  maxBytes: size(1_024, 1_073_741_824).default(DEFAULT_IDEMPOTENCY.maxBytes),
+  maxEntryBytes: size(1, 1_073_741_824).default(DEFAULT_IDEMPOTENCY.maxEntryBytes),
+})
+  .superRefine((i, ctx) => {
+    if (i.maxEntryBytes > i.maxBytes) {
+      ctx.addIssue({
+        code: 'custom',
+        path: ['maxEntryBytes'],
+        message: `expected maxEntryBytes <= maxBytes (${formatSize(i.maxBytes)})`,
+        params: { fromRoot: true, whenMissing: `"${formatSize(i.maxEntryBytes)}" (the default)` } satisfies IssueParams,
+      });
+    }
+  })
+  // `idempotency:` with nothing after it turns the store on with every default.
+  .nullable()
+  .transform((i): IdempotencyConfig => (i === null ? DEFAULT_IDEMPOTENCY : { ttlMs: i.ttl, maxBytes: i.maxBytes, maxEntryBytes: i.maxEntryBytes }));
+
+// ---------------------------------------------------------------------------------------------------------
 // The sidecar's file
 
 /** The sidecar's file (sidecar.yaml). Parses to SidecarConfig, `instance` defaulted from the host name. */
@@ -406,6 +448,7 @@ export const sidecarSchema = strict({
     listen: listenAddress().default(DEFAULT_INBOUND_LISTEN),
     target: httpUrl(),
     maxConcurrent: int(1).default(256),
+    idempotency: idempotencySchema.optional(),
   }).optional(),
   outbound: strict({ listen: listenAddress().default(DEFAULT_OUTBOUND_LISTEN) }).prefault({}),
   controlPlane: strict({
@@ -433,7 +476,7 @@ export const sidecarSchema = strict({
     .transform((s): Record<string, ServiceConfig> => s ?? {}),
   log: strict({
     level: z.enum(LOG_LEVELS, { error: `expected one of ${LOG_LEVELS.join(', ')}` }).default('info'),
-    accessLog: strict({ enabled: bool().default(true), sampleRate: num(0, 1).default(1) }).prefault({}),
+    accessLog: strict({ enabled: bool().default(true), sampleRate: num(0, 1).default(1), query: bool().default(false) }).prefault({}),
   }).prefault({}),
   metrics: strict({ enabled: bool().default(true) }).prefault({}),
   // The HTTP/1.1 engine's timeouts and limits, for every listener and upstream pool.

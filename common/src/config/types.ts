@@ -110,6 +110,14 @@ export interface ServiceConfig {
 export interface AccessLogConfig {
   readonly enabled: boolean; // default true
   readonly sampleRate: number; // 0..1, default 1
+  readonly query: boolean; // default false: the logged path leaves out its query string
+}
+
+/** The inbound replay store for requests with an `Idempotency-Key` (present means on). */
+export interface IdempotencyConfig {
+  readonly ttlMs: number; // default 10m: how long a stored response is replayed
+  readonly maxBytes: number; // default 16 MiB: all stored responses together (LRU beyond)
+  readonly maxEntryBytes: number; // default 1 MiB: a larger response is not stored
 }
 
 export interface SidecarConfig {
@@ -120,6 +128,7 @@ export interface SidecarConfig {
     readonly listen: string; // default 0.0.0.0:15006
     readonly target: string; // URL of the local app, e.g. http://127.0.0.1:8080
     readonly maxConcurrent: number; // default 256
+    readonly idempotency?: IdempotencyConfig | undefined; // absent: off
   } | undefined;
   readonly outbound: { readonly listen: string }; // default 127.0.0.1:15001
   readonly controlPlane?: {

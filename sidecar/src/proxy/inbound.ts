@@ -1,6 +1,12 @@
+import type { IdempotencyConfig } from '../../../common/src/config/types.js';
+import type { ProxyErrorReason } from '../../../common/src/errors.js';
 import { Endpoint } from '../core/endpoint.js';
-import type { Metrics } from '../telemetry/metrics.js';
+import type { IdempotencyView, Metrics } from '../telemetry/metrics.js';
 import { Call, type CallDeps, type Route } from './call.js';
+import type { Downstream } from './exchange.js';
+import { headerValue } from './headers.js';
+import type { RequestHead } from './http1/parser.js';
+import { Idempotency } from './idempotency/gate.js';
 import type { UpstreamSettings } from './outbound.js';
 import type { PoolOptions, UpstreamPool } from './http1/pool.js';
 import type { ExchangeHandler } from './http1/server.js';
@@ -12,6 +18,8 @@ export interface InboundOptions {
   readonly target: string;
   readonly maxConcurrent: number;
   readonly timeoutMs: number;
+  /** The replay store for requests with an `Idempotency-Key`; undefined: off. */
+  readonly idempotency: IdempotencyConfig | undefined;
 }
 
 /** Time to open a connection to the local app. */
@@ -58,11 +66,13 @@ class AppRoute implements Route {
 
 /**
  * The service's front door: forwards to the local app and sheds load beyond `maxConcurrent` requests in
- * flight with 503, `retry-after` and `x-outrigger-error: overloaded`, so the app keeps its latency.
+ * flight with 503, `retry-after` and `x-outrigger-error: overloaded`, so the app keeps its latency. With
+ * `inbound.idempotency`, a request with an `Idempotency-Key` reaches the app once (idempotency/gate.ts).
  */
 export class InboundProxy {
   private route: AppRoute;
   private limit: number;
+  private idempotency: Idempotency | undefined;
   inflight = 0;
 
   constructor(
@@ -74,7 +84,45 @@ export class InboundProxy {
   ) {
     this.limit = options.maxConcurrent;
     this.route = this.makeRoute(options, upstream);
+    this.configureIdempotency(options.idempotency);
   }
+
+  /** Turns the replay store on (kept across reloads that change its limits) or off (its entries dropped). */
+  private configureIdempotency(config: IdempotencyConfig | undefined): void {
+    if (config === undefined) this.idempotency = undefined;
+    else if (this.idempotency === undefined) this.idempotency = new Idempotency(config, this.deps.clock, this.answered);
+    else this.idempotency.configure(config);
+  }
+
+  /** The replay store's counters and size for /metrics (expired entries are dropped first). */
+  idempotencyView(): IdempotencyView | undefined {
+    const idem = this.idempotency;
+    if (idem === undefined) return undefined;
+    idem.store.sweep();
+    return { service: this.route.service, results: idem.results, bytes: idem.store.bytes, entries: idem.store.size, evictions: idem.store.evictions };
+  }
+
+  /** Counts and logs an answer the replay store made itself (a replay, 409 or 422). */
+  private readonly answered = (head: RequestHead, status: number, reason: ProxyErrorReason | undefined, start: number): void => {
+    const elapsed = this.deps.clock.now() - start;
+    this.route.stats.record(status, elapsed / 1000);
+    const log = this.deps.accessLog;
+    if (log.active) {
+      log.write({
+        direction: 'inbound',
+        service: this.route.service,
+        method: head.method,
+        path: head.target,
+        status,
+        endpoint: undefined,
+        durationMs: Math.round(elapsed * 1000) / 1000,
+        requestId: headerValue(head.headers, 'x-request-id'),
+        error: reason,
+        attempts: 0,
+        replayed: reason === undefined ? true : undefined,
+      });
+    }
+  };
 
   private makeRoute(o: InboundOptions, upstream: UpstreamSettings): AppRoute {
     return new AppRoute(o.service, o.target, this.metrics.trafficStats('inbound', o.service), o.timeoutMs, o.maxConcurrent, upstream, this.pools, this.release);
@@ -86,6 +134,7 @@ export class InboundProxy {
    */
   update(options: InboundOptions, upstream: UpstreamSettings): void {
     this.limit = options.maxConcurrent;
+    this.configureIdempotency(options.idempotency);
     const old = this.route;
     if (options.target !== old.target || options.maxConcurrent !== old.endpoint.capacity || options.timeoutMs !== old.timeoutMs) {
       this.route = this.makeRoute(options, upstream);
@@ -103,8 +152,15 @@ export class InboundProxy {
         this.route.stats.record(503, (this.deps.clock.now() - start) / 1000);
         return;
       }
+      let down: Downstream = ex;
+      const idem = this.idempotency;
+      if (idem !== undefined) {
+        const d = idem.intercept(ex, start);
+        if (d === undefined) return;
+        down = d;
+      }
       this.inflight++;
-      new Call(ex, this.route, undefined, this.deps, start).run();
+      new Call(down, this.route, undefined, this.deps, start).run();
     },
     // The inbound side is the service's own door, not a proxy: no tunnels.
     onConnect: () => undefined,

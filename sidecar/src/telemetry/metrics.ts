@@ -10,6 +10,17 @@ export interface GuardView {
   breakerViews(): readonly { readonly endpoint: string | null; readonly state: 'closed' | 'open' | 'half-open' }[];
 }
 
+/** Read-only view of the inbound replay store (`inbound.idempotency`) read at scrape time. */
+export interface IdempotencyView {
+  readonly service: string;
+  /** Keyed requests by what became of them (stored, replayed, conflict, mismatch, unstored, bypass). */
+  readonly results: Readonly<Record<string, number>>;
+  readonly bytes: number;
+  readonly entries: number;
+  /** Entries removed before their time to stay under `maxBytes`. */
+  readonly evictions: number;
+}
+
 /** Read-only view of the clusters that the metrics read at scrape time. */
 export interface ClusterView {
   readonly name: string;
@@ -27,6 +38,7 @@ export class Metrics {
   private readonly tcp = new Map<string, TcpStats>();
   private clusters: () => Iterable<ClusterView> = () => [];
   private guards: () => Iterable<GuardView> = () => [];
+  private idempotency: () => IdempotencyView | undefined = () => undefined;
   private readonly ejections: Counter<'service'>;
   private configVersion = 0;
   private cpConnected = 0;
@@ -75,7 +87,13 @@ export class Metrics {
     // out at scrape time, in prom-client's histogram format.
     if (enabled) this.registry.registerMetric(durationHistogram(traffic) as unknown as Metric);
     // Arrow functions keep the Metrics instance; inside collect() `this` is the prom-client metric.
-    const self = { clusters: () => this.clusters(), guards: () => this.guards(), version: () => this.configVersion, connected: () => this.cpConnected };
+    const self = {
+      clusters: () => this.clusters(),
+      guards: () => this.guards(),
+      idempotency: () => this.idempotency(),
+      version: () => this.configVersion,
+      connected: () => this.cpConnected,
+    };
     new Gauge({
       name: 'outrigger_upstream_inflight',
       help: 'Requests in flight to each upstream endpoint.',
@@ -115,6 +133,50 @@ export class Metrics {
       collect() {
         this.reset();
         for (const g of self.guards()) for (const b of g.breakerViews()) this.set({ service: g.cluster.name, endpoint: b.endpoint ?? '' }, stateValue[b.state]);
+      },
+    });
+    new Counter({
+      name: 'outrigger_idempotency_total',
+      help: 'Inbound requests with an Idempotency-Key, by result: stored, replayed, conflict (409), mismatch (422), unstored (answer not kept), bypass (safe method).',
+      labelNames: ['service', 'result'],
+      registers: [this.registry],
+      collect() {
+        this.reset();
+        const v = self.idempotency();
+        if (v !== undefined) for (const [result, n] of Object.entries(v.results)) this.inc({ service: v.service, result }, n);
+      },
+    });
+    new Gauge({
+      name: 'outrigger_idempotency_bytes',
+      help: 'Bytes held by the inbound replay store (stored responses and their keys).',
+      labelNames: ['service'],
+      registers: [this.registry],
+      collect() {
+        this.reset();
+        const v = self.idempotency();
+        if (v !== undefined) this.set({ service: v.service }, v.bytes);
+      },
+    });
+    new Gauge({
+      name: 'outrigger_idempotency_entries',
+      help: 'Responses held by the inbound replay store.',
+      labelNames: ['service'],
+      registers: [this.registry],
+      collect() {
+        this.reset();
+        const v = self.idempotency();
+        if (v !== undefined) this.set({ service: v.service }, v.entries);
+      },
+    });
+    new Counter({
+      name: 'outrigger_idempotency_evictions_total',
+      help: 'Stored responses evicted before their TTL to stay under inbound.idempotency.maxBytes.',
+      labelNames: ['service'],
+      registers: [this.registry],
+      collect() {
+        this.reset();
+        const v = self.idempotency();
+        if (v !== undefined) this.inc({ service: v.service }, v.evictions);
       },
     });
     this.ejections = new Counter({
@@ -188,6 +250,10 @@ export class Metrics {
 
   watchGuards(source: () => Iterable<GuardView>): void {
     this.guards = source;
+  }
+
+  watchIdempotency(source: () => IdempotencyView | undefined): void {
+    this.idempotency = source;
   }
 
   countEjection(service: string): void {

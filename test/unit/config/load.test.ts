@@ -160,7 +160,7 @@ describe('parseSidecarConfig: the complete example', () => {
           panicThreshold: 50,
         },
       },
-      log: { level: 'info', accessLog: { enabled: true, sampleRate: 1 } },
+      log: { level: 'info', accessLog: { enabled: true, sampleRate: 1, query: false } },
       metrics: { enabled: true },
       http: DEFAULT_HTTP,
     });
@@ -171,7 +171,7 @@ describe('parseSidecarConfig: the complete example', () => {
       `
 service: catalog
 admin: { listen: 0.0.0.0:9900 }
-log: { level: debug, accessLog: { enabled: false, sampleRate: 0.1 } }
+log: { level: debug, accessLog: { enabled: false, sampleRate: 0.1, query: true } }
 metrics: { enabled: false }
 controlPlane: { addresses: [cp-1.mesh.local:15010, "[::1]:15010"] }
 services:
@@ -198,7 +198,7 @@ services:
       'sidecar.yaml',
     );
     expect(c.admin.listen).toBe('0.0.0.0:9900');
-    expect(c.log).toEqual({ level: 'debug', accessLog: { enabled: false, sampleRate: 0.1 } });
+    expect(c.log).toEqual({ level: 'debug', accessLog: { enabled: false, sampleRate: 0.1, query: true } });
     expect(c.metrics.enabled).toBe(false);
     expect(c.controlPlane?.addresses).toEqual(['cp-1.mesh.local:15010', '[::1]:15010']);
     const pay = c.services['pay.v2'];
@@ -245,7 +245,7 @@ describe('parseSidecarConfig: minimal config', () => {
       outbound: { listen: '127.0.0.1:15001' },
       controlPlane: undefined,
       services: { inventory: DEFAULT_SERVICE },
-      log: { level: 'info', accessLog: { enabled: true, sampleRate: 1 } },
+      log: { level: 'info', accessLog: { enabled: true, sampleRate: 1, query: false } },
       metrics: { enabled: true },
       http: DEFAULT_HTTP,
     });
@@ -264,6 +264,28 @@ describe('parseSidecarConfig: minimal config', () => {
     expect(c.instance).toBe(`web-${hostname()}-18080`);
     expect(c.inbound).toEqual({ listen: '0.0.0.0:18080', target: 'http://localhost:3000', maxConcurrent: 256 });
     expect(parseSidecarConfig(`service: web\ninbound: { target: http://127.0.0.1:8080 }\n`, 'x.yaml').inbound?.listen).toBe('0.0.0.0:15006');
+  });
+
+  it('reads inbound.idempotency: present means on, sizes with binary units, errors naming the key', () => {
+    const base = 'service: web\ninbound: { target: http://127.0.0.1:8080';
+    expect(parseSidecarConfig(`${base} }\n`, 'sidecar.yaml').inbound?.idempotency).toBeUndefined();
+    const defaults = { ttlMs: 600_000, maxBytes: 16_777_216, maxEntryBytes: 1_048_576 };
+    expect(parseSidecarConfig(`${base}, idempotency: {} }\n`, 'sidecar.yaml').inbound?.idempotency).toEqual(defaults);
+    expect(parseSidecarConfig(`service: web\ninbound:\n  target: http://127.0.0.1:8080\n  idempotency:\n`, 'sidecar.yaml').inbound?.idempotency).toEqual(defaults);
+    expect(parseSidecarConfig(`${base}, idempotency: { ttl: 1m, maxBytes: 64MiB, maxEntryBytes: 512KiB } }\n`, 'sidecar.yaml').inbound?.idempotency).toEqual({
+      ttlMs: 60_000,
+      maxBytes: 67_108_864,
+      maxEntryBytes: 524_288,
+    });
+    expect(parseSidecarConfig(`${base}, idempotency: { maxBytes: 1048576, maxEntryBytes: 1.5KiB } }\n`, 'sidecar.yaml').inbound?.idempotency).toMatchObject({ maxBytes: 1_048_576, maxEntryBytes: 1_536 });
+    expect(issuesOf(`${base}, idempotency: { maxBytes: 16MB } }\n`)).toEqual([
+      'inbound.idempotency.maxBytes: expected a size in bytes or with a unit (B, KiB, MiB, GiB) such as "64KiB", "16MiB", got "16MB"',
+    ]);
+    expect(issuesOf(`${base}, idempotency: { maxBytes: 10 } }\n`)).toEqual(['inbound.idempotency.maxBytes: expected a size from 1KiB to 1GiB, got 10']);
+    expect(issuesOf(`${base}, idempotency: { maxBytes: 1MiB, maxEntryBytes: 2MiB } }\n`)).toEqual(['inbound.idempotency.maxEntryBytes: expected maxEntryBytes <= maxBytes (1MiB), got "2MiB"']);
+    expect(issuesOf(`${base}, idempotency: { maxBytes: 512KiB } }\n`)).toEqual(['inbound.idempotency.maxEntryBytes: expected maxEntryBytes <= maxBytes (512KiB), got "1MiB" (the default)']);
+    expect(issuesOf(`${base}, idempotency: { ttl: 10 } }\n`)[0]).toMatch(/^inbound\.idempotency\.ttl: expected a duration/);
+    expect(issuesOf(`${base}, idempotency: { tll: 1m } }\n`)[0]).toMatch(/^inbound\.idempotency\.tll: expected one of the keys ttl, maxBytes, maxEntryBytes/);
   });
 
   it('accepts a sidecar with no upstreams (services omitted or empty)', () => {
