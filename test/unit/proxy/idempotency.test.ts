@@ -13,6 +13,7 @@ class FakeDownstream implements Downstream {
   readonly head: RequestHead;
   readonly hasBody: boolean;
   readonly remoteAddress = '10.1.1.1';
+  readonly peer = undefined;
   status = 0;
   reason = '';
   headerBlock = '';

@@ -59,6 +59,10 @@ export class RecordingDownstream implements Downstream, BodyConsumer, ExchangeOb
     return this.ex.hasBody;
   }
 
+  get peer(): string | undefined {
+    return this.ex.peer;
+  }
+
   get remoteAddress(): string | undefined {
     return this.ex.remoteAddress;
   }
