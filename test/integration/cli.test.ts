@@ -229,7 +229,7 @@ describe('outrigger control-plane without --config', () => {
       expect(put.status).toBe(200);
       const v = (await (await fetch(`http://127.0.0.1:${http}/api/version`)).json()) as { software?: string };
       expect(v.software).toBe(version);
-      await waitFor(() => existsSync(stateFile), 5_000);
+      await waitFor(() => existsSync(stateFile), 10_000);
       child.kill('SIGTERM');
       expect(await exited).toBe(0);
       expect(readFileSync(stateFile, 'utf8')).toContain('least-load');

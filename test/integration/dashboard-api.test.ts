@@ -138,7 +138,7 @@ describe('dashboard routes', () => {
       });
     for (let round = 0; round < 5; round++) await Promise.all(Array.from({ length: 20 }, once));
     // Only the history sampler keeps running; the event and heartbeat timers stop with the last client.
-    await waitFor(() => live.size === 1, 2_000);
+    await waitFor(() => live.size === 1, 10_000);
     expect(live.size).toBe(1);
     closeDashboard(server);
     expect(live.size).toBe(0);

@@ -42,7 +42,7 @@ describe('weights computed from load reports', () => {
         p.admin,
       ),
     );
-    await waitFor(async () => (await send(webOut, { headers: { host: 'inventory' } })).status === 200, 5_000);
+    await waitFor(async () => (await send(webOut, { headers: { host: 'inventory' } })).status === 200, 10_000);
   }, 30_000);
 
   afterAll(async () => {
