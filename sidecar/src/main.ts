@@ -14,7 +14,7 @@ import type { ControlPlaneClient } from './discovery/client.js';
 import { defaultAdvertise } from './discovery/advertise.js';
 import type { EndpointReport, LoadReport } from '../../proto/gen/outrigger/v1/discovery.js';
 import { parseHostPort } from '../../common/src/listen.js';
-import { createAdminServer } from './admin/server.js';
+import { type ConfigStatus, createAdminServer } from './admin/server.js';
 import { InboundProxy } from './proxy/inbound.js';
 import { closeServer, listen } from '../../common/src/listen.js';
 import { Http1Listener } from './proxy/http1/server.js';
@@ -167,7 +167,8 @@ export class Sidecar {
     const cfg = this.config;
     this.servers.admin = createAdminServer({
       clusters: () => this.clusters.all(),
-      configView: () => this.configView(),
+      config: () => this.config,
+      configStatus: () => this.configStatus(),
       ready: () => this.isReady && !this.stopping,
       circuits: () => this.circuits(),
       metrics: this.metrics,
@@ -343,7 +344,8 @@ export class Sidecar {
     return this.version;
   }
 
-  configView(): unknown {
+  /** For `GET /config/status`; `GET /config` shows the configuration itself. */
+  configStatus(): ConfigStatus {
     return {
       version: this.pushed?.version ?? String(this.version),
       source: this.pushed?.source ?? 'static',
@@ -352,7 +354,6 @@ export class Sidecar {
       loadedAt: new Date(this.loadedAt).toISOString(),
       lastReloadError: this.lastReloadError ?? null,
       lastNack: this.lastNack ?? null,
-      config: this.config,
     };
   }
 
