@@ -149,6 +149,8 @@ describe('policy patch, dry runs and delete', () => {
   });
 
   it("the sidecar's GET /config shows the pushed policy and loads back as a sidecar.yaml", async () => {
+    // The sidecar has applied the newest state version.
+    await waitFor(async () => (await sidecarVersion()) === String(await version()), 5_000);
     const [yaml, json] = await Promise.all([send(admin, { path: '/config' }), send(admin, { path: '/config', headers: { accept: 'application/json' } })]);
     expect(yaml.status).toBe(200);
     expect(yaml.headers['content-type']).toBe('application/yaml; charset=utf-8');
