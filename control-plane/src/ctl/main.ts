@@ -54,21 +54,21 @@ const COMMANDS: readonly CommandSpec[] = [
   {
     name: 'policy get',
     args: ['SERVICE'],
-    help: ["the service's policy in force, as YAML (a valid input for policy set);", '-o json: the admin API answer, -o table: one line per key'],
+    help: ["the service's policy in force, as YAML (valid input for policy set);", '-o json: the admin API answer, -o table: one row per key'],
   },
   {
     name: 'policy set',
     args: ['SERVICE'],
     synopsis: '-f FILE [--dry-run]',
     options: ['file', 'dry-run'],
-    help: ["replace the service's policy with a YAML or JSON file (FILE - reads stdin);", 'keys the file leaves out take their defaults'],
+    help: ["replace the service's policy with a YAML or JSON file (- reads", 'stdin); keys the file leaves out take their defaults'],
   },
   {
     name: 'policy patch',
     args: ['SERVICE'],
     synopsis: '-f FILE [--dry-run]',
     options: ['file', 'dry-run'],
-    help: ['merge a YAML or JSON merge patch (RFC 7386) into the policy in force:', 'mappings merge, null deletes a key, lists and values replace'],
+    help: ['merge a YAML or JSON merge patch (RFC 7386) into the policy in', 'force: mappings merge, null deletes a key, lists and values replace'],
   },
   {
     name: 'policy delete',
@@ -103,13 +103,12 @@ function synopsis(c: CommandSpec): string {
   return [c.name, ...c.args.map((a) => (a.endsWith('?') ? `[${a.slice(0, -1)}]` : a)), ...(c.synopsis === undefined ? [] : [c.synopsis])].join(' ');
 }
 
-const OPTIONS_TEXT = `options:
-  --server HOST:PORT   the control plane's HTTP admin address (listen.http in cp.yaml);
+const OPTIONS_TEXT = `  --server HOST:PORT   the control plane's HTTP admin address (listen.http in cp.yaml);
                        default: $OUTRIGGER_CONTROL_PLANE, else ${DEFAULT_SERVER}
   -o, --output FORMAT  table (the default; policy get: yaml), json or yaml: the admin API's
                        answer as JSON or YAML
   --json               the same as -o json
-  -h, --help           usage (also after a command: outrigger ctl policy --help)
+  -h, --help           this text; after a command, its usage (outrigger ctl policy --help)
 `;
 
 const EXIT_TEXT = `exit status: 0 done, 1 refused or unknown (service, endpoint, invalid policy, also in a
@@ -117,7 +116,7 @@ dry run), 2 usage error or the control plane cannot be reached
 `;
 
 function commandList(list: readonly CommandSpec[]): string {
-  const width = 34;
+  const width = 36;
   return list
     .map((c) => {
       const head = synopsis(c);
@@ -132,9 +131,9 @@ function commandList(list: readonly CommandSpec[]): string {
 export const CTL_USAGE = `usage: outrigger ctl [--server HOST:PORT] [-o json|yaml|table] <command>
 
 commands:
-${commandList(COMMANDS)}
-  help [COMMAND]                    this text, or a command's
+${commandList([...COMMANDS, { name: 'help', args: ['COMMAND?'], help: ["this text, or a command's (also: outrigger ctl COMMAND --help)"] }])}
 
+options:
 ${OPTIONS_TEXT}
 ${EXIT_TEXT}`;
 
@@ -155,7 +154,7 @@ function commandUsage(list: readonly CommandSpec[]): string {
         return [];
     }
   });
-  return `usage:\n${list.map((c) => `  outrigger ctl ${synopsis(c)}\n${c.help.map((l) => `      ${l}`).join('\n')}`).join('\n')}\n\n${lines.length > 0 ? `${lines.join('\n')}\n` : ''}${OPTIONS_TEXT}\n${EXIT_TEXT}`;
+  return `usage:\n${list.map((c) => `  outrigger ctl ${synopsis(c)}\n${c.help.map((l) => `      ${l}`).join('\n')}`).join('\n')}\n\noptions:\n${lines.map((l) => `${l}\n`).join('')}${OPTIONS_TEXT}\n${EXIT_TEXT}`;
 }
 
 export interface CtlIo {
