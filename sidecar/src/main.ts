@@ -15,7 +15,7 @@ import { defaultAdvertise } from './discovery/advertise.js';
 import { OnDemandResolver } from './discovery/on-demand.js';
 import type { EndpointReport, LoadReport } from '../../proto/gen/outrigger/v1/discovery.js';
 import { parseHostPort } from '../../common/src/listen.js';
-import { createAdminServer } from './admin/server.js';
+import { type ConfigStatus, createAdminServer } from './admin/server.js';
 import { InboundProxy } from './proxy/inbound.js';
 import { closeServer, listen } from '../../common/src/listen.js';
 import { Http1Listener } from './proxy/http1/server.js';
@@ -171,7 +171,8 @@ export class Sidecar {
     const cfg = this.config;
     this.servers.admin = createAdminServer({
       clusters: () => this.clusters.all(),
-      configView: () => this.configView(),
+      config: () => this.config,
+      configStatus: () => this.configStatus(),
       ready: () => this.isReady && !this.stopping,
       circuits: () => this.circuits(),
       metrics: this.metrics,
@@ -362,7 +363,8 @@ export class Sidecar {
     return this.version;
   }
 
-  configView(): unknown {
+  /** For `GET /config/status`; `GET /config` shows the configuration itself. */
+  configStatus(): ConfigStatus {
     return {
       version: this.pushed?.version ?? String(this.version),
       source: this.pushed?.source ?? 'static',
@@ -371,7 +373,6 @@ export class Sidecar {
       loadedAt: new Date(this.loadedAt).toISOString(),
       lastReloadError: this.lastReloadError ?? null,
       lastNack: this.lastNack ?? null,
-      config: this.config,
     };
   }
 

@@ -82,7 +82,7 @@ describe('control plane and sidecars', () => {
     // The target is 1 s; how long it took is reported, not asserted (it depends on how busy the machine is).
     console.log(`new instance reached after ${(performance.now() - joined).toFixed(0)} ms`);
     expect(await inventoryEndpoints()).toEqual(expect.arrayContaining([first.address, second.address]));
-    const cfg = JSON.parse((await send(webAdmin, { path: '/config' })).body) as { source: string; version: string };
+    const cfg = JSON.parse((await send(webAdmin, { path: '/config/status' })).body) as { source: string; version: string };
     expect(cfg.source).toBe('control-plane');
     const metrics = (await send(webAdmin, { path: '/metrics' })).body;
     expect(metrics).toContain('outrigger_control_plane_connected 1');
@@ -165,7 +165,7 @@ describe('control plane and sidecars', () => {
     const after = (JSON.parse((await send(webAdmin, { path: '/clusters' })).body) as Clusters).clusters.find((c) => c.service === 'inventory')!.lb;
     expect(after).toBe(before);
     expect((await send(webOut, { headers: { host: 'inventory' } })).status).toBe(200);
-    const cfg = JSON.parse((await send(webAdmin, { path: '/config' })).body) as { lastNack: { reason: string } | null };
+    const cfg = JSON.parse((await send(webAdmin, { path: '/config/status' })).body) as { lastNack: { reason: string } | null };
     expect(cfg.lastNack?.reason).toContain(blocker.address);
     // A policy it can apply again: the sidecar follows the control plane once more.
     const fixed = await send(cp.http, { method: 'PUT', path: '/api/services/inventory/policy', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ lb: 'round-robin' }) });
@@ -194,7 +194,7 @@ describe('control plane and sidecars', () => {
     await web.stop();
     await startWeb();
     expect((await send(webOut, { headers: { host: 'inventory' } })).status).toBe(200);
-    const cfg = JSON.parse((await send(webAdmin, { path: '/config' })).body) as { source: string };
+    const cfg = JSON.parse((await send(webAdmin, { path: '/config/status' })).body) as { source: string };
     expect(cfg.source).toBe('cache');
     // The control plane comes back (same state file): sidecars reconnect by themselves and follow it again.
     await cp.restart();
@@ -202,7 +202,7 @@ describe('control plane and sidecars', () => {
     const put = await send(cp.http, { method: 'PUT', path: '/api/services/inventory/policy', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ lb: 'maglev', hashOn: { header: 'x-user' } }) });
     expect(put.status).toBe(200);
     await waitFor(async () => (JSON.parse((await send(webAdmin, { path: '/clusters' })).body) as Clusters).clusters.find((c) => c.service === 'inventory')?.lb === 'maglev', 10_000);
-    const after = JSON.parse((await send(webAdmin, { path: '/config' })).body) as { source: string };
+    const after = JSON.parse((await send(webAdmin, { path: '/config/status' })).body) as { source: string };
     expect(after.source).toBe('control-plane');
     // The policies set before the crash survived it (persisted state).
     const pol = JSON.parse((await send(cp.http, { path: '/api/services/inventory/policy' })).body) as { policy: { lb: string } };

@@ -3,44 +3,15 @@
  * policy get/set with the control plane's validation message, pinned weights, drains, and the errors for an
  * unknown service, a bad policy file and an unreachable control plane.
  */
-import { spawn } from 'node:child_process';
 import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { parse } from 'yaml';
 import { spawnControlPlane, type ControlPlaneProcess } from '../helpers/control-plane.js';
+import { runCtl, type CtlRun as Run } from '../helpers/ctl.js';
 import { freePort } from '../helpers/net.js';
 
-const repoRoot = new URL('../../', import.meta.url).pathname;
-
-interface Run {
-  readonly status: number | null;
-  readonly stdout: string;
-  readonly stderr: string;
-}
-
-/**
- * `outrigger ctl ARGS` as a real process (no --server added). OUTRIGGER_NO_REEXEC skips bin/outrigger.js's
- * re-exec. Asynchronous rather than spawnSync so that independent checks run side by side: each run costs
- * ~0.3 s of process start, and the file stays well under 10 s.
- */
-function run(args: readonly string[], options: { env?: Record<string, string>; input?: string } = {}): Promise<Run> {
-  return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, [join(repoRoot, 'bin/outrigger.js'), 'ctl', ...args], {
-      cwd: repoRoot,
-      env: { ...process.env, OUTRIGGER_CONTROL_PLANE: '', OUTRIGGER_NO_REEXEC: '1', ...options.env },
-      stdio: ['pipe', 'pipe', 'pipe'],
-      timeout: 15_000,
-    });
-    let stdout = '';
-    let stderr = '';
-    child.stdout.on('data', (d: Buffer) => (stdout += d.toString()));
-    child.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
-    child.on('error', reject);
-    child.on('close', (status) => resolve({ status, stdout, stderr }));
-    child.stdin.end(options.input ?? '');
-  });
-}
+const run = runCtl;
 
 /** The table row whose first column is `first`, split into columns. */
 function row(table: string, first: string): string[] | undefined {
@@ -181,26 +152,84 @@ describe('outrigger ctl', () => {
     expect(sidecars.stdout).toBe('no sidecars connected\n');
   });
 
-  it('an unreachable control plane is exit 2 with the address and the reason; usage errors are exit 2 with the usage text', async () => {
+  it('an unreachable control plane is exit 2 with the address and the reason; usage errors are exit 2 with one line and a hint', async () => {
     const port = await freePort();
     const usageErrors = [
       [['frob'], 'unknown command "frob"'],
       [['policy', 'set', 'orders'], 'policy set: -f FILE is required'],
+      [['policy', 'frob', 'orders'], 'policy: unknown subcommand "frob" (expected get, set, patch or delete)'],
       [['weight', 'set', 'orders', '127.0.0.1:9001'], 'weight set: missing N'],
       [['weight', 'set', 'orders', '127.0.0.1:9001', 'heavy'], 'weight set: N must be a number, got "heavy"'],
       [['services', '--bogus'], 'unknown option "--bogus"'],
+      [['services', '-x'], 'unknown option "-x"'],
+      [['services', '--json=yes'], '--json takes no value'],
+      [['services', '-o', 'xml'], '-o: expected json, yaml or table, got "xml"'],
+      [['services', '--dry-run'], '--dry-run is only for policy set, policy patch and policy delete'],
+      [['endpoints', '-f', 'x.yaml', 'orders'], '-f FILE is only for policy set and policy patch'],
+      [['services', '--server'], '--server needs a value'],
     ] as const;
-    const [unreachable, help, ...runs] = await Promise.all([run(['--server', `127.0.0.1:${port}`, 'services']), run(['help']), ...usageErrors.map(([args]) => ctl(...args))]);
+    const [unreachable, ...runs] = await Promise.all([run(['--server', `127.0.0.1:${port}`, 'services']), ...usageErrors.map(([args]) => ctl(...args))]);
     expect(unreachable.status).toBe(2);
     expect(unreachable.stdout).toBe('');
     expect(unreachable.stderr).toBe(`outrigger ctl: cannot reach the control plane at 127.0.0.1:${port} (connection refused)\n`);
     runs.forEach((r, i) => {
       const [args, message] = usageErrors[i] ?? [[], ''];
       expect(r.status, args.join(' ')).toBe(2);
-      expect(r.stderr).toMatch(/^usage: outrigger ctl /);
-      expect(r.stderr.endsWith(`\noutrigger ctl: ${message}\n`)).toBe(true);
+      expect(r.stdout).toBe('');
+      expect(r.stderr, args.join(' ')).toBe(`outrigger ctl: ${message}\nrun "outrigger ctl --help" for usage\n`);
     });
-    expect(help.status).toBe(0);
-    expect(help.stdout).toContain('policy set SERVICE -f FILE');
+  });
+
+  it('--help, -h and help print the usage and exit 0; after a command, that command\'s usage; nothing is sent', async () => {
+    // An unreachable server: help never talks to it.
+    const server = `127.0.0.1:${await freePort()}`;
+    const [help, short, word, policy, set, helpPolicy, weight] = await Promise.all([
+      run(['--help']),
+      run(['-h', '--server', server]),
+      run(['help']),
+      run(['policy', '--help', '--server', server]),
+      run(['--server', server, 'policy', 'set', 'orders', '-f', 'missing.yaml', '--help']),
+      run(['help', 'policy']),
+      run(['weight', '-h']),
+    ]);
+    for (const r of [help, short, word, policy, set, helpPolicy, weight]) {
+      expect(r.status).toBe(0);
+      expect(r.stderr).toBe('');
+    }
+    expect(help.stdout).toMatch(/^usage: outrigger ctl /);
+    expect(help.stdout).toContain('policy patch SERVICE -f FILE [--dry-run]');
+    expect(help.stdout).toContain('-o, --output FORMAT');
+    expect(short.stdout).toBe(help.stdout);
+    expect(word.stdout).toBe(help.stdout);
+    expect(policy.stdout).toMatch(/^usage:\n {2}outrigger ctl policy get SERVICE\n/);
+    expect(policy.stdout).toContain('outrigger ctl policy delete SERVICE [--dry-run]');
+    expect(policy.stdout).not.toContain('weight set');
+    expect(helpPolicy.stdout).toBe(policy.stdout);
+    expect(set.stdout).toMatch(/^usage:\n {2}outrigger ctl policy set SERVICE -f FILE \[--dry-run\]\n/);
+    expect(set.stdout).not.toContain('policy patch');
+    expect(weight.stdout).toContain('outrigger ctl weight clear SERVICE ENDPOINT');
+  });
+
+  it('-o json and -o yaml print the same admin API answer, parseable; --json is -o json; -o table is the default', async () => {
+    const [json, yaml, alias, table, byDefault, policyTable, policyJson] = await Promise.all([
+      ctl('services', '-o', 'json'),
+      ctl('-o', 'yaml', 'services'),
+      ctl('services', '--json'),
+      ctl('services', '--output=table'),
+      ctl('services'),
+      ctl('policy', 'get', 'orders', '-o', 'table'),
+      ctl('policy', 'get', 'orders', '-ojson'),
+    ]);
+    for (const r of [json, yaml, alias, table, policyTable, policyJson]) expect(r.status, r.stderr).toBe(0);
+    const data = JSON.parse(json.stdout) as { services: { name: string; policySource: string; endpoints: unknown[] }[] };
+    expect(data.services.map((s) => [s.name, s.policySource, s.endpoints.length])).toEqual([['orders', 'runtime', 2]]);
+    expect(parse(yaml.stdout)).toEqual(data);
+    expect(alias.stdout).toBe(json.stdout);
+    expect(table.stdout).toBe(byDefault.stdout);
+    expect(row(table.stdout, 'orders')?.[0]).toBe('orders');
+    expect(policyTable.stdout.split('\n')[0]).toMatch(/^KEY\s+VALUE$/);
+    expect(row(policyTable.stdout, 'lb')).toEqual(['lb', 'least-load']);
+    expect(row(policyTable.stdout, 'retry.attempts')).toEqual(['retry.attempts', '3']);
+    expect(JSON.parse(policyJson.stdout)).toEqual({ service: 'orders', policySource: 'runtime', policy: { lb: 'least-load', retry: { attempts: 3 } } });
   });
 });

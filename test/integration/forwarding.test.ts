@@ -264,7 +264,7 @@ services: { up: { endpoints: [ { address: ${up.address} } ] } }
     const orders = c.clusters.find((x) => x.service === 'orders')!;
     expect(orders.endpoints.map((e) => e.address).sort()).toEqual([a.address, b.address].sort());
     expect(orders.endpoints.every((e) => e.eligible && e.completed > 0)).toBe(true);
-    const cfg = JSON.parse((await send(admin, { path: '/config' })).body) as { version: string; source: string };
+    const cfg = JSON.parse((await send(admin, { path: '/config/status' })).body) as { version: string; source: string };
     expect(cfg).toMatchObject({ version: '1', source: 'static' });
     expect((await send(admin, { path: '/ready' })).status).toBe(200);
     expect((await send(admin, { path: '/live' })).status).toBe(200);

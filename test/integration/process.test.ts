@@ -37,7 +37,7 @@ describe('the sidecar process', () => {
     const r = await inFlight;
     expect(r.status).toBe(200);
     expect(r.body).toBe('finished after reload');
-    const cfg = JSON.parse((await send(`127.0.0.1:${p.admin}`, { path: '/config' })).body) as { version: string };
+    const cfg = JSON.parse((await send(`127.0.0.1:${p.admin}`, { path: '/config/status' })).body) as { version: string };
     expect(cfg.version).toBe('2');
 
     writeFileSync(proc.file, configYaml(p, `  one: { lb: fastest, endpoints: [ { address: ${a.address} } ] }`));
@@ -46,7 +46,7 @@ describe('the sidecar process', () => {
     expect(proc.stdout).toMatch(/services\.one\.lb/);
     // The old config (with both services) is still in force.
     expect((await send(out, { headers: { host: 'two' } })).status).toBe(200);
-    const after = JSON.parse((await send(`127.0.0.1:${p.admin}`, { path: '/config' })).body) as { version: string; lastReloadError: string };
+    const after = JSON.parse((await send(`127.0.0.1:${p.admin}`, { path: '/config/status' })).body) as { version: string; lastReloadError: string };
     expect(after.version).toBe('2');
     expect(after.lastReloadError).toMatch(/services\.one\.lb/);
     // Access log lines are JSON with the request's outcome.

@@ -40,7 +40,7 @@ services:
     expect(JSON.parse(r.body)).toMatchObject({ name: 'b' });
     // The file's own services stay.
     expect((await send(out, { headers: { host: 'local' } })).status).toBe(200);
-    const cfg = JSON.parse((await send(sidecar.addresses.admin, { path: '/config' })).body) as { version: string; source: string; lastNack: unknown };
+    const cfg = JSON.parse((await send(sidecar.addresses.admin, { path: '/config/status' })).body) as { version: string; source: string; lastNack: unknown };
     expect(cfg).toMatchObject({ version: '7', source: 'control-plane', lastNack: null });
   });
 
@@ -57,7 +57,7 @@ services:
     // Nothing of version 8 was applied: "pushed" still goes to b.
     const r = await send(sidecar.addresses.outbound, { headers: { host: 'pushed' } });
     expect(JSON.parse(r.body)).toMatchObject({ name: 'b' });
-    const cfg = JSON.parse((await send(sidecar.addresses.admin, { path: '/config' })).body) as { version: string; lastNack: { version: string; reason: string } };
+    const cfg = JSON.parse((await send(sidecar.addresses.admin, { path: '/config/status' })).body) as { version: string; lastNack: { version: string; reason: string } };
     expect(cfg.version).toBe('7');
     expect(cfg.lastNack).toEqual({ version: '8', reason });
     expect(await sidecar.applyPushed('9', [{ name: 'x', policyJson: '{not json' }], 'control-plane')).toMatch(/^services\.x: policy is not valid JSON/);

@@ -54,8 +54,11 @@ export function closeDashboard(server: Server): void {
  *
  *   GET    /api/services                          services, policies, endpoints with state and weights
  *   GET    /api/services/NAME                     one service
- *   GET    /api/services/NAME/policy              its policy as written
+ *   GET    /api/services/NAME/policy              its policy as written, and where it comes from
  *   PUT    /api/services/NAME/policy              set it (JSON in the sidecar.yaml `services.NAME` shape)
+ *   PATCH  /api/services/NAME/policy              merge a JSON merge patch (RFC 7386) into the policy in force
+ *   DELETE /api/services/NAME/policy              drop the run-time policy: cp.yaml's (or none) applies again
+ *          (PUT, PATCH and DELETE take ?dryRun=true: validated and answered, nothing changed)
  *   PUT    /api/services/NAME/weights/ADDRESS     { "weight": N } pins a weight; DELETE unpins
  *   POST   /api/drain                             { "address": "host:port" } drains an endpoint
  *   POST   /api/undrain                           { "address": "host:port" } brings it back
@@ -134,21 +137,9 @@ export function createAdminApi(
       if (name === undefined) return json(res, 200, { services: registry.services() });
       const svc = registry.services().find((s) => s.name === name);
       if (sub === undefined && method === 'GET') return svc ? json(res, 200, svc) : json(res, 404, { error: `no service ${name}` });
-      if (sub === 'policy' && method === 'GET') return svc ? json(res, 200, { service: name, policy: svc.policy }) : json(res, 404, { error: `no service ${name}` });
-      if (sub === 'policy' && method === 'PUT') {
-        let body: unknown;
-        try {
-          body = await readJson(req);
-        } catch (err) {
-          return json(res, 400, { error: (err as Error).message });
-        }
-        try {
-          registry.setPolicy(name, body);
-        } catch (err) {
-          if (err instanceof ConfigError) return json(res, 400, { error: err.issues.join('\n'), issues: err.issues });
-          throw err;
-        }
-        return json(res, 200, { service: name, version: registry.version });
+      if (sub === 'policy') {
+        if (method === 'GET') return svc ? json(res, 200, { service: name, policySource: registry.policySource(name), policy: svc.policy }) : json(res, 404, { error: `no service ${name}` });
+        if (method === 'PUT' || method === 'PATCH' || method === 'DELETE') return changePolicy(req, res, method, name, url.searchParams.get('dryRun'));
       }
       if (sub === 'weights' && arg !== undefined) {
         if (method === 'DELETE') {
@@ -167,5 +158,55 @@ export function createAdminApi(
       }
     }
     return json(res, 404, { error: `no such endpoint: ${method} ${url.pathname}` });
+  }
+
+  /**
+   * PUT sets the policy, PATCH merges a JSON merge patch into the policy in force, DELETE drops the
+   * run-time policy (cp.yaml's applies again). With ?dryRun=true nothing changes: the answer says what the
+   * policy would be (`policy`), what it is (`current`) and whether it is valid.
+   */
+  async function changePolicy(req: IncomingMessage, res: ServerResponse, method: 'PUT' | 'PATCH' | 'DELETE', name: string, dryRunParam: string | null): Promise<void> {
+    const dryRun = dryRunParam === null || dryRunParam === 'false' ? false : dryRunParam === '' || dryRunParam === 'true' ? true : undefined;
+    if (dryRun === undefined) return json(res, 400, { error: `dryRun: expected true or false, got ${JSON.stringify(dryRunParam)}` });
+    const current = registry.policyOf(name);
+    if (current === undefined && method !== 'PUT') return json(res, 404, { error: `no service ${name}` });
+    let input: unknown;
+    let patch: unknown;
+    if (method === 'DELETE') input = registry.policyOf(name, true);
+    else {
+      const type = (req.headers['content-type'] ?? '').split(';')[0]?.trim().toLowerCase() ?? '';
+      if (method === 'PATCH' && type !== '' && type !== 'application/merge-patch+json' && type !== 'application/json') {
+        return json(res, 415, { error: `expected Content-Type application/merge-patch+json or application/json, got ${type}` });
+      }
+      let body: unknown;
+      try {
+        body = await readJson(req);
+      } catch (err) {
+        return json(res, 400, { error: (err as Error).message });
+      }
+      if (method === 'PATCH' && (body === null || typeof body !== 'object' || Array.isArray(body))) {
+        return json(res, 400, { error: 'expected a JSON merge patch: an object whose keys change the policy (null deletes a key)' });
+      }
+      patch = body;
+      input = method === 'PATCH' ? registry.patchedPolicy(name, body) : body;
+    }
+    if (dryRun) {
+      const base = { service: name, dryRun: true, current: current ?? null };
+      try {
+        const policy = registry.checkPolicy(name, input).input;
+        return json(res, 200, { ...base, valid: true, policy });
+      } catch (err) {
+        if (!(err instanceof ConfigError)) throw err;
+        return json(res, 400, { ...base, valid: false, policy: input, error: err.issues.join('\n'), issues: err.issues });
+      }
+    }
+    let changed: boolean;
+    try {
+      changed = method === 'DELETE' ? registry.clearPolicy(name) : method === 'PATCH' ? registry.patchPolicy(name, patch) : registry.setPolicy(name, input);
+    } catch (err) {
+      if (err instanceof ConfigError) return json(res, 400, { error: err.issues.join('\n'), issues: err.issues });
+      throw err;
+    }
+    return json(res, 200, { service: name, changed, version: registry.version, policySource: registry.policySource(name), policy: registry.policyOf(name) ?? null });
   }
 }

@@ -9,13 +9,16 @@ export class CtlError extends Error {
     message: string,
     /** 1: the control plane refused or does not know the thing; 2: usage, or the control plane is unreachable. */
     readonly exitCode: 1 | 2,
-    /** Print the usage text with the message. */
+    /** A usage error: a hint to `outrigger ctl --help` follows the message. */
     readonly usage = false,
   ) {
     super(message);
     this.name = 'CtlError';
   }
 }
+
+/** PATCH bodies are sent as application/merge-patch+json, others as application/json. */
+export type Method = 'GET' | 'PUT' | 'PATCH' | 'POST' | 'DELETE';
 
 export interface Reply {
   readonly status: number;
@@ -78,14 +81,14 @@ export class AdminClient {
    * Sends one request; any HTTP status comes back as a Reply.
    * @throws CtlError (exit 2) when the control plane cannot be reached or does not answer with JSON.
    */
-  async request(method: 'GET' | 'PUT' | 'POST' | 'DELETE', path: string, body?: unknown): Promise<Reply> {
+  async request(method: Method, path: string, body?: unknown): Promise<Reply> {
     const url = new URL(path, this.base);
     let res: Response;
     let text: string;
     try {
       res = await fetch(url, {
         method,
-        headers: body === undefined ? { accept: 'application/json' } : { accept: 'application/json', 'content-type': 'application/json' },
+        headers: body === undefined ? { accept: 'application/json' } : { accept: 'application/json', 'content-type': method === 'PATCH' ? 'application/merge-patch+json' : 'application/json' },
         ...(body === undefined ? {} : { body: JSON.stringify(body) }),
         signal: AbortSignal.timeout(REQUEST_TIMEOUT_MS),
       });
@@ -107,7 +110,7 @@ export class AdminClient {
    * Like request, for the 2xx case; any other status becomes a CtlError (exit 1) with the control plane's
    * `error` message (which names what was wrong), unless `onError` returns one of its own first.
    */
-  async ok(method: 'GET' | 'PUT' | 'POST' | 'DELETE', path: string, body?: unknown, onError?: (reply: Reply, message: string) => CtlError | undefined): Promise<unknown> {
+  async ok(method: Method, path: string, body?: unknown, onError?: (reply: Reply, message: string) => CtlError | undefined): Promise<unknown> {
     const reply = await this.request(method, path, body);
     if (reply.status >= 200 && reply.status < 300) return reply.body;
     const message = errorMessage(reply);

@@ -5,18 +5,22 @@ import { ConfigError } from '../../../common/src/errors.js';
 import type { AutoscaleView } from '../autoscale/types.js';
 import type { SubscriberView } from '../push/server.js';
 import type { EndpointView, ServiceView } from '../registry/registry.js';
-import { type AdminClient, CtlError } from './client.js';
+import { type AdminClient, CtlError, errorMessage, type Reply } from './client.js';
+import { diffLines, lines } from './diff.js';
 import { formatTable } from './table.js';
 
 /**
  * The `outrigger ctl` commands. Each makes one or a few admin API requests (control-plane/src/api/http.ts)
- * and prints a table or a short confirmation, or with --json the admin API's answer unchanged.
+ * and prints a table or a short confirmation, or with -o json / -o yaml the admin API's answer unchanged.
  */
+
+/** -o: a table or message (the default), or the admin API's answer as JSON or YAML. */
+export type Output = 'table' | 'json' | 'yaml';
 
 export interface CtlContext {
   readonly client: AdminClient;
-  /** Print the admin API's JSON instead of tables. */
-  readonly json: boolean;
+  /** As given with -o (or --json); undefined: the command's default. */
+  readonly output: Output | undefined;
   out(text: string): void;
 }
 
@@ -33,8 +37,12 @@ export interface CircuitRow {
 const seg = (s: string): string => encodeURIComponent(s);
 const quote = (s: string): string => JSON.stringify(s);
 
-function printJson(ctx: CtlContext, value: unknown): void {
-  ctx.out(`${JSON.stringify(value, null, 2)}\n`);
+/** Whether -o asks for the admin API's answer rather than a table or message. */
+const wantsData = (ctx: CtlContext): boolean => ctx.output === 'json' || ctx.output === 'yaml';
+
+/** The admin API's answer as -o asks: YAML, else JSON. */
+function printData(ctx: CtlContext, value: unknown): void {
+  ctx.out(ctx.output === 'yaml' ? stringify(value) : `${JSON.stringify(value, null, 2)}\n`);
 }
 
 function versionOf(body: unknown): string {
@@ -49,9 +57,7 @@ function num(n: number | undefined): string {
 
 /** GET /api/services/NAME; `no service "NAME"` (exit 1) on 404. */
 async function getService(ctx: CtlContext, name: string): Promise<ServiceView> {
-  return (await ctx.client.ok('GET', `/api/services/${seg(name)}`, undefined, (r) =>
-    r.status === 404 ? new CtlError(`no service ${quote(name)}`, 1) : undefined,
-  )) as ServiceView;
+  return (await ctx.client.ok('GET', `/api/services/${seg(name)}`, undefined, noService(name))) as ServiceView;
 }
 
 function findEndpoint(svc: ServiceView, address: string): EndpointView {
@@ -87,8 +93,8 @@ function costCell(e: EndpointView): string {
 // ---------------------------------------------------------------------------------------------------------
 
 export async function services(ctx: CtlContext): Promise<void> {
-  const [body, version] = await Promise.all([ctx.client.ok('GET', '/api/services'), ctx.json ? undefined : ctx.client.ok('GET', '/api/version')]);
-  if (ctx.json) return printJson(ctx, body);
+  const [body, version] = await Promise.all([ctx.client.ok('GET', '/api/services'), wantsData(ctx) ? undefined : ctx.client.ok('GET', '/api/version')]);
+  if (wantsData(ctx)) return printData(ctx, body);
   const list = (body as { services: readonly ServiceView[] }).services;
   if (list.length === 0) {
     ctx.out(`no services (state version ${versionOf(version)})\n`);
@@ -101,7 +107,7 @@ export async function services(ctx: CtlContext): Promise<void> {
 
 export async function endpoints(ctx: CtlContext, service: string): Promise<void> {
   const svc = await getService(ctx, service);
-  if (ctx.json) return printJson(ctx, svc);
+  if (wantsData(ctx)) return printData(ctx, svc);
   if (svc.endpoints.length === 0) {
     ctx.out(`service ${quote(svc.name)} has no endpoints\n`);
     return;
@@ -122,7 +128,7 @@ export async function circuits(ctx: CtlContext, service: string | undefined): Pr
   ]);
   const list = (body as { circuits: readonly CircuitRow[] }).circuits;
   if (service !== undefined && list.length === 0 && known?.status === 404) throw new CtlError(`no service ${quote(service)}`, 1);
-  if (ctx.json) return printJson(ctx, body);
+  if (wantsData(ctx)) return printData(ctx, body);
   if (list.length === 0) {
     ctx.out(`no circuits reported${service === undefined ? '' : ` for ${service}`} (sidecars report them with their load)\n`);
     return;
@@ -131,12 +137,29 @@ export async function circuits(ctx: CtlContext, service: string | undefined): Pr
   ctx.out(formatTable(['REPORTER', 'SERVICE', 'ENDPOINT', 'STATE'], rows));
 }
 
+const noService = (service: string) => (r: Reply): CtlError | undefined => (r.status === 404 ? new CtlError(`no service ${quote(service)}`, 1) : undefined);
+
+/** A policy as KEY VALUE rows: dotted key paths (`retry.attempts`, `endpoints[0].address`), leaves as YAML flow. */
+function policyRows(value: unknown, path: string, rows: string[][]): string[][] {
+  const entries = Array.isArray(value)
+    ? value.map((v, i): [string, unknown] => [`${path}[${i}]`, v])
+    : value !== null && typeof value === 'object'
+      ? Object.entries(value).map(([k, v]): [string, unknown] => [path === '' ? k : `${path}.${k}`, v])
+      : undefined;
+  if (entries === undefined || entries.length === 0) rows.push([path === '' ? '(policy)' : path, stringify(value, { collectionStyle: 'flow' }).trimEnd()]);
+  else for (const [key, v] of entries) policyRows(v, key, rows);
+  return rows;
+}
+
+/** The policy in force: YAML by default (valid input for policy set), -o json the admin API's answer, -o table one row per key. */
 export async function policyGet(ctx: CtlContext, service: string): Promise<void> {
-  const body = await ctx.client.ok('GET', `/api/services/${seg(service)}/policy`, undefined, (r) =>
-    r.status === 404 ? new CtlError(`no service ${quote(service)}`, 1) : undefined,
-  );
-  if (ctx.json) return printJson(ctx, body);
-  ctx.out(stringify((body as { policy: unknown }).policy));
+  const body = (await ctx.client.ok('GET', `/api/services/${seg(service)}/policy`, undefined, noService(service))) as { policy: unknown };
+  if (ctx.output === 'json') return printData(ctx, body);
+  if (ctx.output === 'table') {
+    ctx.out(formatTable(['KEY', 'VALUE'], policyRows(body.policy, '', [])));
+    return;
+  }
+  ctx.out(stringify(body.policy));
 }
 
 /** Reads and parses a policy file (YAML or JSON, which is YAML); "-" is stdin. */
@@ -157,30 +180,84 @@ export function readPolicyFile(file: string): unknown {
   }
 }
 
-export async function policySet(ctx: CtlContext, service: string, file: string): Promise<void> {
-  const policy = readPolicyFile(file);
-  const body = await ctx.client.ok('PUT', `/api/services/${seg(service)}/policy`, policy, (r, message) => {
-    if (r.status !== 400) return undefined;
-    const issues = (r.body as { issues?: unknown }).issues;
-    const lines = Array.isArray(issues) && issues.every((i) => typeof i === 'string') ? (issues as string[]) : message.split('\n');
-    const source = file === '-' ? '(stdin)' : file;
-    return new CtlError(`the control plane refused the policy in ${source} for ${service}:\n${lines.map((l) => `  ${l}`).join('\n')}`, 1);
-  });
-  if (ctx.json) return printJson(ctx, body);
-  ctx.out(`policy of ${service} set (state version ${versionOf(body)})\n`);
+/** The validation issues of a 400 answer, one per line. */
+function issuesOf(r: Reply, message: string): string[] {
+  const issues = (r.body as { issues?: unknown }).issues;
+  return Array.isArray(issues) && issues.every((i) => typeof i === 'string') ? (issues as string[]) : message.split('\n');
+}
+
+const indent = (lines: readonly string[]): string => lines.map((l) => `  ${l}`).join('\n');
+
+/** What PUT / PATCH / DELETE with ?dryRun=true answer. */
+interface DryRunReply {
+  readonly valid: boolean;
+  readonly current: unknown;
+  readonly policy: unknown;
+}
+
+/**
+ * Sends a policy change: PUT (set), PATCH (merge patch) or DELETE. A dry run prints the diff of the policy
+ * YAML (- in force, + after) and `valid`, or throws the control plane's validation errors (exit 1).
+ */
+async function changePolicy(ctx: CtlContext, what: 'set' | 'patch' | 'delete', service: string, body: unknown, source: string | undefined, dryRun: boolean): Promise<void> {
+  const method = what === 'set' ? 'PUT' : what === 'patch' ? 'PATCH' : 'DELETE';
+  const path = `/api/services/${seg(service)}/policy${dryRun ? '?dryRun=true' : ''}`;
+  const refused = (lines: readonly string[]): CtlError =>
+    new CtlError(`the control plane ${dryRun ? 'would refuse' : 'refused'} the ${what === 'patch' ? 'patched policy' : 'policy'}${source === undefined ? '' : ` in ${source}`} for ${service}:\n${indent(lines)}`, 1);
+  const reply = await ctx.client.request(method, path, body);
+  const message = errorMessage(reply);
+  const answer = reply.body as Partial<DryRunReply> & { version?: unknown; changed?: unknown; policySource?: unknown };
+  if (dryRun && (reply.status === 200 || (reply.status === 400 && answer.valid === false))) {
+    if (wantsData(ctx)) printData(ctx, reply.body);
+    else {
+      const before = lines(answer.current === null || answer.current === undefined ? '' : stringify(answer.current));
+      const after = lines(stringify(answer.policy));
+      const diff = diffLines(before, after);
+      ctx.out(diff.some((l) => !l.startsWith(' ')) ? `--- ${service} (in force)\n+++ ${service} (after policy ${what})\n${diff.join('\n')}\n` : `no change to the policy of ${service}\n`);
+      if (answer.valid === true) ctx.out('valid (dry run: nothing was changed)\n');
+    }
+    if (answer.valid !== true) throw refused(issuesOf(reply, message));
+    return;
+  }
+  if (reply.status === 404) throw new CtlError(`no service ${quote(service)}`, 1);
+  if (reply.status === 400 && Array.isArray((reply.body as { issues?: unknown }).issues)) throw refused(issuesOf(reply, message));
+  if (reply.status < 200 || reply.status >= 300) throw new CtlError(message, 1);
+  if (wantsData(ctx)) return printData(ctx, reply.body);
+  const version = versionOf(reply.body);
+  if (what === 'delete') {
+    const fallback = answer.policySource === 'config' ? "cp.yaml's policy applies" : answer.policy === null ? 'the service is gone' : 'the default policy applies';
+    ctx.out(answer.changed === false ? `${service} has no run-time policy; nothing changed\n` : `run-time policy of ${service} deleted, ${fallback} (state version ${version})\n`);
+    return;
+  }
+  ctx.out(answer.changed === false ? `policy of ${service} unchanged (state version ${version})\n` : `policy of ${service} ${what === 'set' ? 'set' : 'patched'} (state version ${version})\n`);
+}
+
+export async function policySet(ctx: CtlContext, service: string, file: string, dryRun = false): Promise<void> {
+  return changePolicy(ctx, 'set', service, readPolicyFile(file), file === '-' ? '(stdin)' : file, dryRun);
+}
+
+export async function policyPatch(ctx: CtlContext, service: string, file: string, dryRun = false): Promise<void> {
+  const patch = readPolicyFile(file);
+  const source = file === '-' ? '(stdin)' : file;
+  if (patch === null || typeof patch !== 'object' || Array.isArray(patch)) throw new CtlError(`${source}: expected a mapping of the policy keys to change (null deletes a key)`, 1);
+  return changePolicy(ctx, 'patch', service, patch, source, dryRun);
+}
+
+export async function policyDelete(ctx: CtlContext, service: string, dryRun = false): Promise<void> {
+  return changePolicy(ctx, 'delete', service, undefined, undefined, dryRun);
 }
 
 export async function weightSet(ctx: CtlContext, service: string, address: string, weight: number): Promise<void> {
   findEndpoint(await getService(ctx, service), address);
   const body = await ctx.client.ok('PUT', `/api/services/${seg(service)}/weights/${seg(address)}`, { weight });
-  if (ctx.json) return printJson(ctx, body);
+  if (wantsData(ctx)) return printData(ctx, body);
   ctx.out(`weight of ${service} ${address} pinned to ${weight} (state version ${versionOf(body)})\n`);
 }
 
 export async function weightClear(ctx: CtlContext, service: string, address: string): Promise<void> {
   const e = findEndpoint(await getService(ctx, service), address);
   const body = await ctx.client.ok('DELETE', `/api/services/${seg(service)}/weights/${seg(address)}`);
-  if (ctx.json) return printJson(ctx, body);
+  if (wantsData(ctx)) return printData(ctx, body);
   ctx.out(
     e.pinnedWeight === undefined
       ? `weight of ${service} ${address} was not pinned; nothing changed\n`
@@ -199,7 +276,7 @@ export async function drain(ctx: CtlContext, address: string): Promise<void> {
   const body = await ctx.client.ok('POST', '/api/drain', { address }, (r, message) =>
     r.status === 404 ? new CtlError(`no endpoint ${quote(address)}`, 1) : new CtlError(`cannot drain ${quote(address)}: ${message}`, 1),
   );
-  if (ctx.json) return printJson(ctx, body);
+  if (wantsData(ctx)) return printData(ctx, body);
   ctx.out(`drained ${address}${names.length > 0 ? ` in ${names.join(', ')}` : ''} (state version ${versionOf(body)})\n`);
 }
 
@@ -207,13 +284,13 @@ export async function undrain(ctx: CtlContext, address: string): Promise<void> {
   const body = await ctx.client.ok('POST', '/api/undrain', { address }, (r, message) =>
     r.status === 404 ? new CtlError(`${quote(address)} is not drained`, 1) : new CtlError(`cannot undrain ${quote(address)}: ${message}`, 1),
   );
-  if (ctx.json) return printJson(ctx, body);
+  if (wantsData(ctx)) return printData(ctx, body);
   ctx.out(`undrained ${address} (state version ${versionOf(body)})\n`);
 }
 
 export async function sidecars(ctx: CtlContext): Promise<void> {
   const body = await ctx.client.ok('GET', '/api/sidecars');
-  if (ctx.json) return printJson(ctx, body);
+  if (wantsData(ctx)) return printData(ctx, body);
   const list = (body as { sidecars: readonly SubscriberView[] }).sidecars;
   if (list.length === 0) {
     ctx.out('no sidecars connected\n');
@@ -249,7 +326,7 @@ export async function autoscale(ctx: CtlContext, service: string | undefined): P
   const body = (await ctx.client.ok('GET', '/api/autoscale')) as { services: readonly AutoscaleView[] };
   const list = service === undefined ? body.services : body.services.filter((v) => v.service === service);
   if (service !== undefined && list.length === 0) throw new CtlError(`${quote(service)} is not autoscaled`, 1);
-  if (ctx.json) return printJson(ctx, service === undefined ? body : list[0]);
+  if (wantsData(ctx)) return printData(ctx, service === undefined ? body : list[0]);
   if (list.length === 0) {
     ctx.out('no autoscaled services (autoscale in cp.yaml)\n');
     return;
@@ -277,6 +354,6 @@ export async function scale(ctx: CtlContext, service: string, change: Readonly<R
   const body = (await ctx.client.ok('PUT', `/api/autoscale/${seg(service)}`, change, (r, message) =>
     r.status === 404 ? new CtlError(message, 1) : new CtlError(`the control plane refused: ${message}`, 1),
   )) as AutoscaleView;
-  if (ctx.json) return printJson(ctx, body);
+  if (wantsData(ctx)) return printData(ctx, body);
   ctx.out(`${service}: min ${body.min}, max ${body.max}, target utilization ${num(body.targetUtilization)} (now ${body.current} running, desired ${body.desired})\n`);
 }

@@ -1,43 +1,161 @@
+import { parseArgs } from 'node:util';
 import { AdminClient, CtlError } from './client.js';
 import * as cmd from './commands.js';
 
 /**
  * `outrigger ctl`: the operator's command line for a running control plane, over its HTTP admin API.
- * Exit codes: 0 done; 1 the control plane refused, or the service / endpoint / file is unknown or invalid;
- * 2 usage error, or the control plane cannot be reached.
+ * Arguments are parsed with node:util parseArgs (strict: an unknown option is an error). Exit codes: 0 done
+ * (also --help); 1 the control plane refused, the service / endpoint / file is unknown or invalid, or a dry
+ * run found the policy invalid; 2 usage error (one line and a hint on stderr), or the control plane cannot
+ * be reached.
  */
 
 export const DEFAULT_SERVER = '127.0.0.1:15080';
 
-export const CTL_USAGE = `usage: outrigger ctl [--server HOST:PORT] [--json] <command>
+const HINT = 'run "outrigger ctl --help" for usage';
+
+const OPTIONS = {
+  server: { type: 'string' },
+  output: { type: 'string', short: 'o' },
+  json: { type: 'boolean' },
+  help: { type: 'boolean', short: 'h' },
+  file: { type: 'string', short: 'f' },
+  'dry-run': { type: 'boolean' },
+  min: { type: 'string' },
+  max: { type: 'string' },
+  target: { type: 'string' },
+} as const;
+
+type OptionName = keyof typeof OPTIONS;
+
+/** Options every command takes. */
+const COMMON: readonly OptionName[] = ['server', 'output', 'json', 'help'];
+
+interface CommandSpec {
+  /** "services", "policy set", ... */
+  readonly name: string;
+  /** Positional arguments after the name; a trailing "?" marks an optional one. */
+  readonly args: readonly string[];
+  /** The synopsis's option part, e.g. "-f FILE [--dry-run]". */
+  readonly synopsis?: string;
+  readonly options?: readonly OptionName[];
+  /** The first line is the summary in the command list; the rest is shown by `ctl COMMAND --help`. */
+  readonly help: readonly string[];
+}
+
+const COMMANDS: readonly CommandSpec[] = [
+  { name: 'services', args: [], help: ['services: load-balancing policy, endpoints serving/total, policy source'] },
+  {
+    name: 'endpoints',
+    args: ['SERVICE'],
+    help: ['endpoints of a service: weight (pinned/computed), cost, capacity, zone,', 'state (static, registered, draining, drained), instance id'],
+  },
+  { name: 'circuits', args: ['SERVICE?'], help: ['circuit-breaker states reported by sidecars'] },
+  {
+    name: 'policy get',
+    args: ['SERVICE'],
+    help: ["the service's policy in force, as YAML (valid input for policy set);", '-o json: the admin API answer, -o table: one row per key'],
+  },
+  {
+    name: 'policy set',
+    args: ['SERVICE'],
+    synopsis: '-f FILE [--dry-run]',
+    options: ['file', 'dry-run'],
+    help: ["replace the service's policy with a YAML or JSON file (- reads", 'stdin); keys the file leaves out take their defaults'],
+  },
+  {
+    name: 'policy patch',
+    args: ['SERVICE'],
+    synopsis: '-f FILE [--dry-run]',
+    options: ['file', 'dry-run'],
+    help: ['merge a YAML or JSON merge patch (RFC 7386) into the policy in', 'force: mappings merge, null deletes a key, lists and values replace'],
+  },
+  {
+    name: 'policy delete',
+    args: ['SERVICE'],
+    synopsis: '[--dry-run]',
+    options: ['dry-run'],
+    help: ["drop the run-time policy: cp.yaml's policy (or none) applies again"],
+  },
+  { name: 'weight set', args: ['SERVICE', 'ENDPOINT', 'N'], help: ['pin the weight of an endpoint (host:port) to N (1..1000)'] },
+  { name: 'weight clear', args: ['SERVICE', 'ENDPOINT'], help: ['unpin it: the computed or registered weight applies again'] },
+  { name: 'drain', args: ['ENDPOINT'], help: ["take host:port out of every service's snapshots"] },
+  { name: 'undrain', args: ['ENDPOINT'], help: ['bring a drained host:port back'] },
+  { name: 'sidecars', args: [], help: ['connected sidecars: versions sent and ACKed, last NACK'] },
+  {
+    name: 'autoscale',
+    args: ['SERVICE?'],
+    help: ['autoscaled services: bounds, target, current/desired, utilization,', 'state; with SERVICE also its last decisions'],
+  },
+  {
+    name: 'scale',
+    args: ['SERVICE'],
+    synopsis: '[--min N] [--max N] [--target X]',
+    options: ['min', 'max', 'target'],
+    help: ["change an autoscaled service's bounds or target utilization until", 'the control plane restarts; the value "default" restores cp.yaml\'s'],
+  },
+];
+
+/** Commands with subcommands. */
+const GROUPS = new Set(COMMANDS.filter((c) => c.name.includes(' ')).map((c) => c.name.split(' ')[0] ?? ''));
+
+function synopsis(c: CommandSpec): string {
+  return [c.name, ...c.args.map((a) => (a.endsWith('?') ? `[${a.slice(0, -1)}]` : a)), ...(c.synopsis === undefined ? [] : [c.synopsis])].join(' ');
+}
+
+const OPTIONS_TEXT = `  --server HOST:PORT   the control plane's HTTP admin address (listen.http in cp.yaml);
+                       default: $OUTRIGGER_CONTROL_PLANE, else ${DEFAULT_SERVER}
+  -o, --output FORMAT  table (the default; policy get: yaml), json or yaml: the admin API's
+                       answer as JSON or YAML
+  --json               the same as -o json
+  -h, --help           this text; after a command, its usage (outrigger ctl policy --help)
+`;
+
+const EXIT_TEXT = `exit status: 0 done, 1 refused or unknown (service, endpoint, invalid policy, also in a
+dry run), 2 usage error or the control plane cannot be reached
+`;
+
+function commandList(list: readonly CommandSpec[]): string {
+  const width = 36;
+  return list
+    .map((c) => {
+      const head = synopsis(c);
+      const [first = '', ...rest] = c.help;
+      const pad = ' '.repeat(width);
+      const lead = head.length + 2 < width ? `  ${head.padEnd(width - 2)}${first}` : `  ${head}\n${pad}${first}`;
+      return [lead, ...rest.map((l) => pad + l)].join('\n');
+    })
+    .join('\n');
+}
+
+export const CTL_USAGE = `usage: outrigger ctl [--server HOST:PORT] [-o json|yaml|table] <command>
 
 commands:
-  services                          services: load-balancing policy, endpoints serving/total, policy source
-  endpoints SERVICE                 endpoints of a service: weight (pinned/computed), cost, capacity, zone,
-                                    state (static, registered, draining, drained), instance id
-  circuits [SERVICE]                circuit-breaker states reported by sidecars
-  policy get SERVICE                the service's policy, as YAML
-  policy set SERVICE -f FILE        set the service's policy from a YAML or JSON file (FILE - reads stdin)
-  weight set SERVICE ENDPOINT N     pin the weight of an endpoint (host:port) to N (1..1000)
-  weight clear SERVICE ENDPOINT     unpin it: the computed or registered weight applies again
-  drain ENDPOINT                    take host:port out of every service's snapshots
-  undrain ENDPOINT                  bring a drained host:port back
-  sidecars                          connected sidecars: versions sent and ACKed, last NACK
-  autoscale [SERVICE]               autoscaled services: bounds, target, current/desired, utilization,
-                                    state; with SERVICE also its last decisions
-  scale SERVICE [--min N] [--max N] [--target X]
-                                    change an autoscaled service's bounds or target utilization until
-                                    the control plane restarts; the value "default" restores cp.yaml's
-  help                              this text
+${commandList([...COMMANDS, { name: 'help', args: ['COMMAND?'], help: ["this text, or a command's (also: outrigger ctl COMMAND --help)"] }])}
 
 options:
-  --server HOST:PORT   the control plane's HTTP admin address (listen.http in cp.yaml);
-                       default: $OUTRIGGER_CONTROL_PLANE, else ${DEFAULT_SERVER}
-  --json               print the admin API's JSON answer instead of a table
+${OPTIONS_TEXT}
+${EXIT_TEXT}`;
 
-exit status: 0 done, 1 refused or unknown (service, endpoint, invalid policy), 2 usage error or
-the control plane cannot be reached
-`;
+/** `outrigger ctl policy --help`, `outrigger ctl policy set --help`: the usage of those commands. */
+function commandUsage(list: readonly CommandSpec[]): string {
+  const extra = [...new Set(list.flatMap((c) => c.options ?? []))];
+  const lines = extra.flatMap((o) => {
+    switch (o) {
+      case 'file':
+        return ['  -f, --file FILE      the YAML or JSON file; - reads stdin'];
+      case 'dry-run':
+        return ['  --dry-run            the control plane validates and answers without changing anything;', '                       prints the policy diff (- in force, + after) and valid or the errors'];
+      case 'min':
+      case 'max':
+      case 'target':
+        return o === 'min' ? ['  --min N, --max N     bounds of the number of instances ("default": cp.yaml\'s)', '  --target X           target utilization, 0 < X <= 1 ("default": cp.yaml\'s)'] : [];
+      default:
+        return [];
+    }
+  });
+  return `usage:\n${list.map((c) => `  outrigger ctl ${synopsis(c)}\n${c.help.map((l) => `      ${l}`).join('\n')}`).join('\n')}\n\noptions:\n${lines.map((l) => `${l}\n`).join('')}${OPTIONS_TEXT}\n${EXIT_TEXT}`;
+}
 
 export interface CtlIo {
   readonly stdout: (text: string) => void;
@@ -45,89 +163,105 @@ export interface CtlIo {
   readonly env: Readonly<Record<string, string | undefined>>;
 }
 
-interface Parsed {
-  readonly server: string;
-  readonly json: boolean;
-  readonly help: boolean;
-  readonly file: string | undefined;
-  /** --min, --max, --target of `scale`, as given. */
-  readonly scale: Readonly<Partial<Record<'min' | 'max' | 'target', string>>>;
-  readonly positional: readonly string[];
-}
+type Values = { -readonly [K in OptionName]?: (typeof OPTIONS)[K]['type'] extends 'boolean' ? boolean : string };
 
 const usage = (message: string): CtlError => new CtlError(message, 2, true);
-
-function parseArgs(argv: readonly string[], env: CtlIo['env']): Parsed {
-  let server = env['OUTRIGGER_CONTROL_PLANE'] || DEFAULT_SERVER;
-  let json = false;
-  let help = false;
-  let file: string | undefined;
-  const scale: Partial<Record<'min' | 'max' | 'target', string>> = {};
-  const positional: string[] = [];
-  const value = (i: number, name: string): string => {
-    const v = argv[i + 1];
-    if (v === undefined || v === '') throw usage(`${name} needs a value`);
-    return v;
-  };
-  for (let i = 0; i < argv.length; i++) {
-    const a = argv[i] ?? '';
-    if (a === '--') {
-      positional.push(...argv.slice(i + 1));
-      break;
-    }
-    const eq = a.indexOf('=');
-    const [name, inline] = a.startsWith('--') && eq > 0 ? [a.slice(0, eq), a.slice(eq + 1)] : [a, undefined];
-    if (name === '--json' && inline === undefined) json = true;
-    else if (name === '--help' || name === '-h') help = true;
-    else if (name === '--server') {
-      server = inline ?? value(i++, '--server');
-      if (server === '') throw usage('--server needs a value');
-    } else if (name === '-f' || name === '--file') {
-      file = inline ?? value(i++, name);
-      if (file === '') throw usage(`${name} needs a value`);
-    } else if (name === '--min' || name === '--max' || name === '--target') {
-      scale[name.slice(2) as 'min' | 'max' | 'target'] = inline ?? value(i++, name);
-    } else if (a.startsWith('-') && a !== '-' && !/^-\d/.test(a)) throw usage(`unknown option ${quote(a)}`);
-    else positional.push(a);
-  }
-  return { server, json, help, file, scale, positional };
-}
-
 const quote = (s: string): string => JSON.stringify(s);
 
-/** Checks the positional arguments of `what` against the names it expects (a trailing `?` marks an optional one). */
-function expectArgs(what: string, got: readonly string[], names: readonly string[]): void {
-  const required = names.filter((n) => !n.endsWith('?')).length;
-  if (got.length < required) throw usage(`${what}: missing ${names.slice(got.length).filter((n) => !n.endsWith('?')).join(' ')}`);
-  if (got.length > names.length) throw usage(`${what}: unexpected ${quote(got[names.length] ?? '')}`);
+/** parseArgs's errors, in ctl's words. */
+function parse(argv: readonly string[]): { values: Values; positionals: string[] } {
+  try {
+    const r = parseArgs({ args: [...argv], options: OPTIONS, allowPositionals: true, strict: true });
+    return { values: r.values as Values, positionals: r.positionals };
+  } catch (err) {
+    const code = (err as { code?: unknown }).code;
+    const message = err instanceof Error ? err.message : String(err);
+    const option = /'(-[^' ]*?)(?:, (--[^' ]+))?(?: <value>)?'/.exec(message);
+    const name = option?.[2] ?? option?.[1] ?? '';
+    if (code === 'ERR_PARSE_ARGS_UNKNOWN_OPTION') throw usage(`unknown option ${quote(name)}`);
+    if (code === 'ERR_PARSE_ARGS_INVALID_OPTION_VALUE') {
+      if (message.includes('does not take an argument')) throw usage(`${name} takes no value`);
+      if (message.includes('ambiguous')) throw usage(`${name} needs a value (write ${name}=VALUE for a value that starts with "-")`);
+      throw usage(`${name} needs a value`);
+    }
+    throw usage(message.split('\n')[0] ?? message);
+  }
 }
 
-async function dispatch(p: Parsed, out: (text: string) => void): Promise<void> {
-  const [command, ...rest] = p.positional;
-  if (p.file !== undefined && !(command === 'policy' && rest[0] === 'set')) throw usage('-f FILE is only for policy set');
-  if (Object.keys(p.scale).length > 0 && command !== 'scale') throw usage('--min, --max and --target are only for scale');
-  const ctx = (): cmd.CtlContext => ({ client: new AdminClient(p.server), json: p.json, out });
-  switch (command) {
+/** The command the positionals name (with its arguments), or the group ("policy") when only that is given. */
+function resolve(positionals: readonly string[]): { spec?: CommandSpec; group?: string; args: readonly string[] } {
+  const [first, second, ...rest] = positionals;
+  if (first === undefined) return { args: [] };
+  if (GROUPS.has(first)) {
+    const spec = COMMANDS.find((c) => c.name === `${first} ${second ?? ''}`);
+    if (spec !== undefined) return { spec, args: rest };
+    return { group: first, args: second === undefined ? [] : [second, ...rest] };
+  }
+  const spec = COMMANDS.find((c) => c.name === first);
+  return spec === undefined ? { args: positionals.slice(1) } : { spec, args: positionals.slice(1) };
+}
+
+/** Help text for `help [COMMAND...]` or `COMMAND --help`. */
+function helpFor(words: readonly string[]): string {
+  if (words.length === 0) return CTL_USAGE;
+  const { spec, group } = resolve(words);
+  if (spec !== undefined) return commandUsage([spec]);
+  if (group !== undefined) return commandUsage(COMMANDS.filter((c) => c.name.startsWith(`${group} `)));
+  throw usage(`unknown command ${quote(words.join(' '))}`);
+}
+
+/** Checks the positional arguments of a command against the names it expects. */
+function expectArgs(spec: CommandSpec, got: readonly string[]): void {
+  const required = spec.args.filter((n) => !n.endsWith('?'));
+  if (got.length < required.length) throw usage(`${spec.name}: missing ${required.slice(got.length).join(' ')}`);
+  if (got.length > spec.args.length) throw usage(`${spec.name}: unexpected ${quote(got[spec.args.length] ?? '')}`);
+}
+
+const FLAG: Record<OptionName, string> = {
+  server: '--server',
+  output: '-o',
+  json: '--json',
+  help: '--help',
+  file: '-f FILE',
+  'dry-run': '--dry-run',
+  min: '--min',
+  max: '--max',
+  target: '--target',
+};
+
+function outputOf(values: Values): cmd.Output | undefined {
+  const o = values.output;
+  if (o !== undefined && o !== 'json' && o !== 'yaml' && o !== 'table') throw usage(`-o: expected json, yaml or table, got ${quote(o)}`);
+  if (values.json === true && o !== undefined && o !== 'json') throw usage(`--json and -o ${o} disagree`);
+  return values.json === true ? 'json' : o;
+}
+
+async function dispatch(spec: CommandSpec, args: readonly string[], values: Values, server: string, out: (text: string) => void): Promise<void> {
+  const allowed = new Set([...COMMON, ...(spec.options ?? [])]);
+  for (const key of Object.keys(values) as OptionName[]) {
+    if (allowed.has(key)) continue;
+    const users = COMMANDS.filter((c) => c.options?.includes(key)).map((c) => c.name);
+    throw usage(`${FLAG[key]} is only for ${users.join(', ').replace(/, ([^,]*)$/, ' and $1')}`);
+  }
+  expectArgs(spec, args);
+  const ctx: cmd.CtlContext = { client: new AdminClient(server), output: outputOf(values), out };
+  const [a = '', b = '', c = ''] = args;
+  const dryRun = values['dry-run'] === true;
+  switch (spec.name) {
     case 'services':
-      expectArgs('services', rest, []);
-      return cmd.services(ctx());
+      return cmd.services(ctx);
     case 'endpoints':
-      expectArgs('endpoints', rest, ['SERVICE']);
-      return cmd.endpoints(ctx(), rest[0] ?? '');
+      return cmd.endpoints(ctx, a);
     case 'circuits':
-      expectArgs('circuits', rest, ['SERVICE?']);
-      return cmd.circuits(ctx(), rest[0]);
+      return cmd.circuits(ctx, args[0]);
     case 'sidecars':
-      expectArgs('sidecars', rest, []);
-      return cmd.sidecars(ctx());
+      return cmd.sidecars(ctx);
     case 'autoscale':
-      expectArgs('autoscale', rest, ['SERVICE?']);
-      return cmd.autoscale(ctx(), rest[0]);
+      return cmd.autoscale(ctx, args[0]);
     case 'scale': {
-      expectArgs('scale', rest, ['SERVICE']);
       const change: Record<string, number | null> = {};
       for (const [flag, key] of [['min', 'min'], ['max', 'max'], ['target', 'targetUtilization']] as const) {
-        const text = p.scale[flag];
+        const text = values[flag];
         if (text === undefined) continue;
         if (text === 'default') change[key] = null;
         else {
@@ -137,46 +271,31 @@ async function dispatch(p: Parsed, out: (text: string) => void): Promise<void> {
         }
       }
       if (Object.keys(change).length === 0) throw usage('scale: give --min N, --max N and/or --target X');
-      return cmd.scale(ctx(), rest[0] ?? '', change);
+      return cmd.scale(ctx, a, change);
     }
     case 'drain':
-      expectArgs('drain', rest, ['ENDPOINT']);
-      return cmd.drain(ctx(), rest[0] ?? '');
+      return cmd.drain(ctx, a);
     case 'undrain':
-      expectArgs('undrain', rest, ['ENDPOINT']);
-      return cmd.undrain(ctx(), rest[0] ?? '');
-    case 'policy': {
-      const [sub, ...args] = rest;
-      if (sub === 'get') {
-        expectArgs('policy get', args, ['SERVICE']);
-        return cmd.policyGet(ctx(), args[0] ?? '');
-      }
-      if (sub === 'set') {
-        expectArgs('policy set', args, ['SERVICE']);
-        if (p.file === undefined) throw usage('policy set: -f FILE is required');
-        return cmd.policySet(ctx(), args[0] ?? '', p.file);
-      }
-      throw usage(sub === undefined ? 'policy: expected get or set' : `policy: unknown subcommand ${quote(sub)} (expected get or set)`);
+      return cmd.undrain(ctx, a);
+    case 'policy get':
+      return cmd.policyGet(ctx, a);
+    case 'policy set':
+    case 'policy patch': {
+      const file = values.file;
+      if (file === undefined || file === '') throw usage(`${spec.name}: -f FILE is required`);
+      return spec.name === 'policy set' ? cmd.policySet(ctx, a, file, dryRun) : cmd.policyPatch(ctx, a, file, dryRun);
     }
-    case 'weight': {
-      const [sub, ...args] = rest;
-      if (sub === 'set') {
-        expectArgs('weight set', args, ['SERVICE', 'ENDPOINT', 'N']);
-        const text = args[2] ?? '';
-        const n = Number(text);
-        if (text.trim() === '' || !Number.isFinite(n)) throw usage(`weight set: N must be a number, got ${quote(text)}`);
-        return cmd.weightSet(ctx(), args[0] ?? '', args[1] ?? '', n);
-      }
-      if (sub === 'clear') {
-        expectArgs('weight clear', args, ['SERVICE', 'ENDPOINT']);
-        return cmd.weightClear(ctx(), args[0] ?? '', args[1] ?? '');
-      }
-      throw usage(sub === undefined ? 'weight: expected set or clear' : `weight: unknown subcommand ${quote(sub)} (expected set or clear)`);
+    case 'policy delete':
+      return cmd.policyDelete(ctx, a, dryRun);
+    case 'weight set': {
+      const n = Number(c);
+      if (c.trim() === '' || !Number.isFinite(n)) throw usage(`weight set: N must be a number, got ${quote(c)}`);
+      return cmd.weightSet(ctx, a, b, n);
     }
-    case undefined:
-      throw usage('a command is required');
+    case 'weight clear':
+      return cmd.weightClear(ctx, a, b);
     default:
-      throw usage(`unknown command ${quote(command)}`);
+      throw usage(`unknown command ${quote(spec.name)}`);
   }
 }
 
@@ -189,17 +308,32 @@ export async function runCtl(
   io: CtlIo = { stdout: (t) => process.stdout.write(t), stderr: (t) => process.stderr.write(t), env: process.env },
 ): Promise<number> {
   try {
-    const parsed = parseArgs(argv, io.env);
-    if (parsed.help || parsed.positional[0] === 'help') {
-      io.stdout(CTL_USAGE);
+    const { values, positionals } = parse(argv);
+    if (positionals[0] === 'help') {
+      io.stdout(helpFor(positionals.slice(1)));
       return 0;
     }
-    await dispatch(parsed, io.stdout);
+    if (values.help === true) {
+      io.stdout(helpFor(positionals));
+      return 0;
+    }
+    const { spec, group, args } = resolve(positionals);
+    if (spec === undefined) {
+      const [first, second] = positionals;
+      if (first === undefined) throw usage('a command is required');
+      if (group === undefined) throw usage(`unknown command ${quote(first)}`);
+      const subs = COMMANDS.filter((x) => x.name.startsWith(`${group} `)).map((x) => x.name.slice(group.length + 1));
+      const expected = `expected ${subs.join(', ').replace(/, ([^,]*)$/, ' or $1')}`;
+      throw usage(second === undefined ? `${group}: ${expected}` : `${group}: unknown subcommand ${quote(second)} (${expected})`);
+    }
+    const server = values.server ?? (io.env['OUTRIGGER_CONTROL_PLANE'] || DEFAULT_SERVER);
+    if (server === '') throw usage('--server needs a value');
+    await dispatch(spec, args, values, server, io.stdout);
     return 0;
   } catch (err) {
     if (!(err instanceof CtlError)) throw err;
-    if (err.usage) io.stderr(`${CTL_USAGE}\n`);
     io.stderr(`outrigger ctl: ${err.message}\n`);
+    if (err.usage) io.stderr(`${HINT}\n`);
     return err.exitCode;
   }
 }

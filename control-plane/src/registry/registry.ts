@@ -7,6 +7,7 @@ import type { TimerHandle, Timers } from '../../../common/src/timers.js';
 import { parsePolicy } from '../config/load.js';
 import { serviceNameSchema } from '../config/schema.js';
 import type { ServicePolicy } from '../config/types.js';
+import { mergePatch } from './merge-patch.js';
 import { FileStore, type InstanceInput, instanceSchema, parsePersistedState, type PersistedState, type RegisteredInstance, type StateStore } from './store.js';
 
 /**
@@ -197,14 +198,55 @@ export class Registry {
    *   "three"`), or the service name's problem; the previous policy stays in force.
    */
   setPolicy(service: string, input: unknown): boolean {
-    const problem = serviceNameProblem(service);
-    if (problem !== undefined) throw new ConfigError('service name', [problem]);
-    const policy = parsePolicy(input, `services.${service}`);
+    const policy = this.checkPolicy(service, input);
     const current = this.runtimePolicies.get(service);
     if (current !== undefined && JSON.stringify(current.input) === JSON.stringify(policy.input)) return false;
     this.runtimePolicies.set(service, policy);
     this.commit('policy', [service]);
     return true;
+  }
+
+  /**
+   * Applies a JSON merge patch (RFC 7386: objects merge, `null` deletes a key, arrays and other values
+   * replace) to the policy in force (run-time, else cp.yaml's, else `{}`) and sets the result as the run-time
+   * policy, validated as setPolicy validates.
+   * @returns false when the result is the policy in force already (nothing is set).
+   * @throws ConfigError as setPolicy; the previous policy stays in force.
+   */
+  patchPolicy(service: string, patch: unknown): boolean {
+    const next = this.patchedPolicy(service, patch);
+    if (!this.runtimePolicies.has(service) && JSON.stringify(next) === JSON.stringify(this.policyInput(service))) return false;
+    return this.setPolicy(service, next);
+  }
+
+  /** What patchPolicy would make of the policy in force with `patch`, unvalidated; nothing changes. */
+  patchedPolicy(service: string, patch: unknown): unknown {
+    return mergePatch(this.policyInput(service), patch);
+  }
+
+  /**
+   * Validates `input` as the policy of `service` as setPolicy would, without setting it (a dry run).
+   * @returns the policy as it would be stored.
+   * @throws ConfigError as setPolicy.
+   */
+  checkPolicy(service: string, input: unknown): ServicePolicy {
+    const problem = serviceNameProblem(service);
+    if (problem !== undefined) throw new ConfigError('service name', [problem]);
+    return parsePolicy(input, `services.${service}`);
+  }
+
+  /**
+   * The policy in force as written (run-time, else cp.yaml's, else `{}` for a service known by registration
+   * only), or undefined when the service is unknown; `fallback` skips the run-time one (what clearPolicy leaves).
+   */
+  policyOf(service: string, fallback = false): Readonly<Record<string, unknown>> | undefined {
+    if (!this.isKnown(service)) return undefined;
+    return (fallback ? undefined : this.runtimePolicies.get(service)?.input) ?? this.fileServices.get(service)?.input ?? DEFAULT_POLICY;
+  }
+
+  /** Where the policy in force comes from. */
+  policySource(service: string): ServiceView['policySource'] {
+    return this.runtimePolicies.has(service) ? 'runtime' : this.fileServices.has(service) ? 'config' : 'default';
   }
 
   /** Drops the run-time policy of `service`: cp.yaml's applies again (or the default). */

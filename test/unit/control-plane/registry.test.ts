@@ -304,6 +304,53 @@ describe('Registry: policies', () => {
   });
 });
 
+describe('Registry: policy patches, checks and fallbacks', () => {
+  it('patches the policy in force (cp.yaml\'s at first): what the patch leaves out stays, null deletes', () => {
+    const { registry, events } = setup();
+    const v = registry.version;
+    expect(registry.patchPolicy('inventory', { lb: 'round-robin', circuitBreaker: null, retry: { attempts: 4 } })).toBe(true);
+    expect(registry.version).toBe(v + 1);
+    expect(events.at(-1)).toEqual({ version: v + 1, reason: 'policy', services: ['inventory'] });
+    expect(registry.policySource('inventory')).toBe('runtime');
+    const policy = registry.policyOf('inventory');
+    expect(policy?.['lb']).toBe('round-robin');
+    expect(policy?.['circuitBreaker']).toBeUndefined();
+    expect(policy?.['retry']).toEqual({ attempts: 4, on: ['connect-failure', 'reset', 'gateway-error'], perTryTimeout: '1s', backoff: { base: '25ms', max: '250ms' }, budget: { ratio: 0.2, minPerSecond: 10 } });
+    expect(policy?.['healthCheck']).toEqual({ http: { path: '/healthz' }, interval: '2s', timeout: '1s', healthyThreshold: 2, unhealthyThreshold: 3 });
+    expect(registry.policyOf('inventory', true)?.['lb']).toBe('least-load'); // cp.yaml's, what clearPolicy leaves
+    // Patching again merges into the run-time policy; a patch that changes nothing is no change.
+    expect(registry.patchPolicy('inventory', { timeout: '5s' })).toBe(true);
+    expect(registry.policyOf('inventory')?.['retry']).toMatchObject({ attempts: 4 });
+    expect(registry.patchPolicy('inventory', { timeout: '5s' })).toBe(false);
+    expect(registry.patchPolicy('orders', { retry: { attempts: 1 } })).toBe(false); // cp.yaml's already
+    expect(registry.policySource('orders')).toBe('config');
+    expect(registry.version).toBe(v + 2);
+  });
+
+  it('refuses a patch whose result is invalid and keeps the policy; checkPolicy and patchedPolicy change nothing', () => {
+    const { registry, events } = setup();
+    const before = registry.snapshot();
+    const n = events.length;
+    expect(() => registry.patchPolicy('orders', { lb: 'ring-hash' })).toThrow(/^services\.orders: hashOn: expected hashOn/);
+    expect(registry.patchedPolicy('orders', { retry: { attempts: 'three' } })).toEqual({ lb: 'round-robin', retry: { attempts: 'three' } });
+    expect(() => registry.checkPolicy('orders', registry.patchedPolicy('orders', { retry: { attempts: 'three' } }))).toThrow(ConfigError);
+    expect(registry.checkPolicy('orders', { lb: 'random' }).input).toEqual({ lb: 'random' });
+    expect(() => registry.checkPolicy('Bad Name', {})).toThrow(ConfigError);
+    expect(registry.snapshot()).toEqual(before);
+    expect(events).toHaveLength(n);
+    expect(registry.policyOf('nope')).toBeUndefined();
+  });
+
+  it('clearing a run-time policy of a service only it made known forgets the service', () => {
+    const { registry } = setup();
+    registry.setPolicy('payments', { lb: 'random' });
+    expect(registry.policyOf('payments', true)).toEqual({});
+    expect(registry.clearPolicy('payments')).toBe(true);
+    expect(registry.policyOf('payments')).toBeUndefined();
+    expect(registry.snapshot(['payments']).services).toEqual([]);
+  });
+});
+
 describe('Registry: weights and cost', () => {
   it('uses pinned over computed over registered weight, and computed cost or the declared one', () => {
     const { registry, events } = setup();
