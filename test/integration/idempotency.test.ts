@@ -165,7 +165,7 @@ services:
   it('after a reload without idempotency, nothing is stored: every request reaches the app', async () => {
     writeFileSync(proc.file, yaml(''));
     proc.child.kill('SIGHUP');
-    await waitFor(async () => JSON.parse((await send(`127.0.0.1:${p.admin}`, { path: '/config' })).body).version === '2');
+    await waitFor(async () => JSON.parse((await send(`127.0.0.1:${p.admin}`, { path: '/config/status' })).body).version === '2');
     expect((await post('k9', 'order 9')).status).toBe(201);
     const again = await post('k9', 'order 9');
     expect(again.headers['x-outrigger-replayed']).toBeUndefined();
