@@ -49,7 +49,7 @@ describe('policy patch, dry runs and delete', () => {
         `controlPlane: { addresses: [${cp.grpc}], subscribe: [orders] }\nlog: { level: warn }\nservices: {}\n`,
       p.admin,
     );
-    await waitFor(async () => (await applied()) !== undefined, 5_000);
+    await waitFor(async () => (await applied()) !== undefined, 10_000);
   }, 30_000);
 
   afterAll(async () => {
@@ -64,7 +64,7 @@ describe('policy patch, dry runs and delete', () => {
     expect(r.stdout).toMatch(/^policy of orders patched \(state version \d+\)\n$/);
     expect(await policy()).toEqual({ ...CP_POLICY, lb: 'least-load' });
     expect(row((await ctl('services')).stdout, 'orders')).toEqual(['orders', 'least-load', '2/2', 'runtime']);
-    await waitFor(async () => (await applied())?.['lb'] === 'least-load', 5_000);
+    await waitFor(async () => (await applied())?.['lb'] === 'least-load', 10_000);
     const svc = await applied();
     expect(svc?.['healthCheck']).toMatchObject({ tcp: {}, interval: '5s' });
     expect(svc?.['retry']).toMatchObject({ attempts: 3, on: ['connect-failure', 'reset'] });
@@ -77,14 +77,17 @@ describe('policy patch, dry runs and delete', () => {
     expect(r.status).toBe(0);
     const { circuitBreaker: _, ...rest } = CP_POLICY;
     expect(await policy()).toEqual({ ...rest, lb: 'least-load', retry: { attempts: 1, on: ['connect-failure', 'reset'] } });
-    await waitFor(async () => (await applied())?.['circuitBreaker'] === undefined, 5_000);
+    // Without the policy's breaker the service keeps the default one (breakers are on by default).
+    const breaker = async (): Promise<Record<string, unknown> | undefined> => (await applied())?.['circuitBreaker'] as Record<string, unknown> | undefined;
+    await waitFor(async () => (await breaker())?.['volumeThreshold'] === 20, 10_000);
+    expect(await breaker()).toMatchObject({ errorThresholdPercentage: 50, volumeThreshold: 20, resetTimeout: '5s' });
     expect((await applied())?.['retry']).toMatchObject({ attempts: 1 });
   });
 
   it('--dry-run prints the diff and "valid" and changes nothing: version, policy, state file, sidecar', async () => {
     // The last change is saved (saves are asynchronous).
     const current = await policy();
-    await waitFor(() => JSON.stringify((JSON.parse(stateFile()) as { policies: Record<string, unknown> }).policies['orders']) === JSON.stringify(current), 5_000);
+    await waitFor(() => JSON.stringify((JSON.parse(stateFile()) as { policies: Record<string, unknown> }).policies['orders']) === JSON.stringify(current), 10_000);
     const before = { version: await version(), policy: await policy(), state: stateFile(), sidecar: await sidecarVersion() };
     const [set, patch] = await Promise.all([
       ctl('policy', 'set', 'orders', '-f', file('only-lb.yaml', 'lb: maglev\nhashOn: { header: x-user }\n'), '--dry-run'),
@@ -150,7 +153,7 @@ describe('policy patch, dry runs and delete', () => {
 
   it("the sidecar's GET /config shows the pushed policy and loads back as a sidecar.yaml", async () => {
     // The sidecar has applied the newest state version.
-    await waitFor(async () => (await sidecarVersion()) === String(await version()), 5_000);
+    await waitFor(async () => (await sidecarVersion()) === String(await version()), 10_000);
     const [yaml, json] = await Promise.all([send(admin, { path: '/config' }), send(admin, { path: '/config', headers: { accept: 'application/json' } })]);
     expect(yaml.status).toBe(200);
     expect(yaml.headers['content-type']).toBe('application/yaml; charset=utf-8');
@@ -172,9 +175,9 @@ describe('policy patch, dry runs and delete', () => {
     expect(r.stdout).toMatch(/^run-time policy of orders deleted, cp\.yaml's policy applies \(state version \d+\)\n$/);
     expect(await policy()).toEqual(CP_POLICY);
     expect(row((await ctl('services')).stdout, 'orders')).toEqual(['orders', 'round-robin', '2/2', 'config']);
-    await waitFor(async () => (await applied())?.['lb'] === 'round-robin', 5_000);
+    await waitFor(async () => (await applied())?.['lb'] === 'round-robin', 10_000);
     expect((await applied())?.['circuitBreaker']).toMatchObject({ volumeThreshold: 4 });
-    await waitFor(() => (JSON.parse(stateFile()) as { policies: Record<string, unknown> }).policies['orders'] === undefined, 5_000);
+    await waitFor(() => (JSON.parse(stateFile()) as { policies: Record<string, unknown> }).policies['orders'] === undefined, 10_000);
     const again = await ctl('policy', 'delete', 'orders');
     expect(again.status).toBe(0);
     expect(again.stdout).toBe('orders has no run-time policy; nothing changed\n');
