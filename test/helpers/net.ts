@@ -1,13 +1,36 @@
+import { randomInt } from 'node:crypto';
 import { createServer, request as httpRequest, type IncomingHttpHeaders, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import { createServer as createNetServer, type AddressInfo } from 'node:net';
 
 /** A port that was free a moment ago (bound on 127.0.0.1 and released). */
-export async function freePort(): Promise<number> {
+/** Ports this test process handed out: never the same one twice. */
+const handedOut = new Set<number>();
+
+async function canBind(port: number): Promise<boolean> {
   const srv = createNetServer();
-  await new Promise<void>((resolve) => srv.listen(0, '127.0.0.1', resolve));
-  const port = (srv.address() as AddressInfo).port;
-  await new Promise<void>((resolve) => srv.close(() => resolve()));
-  return port;
+  const ok = await new Promise<boolean>((resolve) => {
+    srv.once('error', () => resolve(false));
+    srv.listen(port, '127.0.0.1', () => resolve(true));
+  });
+  if (ok) await new Promise<void>((resolve) => srv.close(() => resolve()));
+  return ok;
+}
+
+/**
+ * A port free on 127.0.0.1 for a server or process the test starts. It is picked at random below the
+ * kernel's ephemeral range (32768 and up), so the outgoing connections of a busy machine cannot take it
+ * between this check and the bind, and a test process never gets the same port twice.
+ */
+export async function freePort(): Promise<number> {
+  for (let i = 0; i < 500; i++) {
+    const port = randomInt(20_000, 32_000);
+    if (handedOut.has(port)) continue;
+    if (await canBind(port)) {
+      handedOut.add(port);
+      return port;
+    }
+  }
+  throw new Error('no free port found in 20000..31999');
 }
 
 export interface Upstream {

@@ -17,6 +17,9 @@ const markdownFiles = (): string[] => [
   ...(existsSync(path.join(ROOT, 'bench')) ? readdirSync(path.join(ROOT, 'bench')).filter((f) => f.endsWith('.md')).map((f) => `bench/${f}`) : []),
 ];
 
+/** Paths a build, bench or test run makes (ignored by git): a fresh clone does not have them yet. */
+const GENERATED = ['bench/.work', 'dist/', 'coverage/', 'test-artifacts/', 'proto/gen/'];
+
 /** Top-level folders a backticked repository path may start with. */
 const REPO_DIRS = ['docs', 'deploy', 'bench', 'bin', 'cli', 'common', 'control-plane', 'demo', 'sidecar', 'proto', 'test', 'schemas'];
 
@@ -35,6 +38,8 @@ function markdownReferences(file: string): string[] {
     const first = p.split('/')[0] ?? '';
     // Skip patterns (`*`) and placeholders in capitals (`deploy/sidecar-catalog-N.yaml`).
     if (!p.includes('/') || !REPO_DIRS.includes(first) || p.includes('*') || /(^|[-_/])[A-Z]+([-_./]|$)/.test(p)) continue;
+    // Made by a run, not kept in the repository (.gitignore).
+    if (GENERATED.some((g) => p.startsWith(g))) continue;
     refs.push(path.normalize(p));
   }
   return refs;
