@@ -13,6 +13,8 @@ import type { ControlPlaneConfig } from './config/types.js';
 import { PushServer } from './push/server.js';
 import { Registry } from './registry/registry.js';
 import { FileStore } from './registry/store.js';
+import type { CertificateAuthority } from './ca/authority.js';
+import { openAuthority } from './ca/setup.js';
 import { WeightDriver } from './weights/driver.js';
 
 export interface ControlPlaneOptions {
@@ -40,6 +42,8 @@ export class ControlPlane {
     'grpc.max_connection_age_grace_ms': 60_000,
   });
   private http: HttpServer | undefined;
+  /** The mesh CA; opened at start. */
+  private ca: CertificateAuthority | undefined;
   private readonly weights: WeightDriver;
   grpcAddress = '';
   httpAddress = '';
@@ -71,6 +75,13 @@ export class ControlPlane {
     });
     this.push = new PushServer(this.registry, {
       timers,
+      issueCertificate: async (csrPem, service) => {
+        const ca = this.ca;
+        if (ca === undefined) throw new Error('the mesh CA is not open yet');
+        const c = await ca.issue(csrPem, service, config.mtls.certTtlMs);
+        logger.info({ service, serial: c.serial, notAfter: new Date(c.notAfter).toISOString() }, 'certificate issued');
+        return { certPem: c.certPem, caPem: c.caPem, notAfter: c.notAfter, trustDomain: ca.trustDomain };
+      },
       wallNow: () => clock.wallNow(),
       now: () => clock.now(),
       // NACKs matter to operators; ACKs (one per sidecar per version) only when debugging.
@@ -103,6 +114,12 @@ export class ControlPlane {
     }
     const cp = new ControlPlane(config, options.logger ?? createLogger('info', 'outrigger-control-plane'), options.clock ?? systemClock, options.timers ?? systemTimers);
     await cp.registry.restore();
+    try {
+      cp.ca = await openAuthority(config.mtls, config.store.file, cp.clock, cp.logger);
+    } catch (err) {
+      await cp.registry.close();
+      throw err;
+    }
     try {
       await cp.listen();
     } catch (err) {

@@ -18,7 +18,9 @@ import { parseHostPort } from '../../common/src/listen.js';
 import { type ConfigStatus, createAdminServer } from './admin/server.js';
 import { InboundProxy } from './proxy/inbound.js';
 import { closeServer, listen } from '../../common/src/listen.js';
-import { Http1Listener } from './proxy/http1/server.js';
+import { Http1Listener, type ListenerOptions } from './proxy/http1/server.js';
+import type { InboundTls, MeshCredentials } from './proxy/tls/mesh-tls.js';
+import type { MeshIdentity } from './identity/identity.js';
 import { httpSettings, type HttpSettings } from './proxy/settings.js';
 import { OutboundProxy } from './proxy/outbound.js';
 import { PoolRegistry } from './proxy/pools.js';
@@ -91,6 +93,11 @@ export class Sidecar {
   private controlPlane: ControlPlaneClient | undefined;
   /** Looks up services the app calls that this sidecar does not know (with a control plane). */
   private onDemand: OnDemandResolver | undefined;
+  /** This sidecar's mesh certificate, kept and renewed through the control plane. */
+  private identity: MeshIdentity | undefined;
+  private meshCredentials: MeshCredentials | undefined;
+  /** The inbound listener's mutual-TLS settings; one object while mode and credentials stay. */
+  private inboundTls: InboundTls | undefined;
   private lastReport = { at: 0, inbound: 0, errors: 0, seconds: 0, cpu: process.cpuUsage(), buckets: new Float64Array(LATENCY_BUCKETS) };
 
   private constructor(
@@ -173,7 +180,8 @@ export class Sidecar {
       clusters: () => this.clusters.all(),
       config: () => this.config,
       configStatus: () => this.configStatus(),
-      ready: () => this.isReady && !this.stopping,
+      // A strict inbound listener serves nobody until the sidecar has its certificate.
+      ready: () => this.isReady && !this.stopping && (this.config.inbound?.mtls !== 'strict' || this.meshCredentials !== undefined),
       circuits: () => this.circuits(),
       metrics: this.metrics,
     });
@@ -181,13 +189,31 @@ export class Sidecar {
     this.servers.outbound = this.httpListener(this.outbound.handler);
     this._addresses.outbound = await listen(this.servers.outbound.server, cfg.outbound.listen);
     if (cfg.inbound && this.inbound) {
-      this.servers.inbound = this.httpListener(this.inbound.handler);
+      this.servers.inbound = new Http1Listener(this.inbound.handler, this.inboundListenerOptions(), { clock: this.clock, timers: this.timers });
       this._addresses.inbound = await listen(this.servers.inbound.server, cfg.inbound.listen);
     }
     await this.reconcileServiceListeners();
     if (cfg.controlPlane) await this.startControlPlaneClient(cfg.controlPlane);
     this.isReady = true;
     this.logger.info({ addresses: this.addresses, services: Object.keys(cfg.services), version: this.version }, 'sidecar started');
+  }
+
+  /** The inbound listener's options: the shared HTTP settings, with mutual TLS when its mode asks for it. */
+  private inboundListenerOptions(): ListenerOptions {
+    const mode = this.config.inbound?.mtls ?? 'off';
+    if (mode === 'off') return this.http.listener;
+    const t = this.inboundTls;
+    if (t === undefined || t.mode !== mode || t.credentials !== this.meshCredentials) {
+      this.inboundTls = { mode, credentials: this.meshCredentials, refused: (r) => this.metrics.countTlsRefused('inbound', r) };
+    }
+    return { ...this.http.listener, tls: this.inboundTls };
+  }
+
+  /** The first certificate arrived: mesh endpoints are reached over TLS, the inbound listener requires it. */
+  private installCredentials(credentials: MeshCredentials): void {
+    this.meshCredentials = credentials;
+    this.outbound.setMesh({ credentials, refused: (r) => this.metrics.countTlsRefused('outbound', r) });
+    this.servers.inbound?.configure(this.inboundListenerOptions());
   }
 
   private httpListener(handler: ConstructorParameters<typeof Http1Listener>[0]): Http1Listener {
@@ -217,19 +243,36 @@ export class Sidecar {
     this.onDemand = onDemand;
     this.controlPlane = new ControlPlaneClient({
       addresses: cp.addresses,
-      instance: { service: cfg.service, id: cfg.instance, address: advertise ?? '', weight: cp.weight, capacity: cp.capacity, zone: cp.zone ?? '' },
+      service: cfg.service,
+      instance: { service: cfg.service, id: cfg.instance, address: advertise ?? '', weight: cp.weight, capacity: cp.capacity, zone: cp.zone ?? '', mtls: cfg.inbound?.mtls ?? 'off' },
       subscriptions: [...this.upstreamNames()],
       cache: cp.cacheFile === undefined ? undefined : new ConfigCache(cp.cacheFile),
       apply: (version, services, source) => this.applyPushed(version, services, source),
       currentVersion: () => this.pushed?.version ?? '',
       onConnected: (c) => this.metrics.setControlPlaneConnected(c),
       onAnswered: onDemand === undefined ? undefined : (names) => onDemand.answered(names),
+      onCertificate: (c) => {
+        this.identity?.onCertificate(c);
+        if (this.identity !== undefined) this.metrics.setCertificateNotAfter(this.identity.notAfter);
+      },
       loadReport: () => this.loadReport(),
       reportIntervalMs: cp.reportIntervalMs,
       random: this.random,
       timers: this.timers,
       logger: this.logger,
     });
+    // Every sidecar with a control plane gets a mesh certificate: its outbound side presents it to mesh
+    // endpoints, its inbound side (when `inbound.mtls` is on) requires one from callers.
+    const { MeshIdentity } = await import('./identity/identity.js');
+    this.identity = new MeshIdentity({
+      service: cfg.service,
+      request: (csr) => this.controlPlane?.requestCertificate(csr),
+      onCredentials: (c) => this.installCredentials(c),
+      clock: this.clock,
+      timers: this.timers,
+      logger: this.logger,
+    });
+    await this.identity.renew();
     await this.controlPlane.start();
     this.outbound.resolver = onDemand;
   }
@@ -484,7 +527,7 @@ export class Sidecar {
     this.clusters.apply(next.services);
     this.syncGuards();
     this.http = httpSettings(next);
-    for (const l of this.httpListeners()) l.configure(this.http.listener);
+    for (const l of this.httpListeners()) l.configure(l === this.servers.inbound ? this.inboundListenerOptions() : this.http.listener);
     this.outbound.invalidate(this.http.upstream);
     if (next.inbound && this.inbound) {
       this.inbound.update(
@@ -509,6 +552,7 @@ export class Sidecar {
     await this.controlPlane?.stop();
     // Requests waiting for an on-demand lookup are answered now (404) instead of at the timeout.
     this.onDemand?.close();
+    this.identity?.stop();
     const closing: Promise<void>[] = [];
     for (const l of this.httpListeners()) closing.push(l.close(graceMs));
     for (const proxy of [...this.tcpDraining, ...[...this.tcpServices.values()].map((e) => e.proxy)]) closing.push(proxy.close(graceMs));

@@ -24,9 +24,10 @@ const hello: SidecarMessage = {
   msg: {
     $case: 'hello',
     hello: {
-      instance: { service: 'web', id: 'web-host1-15006', address: '127.0.0.1:15006', weight: 7, capacity: 250, zone: 'eu-west-1a' },
+      instance: { service: 'web', id: 'web-host1-15006', address: '127.0.0.1:15006', weight: 7, capacity: 250, zone: 'eu-west-1a', mtls: 'strict' },
       subscriptions: ['catalog', 'orders'],
       lastVersion: '41',
+      service: 'web',
     },
   },
 };

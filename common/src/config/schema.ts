@@ -148,9 +148,11 @@ const endpointSchema = strict(
     capacity: int(1).default(100),
     cost: num(0, undefined, true).default(1),
     zone: z.string({ error: 'expected a zone name' }).min(1, { error: 'expected a non-empty zone name' }).optional(),
+    // A sidecar's inbound listener that takes mutual TLS: connect over TLS and expect the service's identity.
+    mesh: z.boolean({ error: 'expected true or false' }).default(false),
   },
   'an endpoint mapping such as { address: 127.0.0.1:9001 }',
-).transform((e): EndpointConfig => ({ address: e.address, weight: e.weight, capacity: e.capacity, cost: e.cost, zone: e.zone }));
+).transform((e): EndpointConfig => ({ address: e.address, weight: e.weight, capacity: e.capacity, cost: e.cost, zone: e.zone, ...(e.mesh ? { mesh: true } : {}) }));
 
 const hashOnSchema = strict({ header: headerName().optional(), cookie: cookieName().optional() }, 'a mapping such as { header: x-user-id }')
   .superRefine((h, ctx) => {
@@ -437,6 +439,9 @@ const idempotencySchema = strict({
 // The sidecar's file
 
 /** The sidecar's file (sidecar.yaml). Parses to SidecarConfig, `instance` defaulted from the host name. */
+/** How an inbound listener takes traffic from other sidecars. */
+export const MTLS_MODES = ['strict', 'permissive', 'off'] as const;
+
 export const sidecarSchema = strict({
   service: serviceName(),
   instance: z
@@ -449,6 +454,8 @@ export const sidecarSchema = strict({
     target: httpUrl(),
     maxConcurrent: int(1).default(256),
     idempotency: idempotencySchema.optional(),
+    // Mutual TLS from other sidecars (needs a control plane, which issues the certificates).
+    mtls: z.enum(MTLS_MODES, { error: `expected one of ${MTLS_MODES.join(' | ')}` }).default('off'),
   }).optional(),
   outbound: strict({ listen: listenAddress().default(DEFAULT_OUTBOUND_LISTEN) }).prefault({}),
   controlPlane: strict({

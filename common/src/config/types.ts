@@ -28,6 +28,8 @@ export interface EndpointConfig {
   readonly capacity: number; // integer >= 1, default 100
   readonly cost: number; // > 0, default 1.0
   readonly zone?: string | undefined;
+  /** A sidecar's inbound listener taking mutual TLS: reached over TLS, proving the service's identity. */
+  readonly mesh?: true | undefined;
 }
 
 export interface HashOnConfig {
@@ -129,6 +131,8 @@ export interface SidecarConfig {
     readonly target: string; // URL of the local app, e.g. http://127.0.0.1:8080
     readonly maxConcurrent: number; // default 256
     readonly idempotency?: IdempotencyConfig | undefined; // absent: off
+    /** Mutual TLS from other sidecars: strict (required), permissive (TLS or plaintext), off (default). */
+    readonly mtls: 'strict' | 'permissive' | 'off';
   } | undefined;
   readonly outbound: { readonly listen: string }; // default 127.0.0.1:15001
   readonly controlPlane?: {

@@ -80,6 +80,11 @@ export function validateControlPlaneConfig(value: unknown, file: string, baseDir
     instanceTtlMs: parsed.instanceTtl,
     drainTimeMs: parsed.drainTime,
     weightIntervalMs: parsed.weightInterval,
+    mtls: {
+      trustDomain: parsed.mtls.trustDomain,
+      certTtlMs: parsed.mtls.certTtl,
+      ...(parsed.mtls.ca !== undefined ? { ca: { certFile: resolve(parsed.mtls.ca.certFile), keyFile: resolve(parsed.mtls.ca.keyFile) } } : {}),
+    },
     services,
     ...(Object.keys(autoscale).length > 0 ? { autoscale } : {}),
   });

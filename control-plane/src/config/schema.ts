@@ -138,6 +138,19 @@ export const controlPlaneSchema = strict({
     .nullable()
     .optional()
     .transform((s) => s ?? {}),
+  // The mesh certificate authority: the trust domain of service identities, how long issued certificates
+  // live, and the CA's own certificate and key (files; absent: generated on first start beside the state).
+  mtls: strict({
+    trustDomain: z
+      .string({ error: 'expected a trust domain such as outrigger.local' })
+      .regex(/^[a-z0-9]([a-z0-9._-]{0,253}[a-z0-9])?$/, { error: 'expected a trust domain of lower-case letters, digits, ".", "-" and "_"' })
+      .default('outrigger.local'),
+    certTtl: duration(false).default(24 * 3600_000),
+    ca: strict({
+      certFile: z.string({ error: 'expected a file path' }).min(1),
+      keyFile: z.string({ error: 'expected a file path' }).min(1),
+    }).optional(),
+  }).prefault({}),
   // Services the autoscaler sizes (they need not appear under `services`).
   autoscale: z
     .record(serviceNameSchema, autoscaleServiceSchema, { error: 'expected a mapping of service name to autoscaling settings' })

@@ -23,6 +23,13 @@ export interface ControlPlaneConfig {
   readonly instanceTtlMs: number; // default 10s
   readonly drainTimeMs: number; // default 5s
   readonly weightIntervalMs: number; // default 5s
+  /** The mesh CA: trust domain, lifetime of issued certificates, and the CA's files (absent: generated). */
+  readonly mtls: {
+    readonly trustDomain: string; // default outrigger.local
+    readonly certTtlMs: number; // default 24h
+    /** Resolved against the directory of cp.yaml. */
+    readonly ca?: { readonly certFile: string; readonly keyFile: string } | undefined;
+  };
   /** Services declared in cp.yaml: policy and static endpoints, by service name. */
   readonly services: Readonly<Record<string, ServicePolicy>>;
   /** Services the autoscaler sizes, by service name; absent when cp.yaml has none. */

@@ -57,6 +57,14 @@ class Subscriber {
   ) {}
 }
 
+/** What a CertificateRequest is answered with. */
+export interface IssuedForStream {
+  readonly certPem: string;
+  readonly caPem: string;
+  readonly notAfter: number;
+  readonly trustDomain: string;
+}
+
 export interface PushServerOptions {
   readonly timers: Timers;
   readonly wallNow: () => number;
@@ -64,6 +72,11 @@ export interface PushServerOptions {
   readonly now: () => number;
   /** Changes within this window are sent as one snapshot (default 20 ms). */
   readonly coalesceMs?: number | undefined;
+  /**
+   * Signs a certificate for `service` from a PEM CSR (the mesh CA); absent: certificate requests are
+   * answered with an error.
+   */
+  readonly issueCertificate?: ((csrPem: string, service: string) => Promise<IssuedForStream>) | undefined;
   readonly onEvent?:
     | ((event: { type: 'ack' | 'nack' | 'connected' | 'disconnected' | 'subscribed'; instance: string; version?: string; reason?: string; services?: readonly string[] }) => void)
     | undefined;
@@ -163,9 +176,34 @@ export class PushServer {
         this.send(sub);
         break;
       }
+      case 'certificateRequest':
+        this.issue(sub, m.certificateRequest.csrPem);
+        break;
       case 'hello':
         break;
     }
+  }
+
+  /** Signs a certificate for the service of the stream's Hello (never for a name the CSR asks for). */
+  private issue(sub: Subscriber, csrPem: string): void {
+    const service = sub.hello?.instance?.service || sub.hello?.service || '';
+    const answer = (certificate: { certPem: string; caPem: string; notAfterMs: number; trustDomain: string; error: string }): void => {
+      if (!this.subscribers.has(sub)) return;
+      try {
+        sub.call.write({ msg: { $case: 'certificate', certificate } });
+      } catch {
+        // the stream is going down
+      }
+    };
+    const issue = this.o.issueCertificate;
+    if (issue === undefined || service === '') {
+      answer({ certPem: '', caPem: '', notAfterMs: 0, trustDomain: '', error: issue === undefined ? 'this control plane issues no certificates' : 'no service to issue a certificate for' });
+      return;
+    }
+    issue(csrPem, service).then(
+      (c) => answer({ certPem: c.certPem, caPem: c.caPem, notAfterMs: c.notAfter, trustDomain: c.trustDomain, error: '' }),
+      (err: unknown) => answer({ certPem: '', caPem: '', notAfterMs: 0, trustDomain: '', error: err instanceof Error ? err.message : String(err) }),
+    );
   }
 
   /** A heartbeat for an instance the registry no longer knows (expired, or state lost) registers it again. */

@@ -88,6 +88,8 @@ export interface EndpointView {
   /** Effective: computed, else declared (static) or 1. */
   readonly cost: number;
   readonly zone?: string | undefined;
+  /** Reached over mutual TLS (a registered sidecar whose inbound takes it, or a static `mesh: true`). */
+  readonly mesh?: true | undefined;
   readonly source: 'static' | 'registered';
   /** The registered instance's id. */
   readonly instance?: string | undefined;
@@ -123,6 +125,7 @@ interface EndpointBase {
   readonly capacity: number;
   readonly cost: number;
   readonly zone?: string | undefined;
+  readonly mesh?: true | undefined;
 }
 
 const DEFAULT_POLICY: Readonly<Record<string, unknown>> = Object.freeze({});
@@ -706,7 +709,7 @@ export class Registry {
       out.push(this.endpointView(service, e, 'static', undefined, this.drained.has(e.address) ? 'drained' : 'serving'));
     }
     for (const i of instances) {
-      const base: EndpointBase = { address: i.data.address, weight: i.data.weight, capacity: i.data.capacity, cost: 1, zone: i.data.zone };
+      const base: EndpointBase = { address: i.data.address, weight: i.data.weight, capacity: i.data.capacity, cost: 1, zone: i.data.zone, mesh: i.data.mesh };
       const state: EndpointState = i.state === 'draining' ? 'draining' : this.drained.has(i.data.address) ? 'drained' : 'serving';
       out.push(this.endpointView(service, base, 'registered', i.data.id, state));
     }
@@ -722,6 +725,7 @@ export class Registry {
       capacity: base.capacity,
       cost: computed?.cost ?? base.cost,
       zone: base.zone,
+      ...(base.mesh === true ? { mesh: true as const } : {}),
       source,
       instance,
       state,
@@ -735,7 +739,7 @@ export class Registry {
     if (cached !== undefined) return cached;
     const endpoints = this.endpointViews(service)
       .filter((e) => e.state === 'serving')
-      .map((e) => ({ address: e.address, weight: e.weight, capacity: e.capacity, cost: e.cost, ...(e.zone !== undefined ? { zone: e.zone } : {}) }));
+      .map((e) => ({ address: e.address, weight: e.weight, capacity: e.capacity, cost: e.cost, ...(e.zone !== undefined ? { zone: e.zone } : {}), ...(e.mesh === true ? { mesh: true } : {}) }));
     const json = JSON.stringify({ ...this.policyInput(service), endpoints });
     this.jsonCache.set(service, json);
     return json;

@@ -20,6 +20,8 @@ export interface RegisteredInstance {
   readonly weight: number; // integer 1..1000
   readonly capacity: number; // integer >= 1
   readonly zone?: string | undefined;
+  /** Its inbound listener takes mutual TLS (strict or permissive): callers reach it over TLS. */
+  readonly mesh?: true | undefined;
 }
 
 export interface PersistedState {
@@ -79,7 +81,20 @@ export const instanceSchema = strict({
     .string({ error: 'expected a zone name' })
     .optional()
     .transform((zone) => (zone === '' ? undefined : zone)),
-}).transform((i): RegisteredInstance => (i.zone === undefined ? { service: i.service, id: i.id, address: i.address, weight: i.weight, capacity: i.capacity } : { ...i, zone: i.zone }));
+  // On the wire: the inbound listener's mode ("" = off); in the state file: `mesh: true`.
+  mtls: z.enum(['strict', 'permissive', 'off', ''], { error: 'expected strict, permissive or off' }).optional(),
+  mesh: z.literal(true).optional(),
+}).transform(
+  (i): RegisteredInstance => ({
+    service: i.service,
+    id: i.id,
+    address: i.address,
+    weight: i.weight,
+    capacity: i.capacity,
+    ...(i.zone !== undefined ? { zone: i.zone } : {}),
+    ...(i.mesh === true || i.mtls === 'strict' || i.mtls === 'permissive' ? { mesh: true as const } : {}),
+  }),
+);
 
 /** What `Registry.register` takes; a proto `Instance` fits. */
 export interface InstanceInput {
@@ -89,6 +104,7 @@ export interface InstanceInput {
   readonly weight?: number | undefined; // default 1; 0 = not given
   readonly capacity?: number | undefined; // default 100; 0 = not given
   readonly zone?: string | undefined; // "" = no zone
+  readonly mtls?: string | undefined; // strict | permissive: reached over mutual TLS; "" or off: plaintext
 }
 
 const persistedSchema = strict({

@@ -40,6 +40,8 @@ export interface EndpointSpec {
   /** Relative cost w_i of sending it work (> 0). */
   readonly cost: number;
   readonly zone?: string | undefined;
+  /** A sidecar's inbound listener taking mutual TLS. */
+  readonly mesh?: true | undefined;
 }
 
 /** Default decay of the latency EWMA (as Linkerd's peak-EWMA balancer). */
@@ -53,6 +55,8 @@ export class Endpoint {
   capacity: number;
   cost: number;
   zone: string | undefined;
+  /** Reached over mutual TLS, proving the service's identity (a sidecar's inbound listener). */
+  mesh: boolean;
   /** Requests currently forwarded to this endpoint and not finished. */
   inflight = 0;
   /** Bitmask of HealthFlag; 0 means no source marks it bad. */
@@ -79,6 +83,7 @@ export class Endpoint {
     this.capacity = spec.capacity;
     this.cost = spec.cost;
     this.zone = spec.zone;
+    this.mesh = spec.mesh === true;
   }
 
   /** Copies sizing from a new spec of the same address (control path). */
@@ -87,6 +92,7 @@ export class Endpoint {
     this.capacity = spec.capacity;
     this.cost = spec.cost;
     this.zone = spec.zone;
+    this.mesh = spec.mesh === true;
   }
 
   get eligible(): boolean {

@@ -1,6 +1,7 @@
 import { ChannelCredentials, type ClientDuplexStream } from '@grpc/grpc-js';
 import {
   DiscoveryClient,
+  type Certificate,
   type ControlPlaneMessage,
   type Instance,
   type LoadReport,
@@ -16,6 +17,8 @@ import type { ConfigCache } from './cache.js';
 
 export interface ControlPlaneClientOptions {
   readonly addresses: readonly string[];
+  /** The sidecar's own service (its certificate's identity). */
+  readonly service: string;
   readonly instance: Instance;
   readonly subscriptions: readonly string[];
   readonly cache: ConfigCache | undefined;
@@ -28,6 +31,8 @@ export interface ControlPlaneClientOptions {
    * services and the subscribed names the control plane does not know.
    */
   readonly onAnswered?: ((names: ReadonlySet<string>) => void) | undefined;
+  /** A certificate (or the refusal of one) the control plane sent for a `requestCertificate`. */
+  readonly onCertificate?: ((cert: Certificate) => void) | undefined;
   readonly loadReport: () => LoadReport;
   readonly random: Random;
   readonly timers: Timers;
@@ -58,6 +63,8 @@ export class ControlPlaneClient {
   private applying: Promise<void> = Promise.resolve();
   /** Subscriptions added on the live stream (on-demand discovery); sent again in every Hello. */
   private readonly added = new Set<string>();
+  /** A CSR not answered yet: sent again after a reconnect. */
+  private pendingCsr: string | undefined;
   connected = false;
 
   constructor(private readonly o: ControlPlaneClientOptions) {}
@@ -102,6 +109,10 @@ export class ControlPlaneClient {
         this.setConnected(true, address);
       }
       if (msg.msg?.$case === 'snapshot') this.onSnapshot(msg.msg.snapshot);
+      else if (msg.msg?.$case === 'certificate') {
+        this.pendingCsr = undefined;
+        this.o.onCertificate?.(msg.msg.certificate);
+      }
     });
     const onDown = (err?: Error): void => {
       if (this.call !== call) return;
@@ -113,7 +124,14 @@ export class ControlPlaneClient {
     call.on('error', (err: Error) => onDown(err));
     call.on('end', () => onDown());
     const subscriptions = [...new Set([...this.o.subscriptions, ...this.added])];
-    this.write({ msg: { $case: 'hello', hello: { instance: this.o.instance, subscriptions, lastVersion: this.o.currentVersion() } } });
+    this.write({ msg: { $case: 'hello', hello: { instance: this.o.instance, subscriptions, lastVersion: this.o.currentVersion(), service: this.o.service } } });
+    if (this.pendingCsr !== undefined) this.write({ msg: { $case: 'certificateRequest', certificateRequest: { csrPem: this.pendingCsr } } });
+  }
+
+  /** Asks the control plane to sign a certificate for this sidecar's service (answered through onCertificate). */
+  requestCertificate(csrPem: string): void {
+    this.pendingCsr = csrPem;
+    if (this.call !== undefined) this.write({ msg: { $case: 'certificateRequest', certificateRequest: { csrPem } } });
   }
 
   /**

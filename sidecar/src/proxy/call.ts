@@ -235,7 +235,7 @@ export class Call implements ExchangeObserver, BodyConsumer, GuardSlot, PickSlot
     private readonly start: number,
   ) {
     const head = ex.head;
-    const fwd = forwardRequestHeaders(head, ex.remoteAddress, 'http', route.authority);
+    const fwd = forwardRequestHeaders(head, ex.remoteAddress, 'http', route.authority, ex.peer);
     this.timers = deps.timers;
     this.headBlock = fwd.block;
     this.requestId = fwd.requestId;

@@ -11,9 +11,15 @@ import { randomUUID } from 'node:crypto';
 /** Lower-cased names removed in both directions (`te: trailers` is kept on requests: gRPC needs it). */
 const HOP_BY_HOP = new Set(['connection', 'keep-alive', 'proxy-connection', 'te', 'transfer-encoding', 'upgrade', 'proxy-authorization']);
 
+/**
+ * The caller's service as mutual TLS proved it, set by the inbound side for the app; a value the request
+ * brought itself is always dropped, so the app can trust what it reads.
+ */
+export const CLIENT_SERVICE = 'x-outrigger-client-service';
+
 /** Name lengths worth lower-casing to compare: every special name below has one of them. */
 const SPECIAL_LENGTH = new Uint8Array(32);
-for (const n of [...HOP_BY_HOP, 'expect', 'x-outrigger-deadline-ms', 'x-forwarded-for', 'x-request-id', 'x-forwarded-proto']) SPECIAL_LENGTH[n.length] = 1;
+for (const n of [...HOP_BY_HOP, 'expect', 'x-outrigger-deadline-ms', 'x-forwarded-for', 'x-request-id', 'x-forwarded-proto', CLIENT_SERVICE]) SPECIAL_LENGTH[n.length] = 1;
 
 /** The tokens of the Connection fields other than keep-alive/close/upgrade (rare: most clients send none). */
 function connectionTokens(headers: readonly string[]): Set<string> | undefined {
@@ -56,6 +62,7 @@ export function forwardRequestHeaders(
   clientAddress: string | undefined,
   proto: 'http' | 'https',
   hostFallback: string | undefined,
+  clientService?: string | undefined,
 ): ForwardedRequestHeaders {
   const raw = req.headers;
   const connExtra = connectionTokens(raw);
@@ -74,7 +81,7 @@ export function forwardRequestHeaders(
         if (lower === 'te' && value.toLowerCase() === 'trailers') block += `${name}: ${value}\r\n`;
         continue;
       }
-      if (lower === 'expect' || lower === 'x-outrigger-deadline-ms') continue;
+      if (lower === 'expect' || lower === 'x-outrigger-deadline-ms' || lower === CLIENT_SERVICE) continue;
       if (lower === 'x-forwarded-for') {
         xff = xff === undefined ? value : `${xff}, ${value}`;
         continue;
@@ -94,6 +101,7 @@ export function forwardRequestHeaders(
   if (!sawProto) block += `x-forwarded-proto: ${proto}\r\n`;
   requestId ??= randomUUID();
   block += `x-request-id: ${requestId}\r\n`;
+  if (clientService !== undefined) block += `${CLIENT_SERVICE}: ${clientService}\r\n`;
   if (req.chunked) block += 'transfer-encoding: chunked\r\n';
   if (req.connectionUpgrade && req.upgrade !== undefined) block += `connection: upgrade\r\nupgrade: ${req.upgrade}\r\n`;
   return { block, requestId };

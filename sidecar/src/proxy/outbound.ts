@@ -7,6 +7,7 @@ import { absoluteFormAuthority, Call, type CallDeps, type Route } from './call.j
 import { headerBag, hostName } from './headers.js';
 import type { ParseLimits } from './http1/parser.js';
 import type { PoolOptions, UpstreamPool } from './http1/pool.js';
+import type { MeshCredentials, TlsRefusal } from './tls/mesh-tls.js';
 import type { Exchange, ExchangeHandler } from './http1/server.js';
 import type { PoolRegistry } from './pools.js';
 
@@ -14,6 +15,12 @@ import type { PoolRegistry } from './pools.js';
 export interface UpstreamSettings {
   readonly idleTimeoutMs: number;
   readonly limits: ParseLimits;
+}
+
+/** What outbound connections to mesh endpoints present, once this sidecar has its certificate. */
+export interface MeshOutbound {
+  readonly credentials: MeshCredentials;
+  readonly refused: (reason: TlsRefusal) => void;
 }
 
 /** Looks up services this sidecar does not know yet (on-demand discovery through the control plane). */
@@ -32,6 +39,8 @@ class ClusterRoute implements Route {
   readonly timeoutMs: number;
   readonly retry;
   private readonly poolOptions: PoolOptions;
+  /** For endpoints marked `mesh`: the same over mutual TLS (plaintext until this sidecar has a certificate). */
+  private readonly meshPoolOptions: PoolOptions;
 
   constructor(
     private readonly cluster: Cluster,
@@ -39,6 +48,7 @@ class ClusterRoute implements Route {
     readonly stats: Route['stats'],
     private readonly pools: PoolRegistry,
     upstream: UpstreamSettings,
+    mesh: MeshOutbound | undefined,
   ) {
     const cfg = cluster.config;
     this.service = cluster.name;
@@ -46,6 +56,7 @@ class ClusterRoute implements Route {
     this.timeoutMs = cfg.timeoutMs;
     this.retry = cfg.retry;
     this.poolOptions = { maxConnections: cfg.limits.maxConcurrent, connectTimeoutMs: cfg.connectTimeoutMs, idleTimeoutMs: upstream.idleTimeoutMs, limits: upstream.limits };
+    this.meshPoolOptions = mesh === undefined ? this.poolOptions : { ...this.poolOptions, tls: { credentials: mesh.credentials, service: cluster.name, refused: mesh.refused } };
   }
 
   pick(hashKey: string | undefined, avoid: readonly Endpoint[] | undefined): Endpoint | undefined {
@@ -53,7 +64,7 @@ class ClusterRoute implements Route {
   }
 
   pool(endpoint: Endpoint): UpstreamPool {
-    return this.pools.get(endpoint, this.poolOptions);
+    return this.pools.get(endpoint, endpoint.mesh ? this.meshPoolOptions : this.poolOptions);
   }
 }
 
@@ -66,6 +77,8 @@ export class OutboundProxy {
   private readonly routes = new Map<Cluster, ClusterRoute>();
   /** Set while the sidecar has a control plane that resolves unknown names on demand. */
   resolver: ServiceResolver | undefined;
+  /** Mutual TLS to mesh endpoints (set, then routes rebuilt, when the sidecar gets its certificate). */
+  private mesh: MeshOutbound | undefined;
 
   constructor(
     private readonly clusters: ClusterManager,
@@ -75,6 +88,12 @@ export class OutboundProxy {
     private readonly deps: CallDeps,
     private upstream: UpstreamSettings,
   ) {}
+
+  /** Mesh endpoints are reached over mutual TLS with these credentials from now on. */
+  setMesh(mesh: MeshOutbound): void {
+    this.mesh = mesh;
+    this.routes.clear();
+  }
 
   /** Drops cached per-cluster routes after a configuration change. */
   invalidate(upstream?: UpstreamSettings): void {
@@ -158,7 +177,7 @@ export class OutboundProxy {
   private route(cluster: Cluster): ClusterRoute {
     let r = this.routes.get(cluster);
     if (r === undefined) {
-      r = new ClusterRoute(cluster, this.guards(cluster), this.metrics.trafficStats('outbound', cluster.name), this.pools, this.upstream);
+      r = new ClusterRoute(cluster, this.guards(cluster), this.metrics.trafficStats('outbound', cluster.name), this.pools, this.upstream, this.mesh);
       this.routes.set(cluster, r);
     }
     return r;

@@ -40,6 +40,8 @@ export class Metrics {
   private guards: () => Iterable<GuardView> = () => [];
   private idempotency: () => IdempotencyView | undefined = () => undefined;
   private readonly ejections: Counter<'service'>;
+  private readonly tlsRefused: Counter<'direction' | 'reason'>;
+  private certNotAfter = 0;
   private configVersion = 0;
   private cpConnected = 0;
 
@@ -93,6 +95,7 @@ export class Metrics {
       idempotency: () => this.idempotency(),
       version: () => this.configVersion,
       connected: () => this.cpConnected,
+      certNotAfter: () => this.certNotAfter,
     };
     new Gauge({
       name: 'outrigger_upstream_inflight',
@@ -185,6 +188,20 @@ export class Metrics {
       labelNames: ['service'],
       registers: [this.registry],
     });
+    this.tlsRefused = new Counter({
+      name: 'outrigger_mtls_refused_total',
+      help: 'Mesh connections refused: inbound (plaintext to a strict listener, failed handshake or certificate, no identity) and outbound (the peer was not the service meant).',
+      labelNames: ['direction', 'reason'],
+      registers: [this.registry],
+    });
+    new Gauge({
+      name: 'outrigger_mesh_certificate_expiry_seconds',
+      help: "End of validity of the sidecar's mesh certificate, seconds since the epoch (0: none yet).",
+      registers: [this.registry],
+      collect() {
+        this.set(self.certNotAfter() / 1_000);
+      },
+    });
     const tcp = this.tcp;
     new Gauge({
       name: 'outrigger_tcp_connections_active',
@@ -254,6 +271,14 @@ export class Metrics {
 
   watchIdempotency(source: () => IdempotencyView | undefined): void {
     this.idempotency = source;
+  }
+
+  countTlsRefused(direction: 'inbound' | 'outbound', reason: string): void {
+    this.tlsRefused.inc({ direction, reason });
+  }
+
+  setCertificateNotAfter(wallMs: number): void {
+    this.certNotAfter = wallMs;
   }
 
   countEjection(service: string): void {

@@ -39,6 +39,7 @@ describe('parseControlPlaneConfig', () => {
       expect(parseControlPlaneConfig(text, 'cp.yaml')).toEqual({
         listen: { grpc: '127.0.0.1:15010', http: '127.0.0.1:15080' },
         store: { file: 'outrigger-state.json' },
+        mtls: { trustDomain: 'outrigger.local', certTtlMs: 86_400_000 },
         instanceTtlMs: 10_000,
         drainTimeMs: 5_000,
         weightIntervalMs: 5_000,
@@ -107,7 +108,7 @@ services:
   });
 
   it('refuses unknown keys with a suggestion, at the top and inside a policy', () => {
-    expect(issuesOf('instanceTTL: 5s')).toEqual(['instanceTTL: expected one of the keys listen, store, instanceTtl, drainTime, weightInterval, services, autoscale, got unknown key "instanceTTL" (did you mean "instanceTtl"?)']);
+    expect(issuesOf('instanceTTL: 5s')).toEqual(['instanceTTL: expected one of the keys listen, store, instanceTtl, drainTime, weightInterval, services, mtls, autoscale, got unknown key "instanceTTL" (did you mean "instanceTtl"?)']);
     expect(issuesOf('store: { path: x.json }')).toEqual(['store.path: expected one of the keys file, got unknown key "path"']);
     expect(issuesOf('services: { orders: { timeoutMs: 2000 } }')[0]).toMatch(/^services\.orders\.timeoutMs: expected one of the keys lb, .*got unknown key "timeoutMs" \(did you mean "timeout"\? durations are written with a unit/);
   });

@@ -27,7 +27,7 @@ function load(o: Partial<LoadReport> = {}): LoadReport {
 
 function sidecar(service: string, id: string, address: string, report: LoadReport | null, at: number | null = NOW - 100): SubscriberView {
   return {
-    instance: { service, id, address, weight: 1, capacity: 100, zone: '' },
+    instance: { service, id, address, weight: 1, capacity: 100, zone: '', mtls: '' },
     subscriptions: [],
     sentVersion: '1',
     ackedVersion: '1',

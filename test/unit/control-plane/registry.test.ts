@@ -93,7 +93,7 @@ describe('Registry: registration, heartbeats, TTL', () => {
   it('adds registered instances after the static endpoints of a cp.yaml service', () => {
     const { registry } = setup();
     // A proto Instance as the push server passes it: 0 and "" are proto3's unset values.
-    const fromWire: Instance = { service: 'inventory', id: 'inv-9', address: '10.0.0.9:9001', weight: 0, capacity: 0, zone: '' };
+    const fromWire: Instance = { service: 'inventory', id: 'inv-9', address: '10.0.0.9:9001', weight: 0, capacity: 0, zone: '', mtls: '' };
     registry.register(fromWire);
     expect(pushed(registry, 'inventory')?.endpoints).toEqual([
       { address: '10.0.0.1:9001', weight: 5, capacity: 200, cost: 2.5, zone: 'a' },

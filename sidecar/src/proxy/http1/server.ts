@@ -611,6 +611,13 @@ export class Http1Listener {
     this.server = net.createServer({ allowHalfOpen: true, noDelay: true }, (socket) => {
       const mesh = this.mesh;
       if (mesh === undefined) {
+        const t = this.options.tls;
+        if (t !== undefined && t.mode === 'strict') {
+          // Mutual TLS is required but this sidecar has no certificate yet.
+          t.refused('handshake');
+          socket.destroy();
+          return;
+        }
         this.conns.add(new ClientConnection(socket, this));
         return;
       }
@@ -628,9 +635,9 @@ export class Http1Listener {
   private readonly handshakeDeadline = (fn: () => void): TimerHandle => this.timers.after(this.options.headerTimeoutMs, fn);
 
   private acceptorFor(t: InboundTls | undefined): MeshAcceptor | undefined {
-    if (t === undefined || t.mode === 'off') return undefined;
+    if (t === undefined || t.mode === 'off' || t.credentials === undefined) return undefined;
     if (this.mesh !== undefined && this.mesh.settings === t) return this.mesh;
-    return new MeshAcceptor(t, this.options.headerTimeoutMs, this.acceptSecured);
+    return new MeshAcceptor(t, t.credentials, this.options.headerTimeoutMs, this.acceptSecured);
   }
 
   private readonly acceptSecured = (socket: net.Socket, peer: string | undefined): void => {

@@ -68,7 +68,8 @@ function contextOptions(m: MeshCredentialsMaterial): tls.SecureContextOptions {
 /** The inbound side: what a listener needs to accept mesh connections. */
 export interface InboundTls {
   readonly mode: MtlsMode;
-  readonly credentials: MeshCredentials;
+  /** Absent until the sidecar has its certificate: a strict listener refuses every connection until then. */
+  readonly credentials: MeshCredentials | undefined;
   /** Counts a refused connection. */
   refused(reason: TlsRefusal): void;
 }
@@ -127,11 +128,12 @@ export class MeshAcceptor {
 
   constructor(
     readonly settings: InboundTls,
+    private readonly credentials: MeshCredentials,
     handshakeTimeoutMs: number,
     private readonly ready: (socket: net.Socket, peer: string | undefined) => void,
   ) {
     this.server = tls.createServer({
-      ...contextOptions(settings.credentials.material),
+      ...contextOptions(credentials.material),
       requestCert: true,
       rejectUnauthorized: true,
       ALPNProtocols: ['http/1.1'],
@@ -139,11 +141,11 @@ export class MeshAcceptor {
     });
     this.server.on('secureConnection', this.onSecure);
     this.server.on('tlsClientError', this.onTlsError);
-    this.unwatch = settings.credentials.watch((m) => this.server.setSecureContext(contextOptions(m)));
+    this.unwatch = credentials.watch((m) => this.server.setSecureContext(contextOptions(m)));
   }
 
   private readonly onSecure = (socket: tls.TLSSocket): void => {
-    const id = identityOf(socket.getPeerCertificate().subjectaltname, this.settings.credentials.trustDomain);
+    const id = identityOf(socket.getPeerCertificate().subjectaltname, this.credentials.trustDomain);
     if ('error' in id) {
       this.settings.refused('identity');
       socket.destroy();
