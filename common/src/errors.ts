@@ -10,7 +10,8 @@ export type ProxyErrorReason =
   | 'unknown-service'
   | 'bad-request'
   | 'idempotency-conflict'
-  | 'idempotency-mismatch';
+  | 'idempotency-mismatch'
+  | 'forbidden';
 
 export const errorStatus: Readonly<Record<ProxyErrorReason, number>> = {
   'no-healthy-upstream': 503,
@@ -24,6 +25,7 @@ export const errorStatus: Readonly<Record<ProxyErrorReason, number>> = {
   'bad-request': 400,
   'idempotency-conflict': 409,
   'idempotency-mismatch': 422,
+  forbidden: 403,
 };
 
 /** An error the config loader raises: names the file, the key path and what was expected. */

@@ -49,6 +49,10 @@ export interface AccessLogEntry {
   readonly attempts: number;
   /** A stored answer sent again for a repeated `Idempotency-Key` (inbound side). */
   readonly replayed?: boolean | undefined;
+  /** The caller's service as mutual TLS proved it (inbound side). */
+  readonly peer?: string | undefined;
+  /** The authorization decision, when the service has a policy (inbound side). */
+  readonly authz?: 'allow' | 'deny' | undefined;
 }
 
 /** The path without its query string: `/a?token=x` → `/a`. */

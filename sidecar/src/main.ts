@@ -1,6 +1,6 @@
 import type { Server } from 'node:http';
 import { ClusterManager } from './cluster/cluster.js';
-import type { ServiceConfig, SidecarConfig } from '../../common/src/config/types.js';
+import type { AuthorizationConfig, ServiceConfig, SidecarConfig } from '../../common/src/config/types.js';
 import { loadSidecarConfig, parseServiceConfig } from '../../common/src/config/load.js';
 import { systemClock, type Clock } from '../../common/src/clock.js';
 import { systemRandom, type Random } from '../../common/src/random.js';
@@ -143,13 +143,14 @@ export class Sidecar {
     this.metrics.watchClusters(() => this.clusters.all());
     this.metrics.watchGuards(() => this.guards.values());
     this.metrics.watchIdempotency(() => this.inbound?.idempotencyView());
+    this.metrics.watchAuthorization(() => this.inbound?.authzView());
     this.metrics.setConfigVersion(this.version);
     const deps = { clock: this.clock, random, timers: this.timers, accessLog: this.accessLog };
     this.http = httpSettings(config);
     this.outbound = new OutboundProxy(this.clusters, this.pools, this.metrics, (c) => this.guards.get(c), deps, this.http.upstream);
     if (config.inbound) {
       this.inbound = new InboundProxy(
-        { service: config.service, target: config.inbound.target, maxConcurrent: config.inbound.maxConcurrent, timeoutMs: 60_000, idempotency: config.inbound.idempotency },
+        { service: config.service, target: config.inbound.target, maxConcurrent: config.inbound.maxConcurrent, timeoutMs: 60_000, idempotency: config.inbound.idempotency, authorization: config.services[config.service]?.authorization },
         this.metrics,
         deps,
         this.pools,
@@ -425,6 +426,15 @@ export class Sidecar {
   }
 
   /** The file's configuration with the services the control plane pushed laid over it. */
+  /**
+   * The authorization policy of this sidecar's own service: the control plane's (it sends the own service
+   * with every snapshot), else the file's `services.<service>`.
+   */
+  private ownAuthorization(cfg: SidecarConfig): AuthorizationConfig | undefined {
+    const pushed = this.pushed?.services[cfg.service];
+    return pushed !== undefined ? pushed.authorization : cfg.services[cfg.service]?.authorization;
+  }
+
   private effective(): SidecarConfig {
     const pushed = this.pushed;
     if (pushed === undefined) return this.fileConfig;
@@ -531,7 +541,7 @@ export class Sidecar {
     this.outbound.invalidate(this.http.upstream);
     if (next.inbound && this.inbound) {
       this.inbound.update(
-        { service: next.service, target: next.inbound.target, maxConcurrent: next.inbound.maxConcurrent, timeoutMs: 60_000, idempotency: next.inbound.idempotency },
+        { service: next.service, target: next.inbound.target, maxConcurrent: next.inbound.maxConcurrent, timeoutMs: 60_000, idempotency: next.inbound.idempotency, authorization: this.ownAuthorization(next) },
         this.http.upstream,
       );
     }

@@ -24,7 +24,11 @@ describe('mutual TLS between sidecars, certificates from the control plane', () 
   let invAdmin = '';
 
   beforeAll(async () => {
-    cp = await spawnControlPlane('instanceTtl: 5s\n');
+    // inventory takes GET from web, except under /admin; everything else is refused.
+    cp = await spawnControlPlane(
+      'instanceTtl: 5s\nservices:\n  inventory:\n    authorization:\n      default: deny\n      rules:\n' +
+        '        - { action: deny, from: [web], paths: [/admin] }\n        - { from: [web], methods: [GET] }\n',
+    );
     app = await startUpstream((req, res) => {
       seen.push({ client: req.headers['x-outrigger-client-service'] as string | undefined });
       res.end('inventory says hi');
@@ -35,7 +39,7 @@ describe('mutual TLS between sidecars, certificates from the control plane', () 
     inventory = await spawnSidecar(
       `service: inventory\ninstance: inv-1\nadmin: { listen: ${invAdmin} }\noutbound: { listen: 127.0.0.1:${pi.outbound} }\n` +
         `inbound: { listen: ${inboundAddr}, target: http://${app.address}, mtls: strict }\n` +
-        `controlPlane: { addresses: [${cp.grpc}] }\nlog: { level: warn }\nservices: {}\n`,
+        `controlPlane: { addresses: [${cp.grpc}] }\nlog: { level: info, accessLog: { enabled: true } }\nservices: {}\n`,
       pi.admin,
     );
     const pw = await ports();
@@ -88,6 +92,29 @@ describe('mutual TLS between sidecars, certificates from the control plane', () 
     expect(seen.length).toBe(before);
     const metrics = (await send(invAdmin, { path: '/metrics' })).body;
     expect(metrics).toMatch(/outrigger_mtls_refused_total\{direction="inbound",reason="plaintext"\} [1-9]/);
+  });
+
+  it('the callee enforces its authorization policy on the verified caller: 403 forbidden, counted and logged', async () => {
+    const before = seen.length;
+    const post = await send(webOut, { method: 'POST', path: '/items', headers: { host: 'inventory', 'content-type': 'text/plain' }, body: 'x' });
+    expect(post.status).toBe(403);
+    expect(post.headers['x-outrigger-error']).toBe('forbidden');
+    expect(post.body).toContain('does not allow service \\"web\\" to POST /items');
+    const admin = await send(webOut, { path: '/admin/users?token=secret', headers: { host: 'inventory' } });
+    expect(admin.status).toBe(403);
+    expect(admin.body).not.toContain('secret');
+    expect(seen.length).toBe(before);
+    expect((await send(webOut, { path: '/items', headers: { host: 'inventory' } })).status).toBe(200);
+    // A refusal is the callee's answer, not a failure of the endpoint: the caller keeps it eligible.
+    const clusters = JSON.parse((await send(webAdmin, { path: '/clusters' })).body) as { clusters: { service: string; endpoints: { eligible: boolean }[] }[] };
+    expect(clusters.clusters.find((c) => c.service === 'inventory')?.endpoints.map((e) => e.eligible)).toEqual([true]);
+    const metrics = (await send(invAdmin, { path: '/metrics' })).body;
+    expect(metrics).toMatch(/outrigger_authz_decisions_total\{service="inventory",decision="deny"\} 2\n/);
+    expect(metrics).toMatch(/outrigger_authz_decisions_total\{service="inventory",decision="allow"\} [1-9]/);
+    await waitFor(() => inventory.stdout.includes('"authz":"deny"'), 10_000);
+    const line = inventory.stdout.split('\n').find((l) => l.includes('"authz":"deny"') && l.includes('"POST"'));
+    expect(line).toContain('"peer":"web"');
+    expect(line).toContain('"error":"forbidden"');
   });
 
   it('openssl s_client against the inbound listener shows the spiffe:// identity of the service', async () => {

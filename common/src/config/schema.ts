@@ -333,6 +333,31 @@ const retrySchema = strict({
  * Policy of one upstream service, as written under `services.<name>` in sidecar.yaml and as the control plane
  * pushes it. Parses to ServiceConfig.
  */
+// Who may call a service: checked by the service's own inbound sidecar on the caller's mesh identity.
+const HTTP_METHOD = /^[A-Z][A-Z0-9!#$%&'*+.^_`|~-]{0,31}$/;
+const authorizationRuleSchema = strict(
+  {
+    action: z.enum(['allow', 'deny'], { error: 'expected allow or deny' }).default('allow'),
+    from: z
+      .array(z.union([z.literal('*'), serviceName()]), { error: 'expected a list of service names (or "*": any mesh caller)' })
+      .min(1, { error: 'expected at least one service name (leave "from" out to match every caller)' })
+      .optional(),
+    methods: z
+      .array(z.string({ error: 'expected an HTTP method' }).regex(HTTP_METHOD, { error: 'expected an HTTP method in capitals, such as GET' }), { error: 'expected a list of HTTP methods' })
+      .min(1)
+      .optional(),
+    paths: z
+      .array(z.string({ error: 'expected a path prefix' }).regex(/^\/\S*$/, { error: 'expected a path prefix starting with "/"' }), { error: 'expected a list of path prefixes' })
+      .min(1)
+      .optional(),
+  },
+  'a rule such as { from: [web], methods: [GET], paths: [/items] }',
+);
+const authorizationSchema = strict({
+  default: z.enum(['allow', 'deny'], { error: 'expected allow or deny' }).default('allow'),
+  rules: z.array(authorizationRuleSchema, { error: 'expected a list of rules' }).default([]),
+});
+
 export const serviceSchema = strict({
   lb: z.enum(LB_POLICIES, { error: `expected one of ${LB_POLICIES.join(' | ')}` }).default('round-robin'),
   hashOn: hashOnSchema.optional(),
@@ -348,6 +373,7 @@ export const serviceSchema = strict({
   connectTimeout: duration().default(2_000),
   slowStart: duration(true).default(30_000),
   panicThreshold: num(0, 100).default(50),
+  authorization: authorizationSchema.optional(),
 })
   .superRefine((s, ctx) => {
     // hashOn is required for ring-hash / maglev; other policies ignore it (the complete example in docs/configuration.md keeps one
@@ -392,6 +418,7 @@ export const serviceSchema = strict({
       connectTimeoutMs: s.connectTimeout,
       slowStartMs: s.slowStart,
       panicThreshold: s.panicThreshold,
+      ...(s.authorization !== undefined ? { authorization: s.authorization } : {}),
     }),
   );
 
@@ -531,10 +558,11 @@ export const sidecarSchema = strict({
         });
       }
     }
-    // Without a control plane, nobody else can supply endpoints.
+    // Without a control plane, nobody else can supply endpoints. The sidecar's own service may be listed
+    // without any (for its inbound policy, such as `authorization`).
     if (c.controlPlane === undefined) {
       for (const [name, s] of Object.entries(c.services)) {
-        if (s.endpoints.length === 0) {
+        if (s.endpoints.length === 0 && name !== c.service) {
           ctx.addIssue({
             code: 'custom',
             path: ['services', name, 'endpoints'],

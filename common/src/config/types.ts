@@ -107,6 +107,24 @@ export interface ServiceConfig {
   readonly connectTimeoutMs: number; // default 2s
   readonly slowStartMs: number; // default 30s
   readonly panicThreshold: number; // percent, default 50
+  /** Who may call this service; enforced by its own inbound sidecar. Absent: everyone. */
+  readonly authorization?: AuthorizationConfig | undefined;
+}
+
+/** An ordered list of rules; the first that matches decides, else `default`. */
+export interface AuthorizationConfig {
+  readonly default: 'allow' | 'deny'; // default allow
+  readonly rules: readonly AuthorizationRule[];
+}
+
+export interface AuthorizationRule {
+  readonly action: 'allow' | 'deny'; // default allow
+  /** Callers' services as mutual TLS proved them; "*": any mesh caller. Absent: every caller, plaintext too. */
+  readonly from?: readonly string[] | undefined;
+  /** Absent: every method. */
+  readonly methods?: readonly string[] | undefined;
+  /** Path prefixes (the path without its query). Absent: every path. */
+  readonly paths?: readonly string[] | undefined;
 }
 
 export interface AccessLogConfig {

@@ -34,6 +34,8 @@ export interface Route {
   pool(endpoint: Endpoint): UpstreamPoolLike;
   /** Called once when a call admitted on this route has finished. */
   readonly release?: (() => void) | undefined;
+  /** 'allow' on an inbound route whose service has an authorization policy (calls that run were allowed). */
+  readonly authz?: 'allow' | undefined;
 }
 
 export interface CallDeps {
@@ -540,6 +542,8 @@ export class Call implements ExchangeObserver, BodyConsumer, GuardSlot, PickSlot
         requestId: this.requestId,
         error: this.reason,
         attempts: this.attempts,
+        peer: this.ex.peer,
+        authz: this.route.authz,
       });
     }
   }

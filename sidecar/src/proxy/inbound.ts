@@ -1,4 +1,6 @@
-import type { IdempotencyConfig } from '../../../common/src/config/types.js';
+import type { AuthorizationConfig, IdempotencyConfig } from '../../../common/src/config/types.js';
+import { withoutQuery } from '../../../common/src/logger.js';
+import { Authorizer } from './authz.js';
 import type { ProxyErrorReason } from '../../../common/src/errors.js';
 import { Endpoint } from '../core/endpoint.js';
 import type { IdempotencyView, Metrics } from '../telemetry/metrics.js';
@@ -20,6 +22,8 @@ export interface InboundOptions {
   readonly timeoutMs: number;
   /** The replay store for requests with an `Idempotency-Key`; undefined: off. */
   readonly idempotency: IdempotencyConfig | undefined;
+  /** Who may call the service (its policy's `authorization`); undefined: everyone. */
+  readonly authorization?: AuthorizationConfig | undefined;
 }
 
 /** Time to open a connection to the local app. */
@@ -34,6 +38,7 @@ class AppRoute implements Route {
   readonly authority: string;
   /** Replaced (not mutated) when the `http` section changes; the registry applies it to the pool. */
   poolOptions: PoolOptions;
+  authz: 'allow' | undefined;
 
   constructor(
     readonly service: string,
@@ -73,6 +78,7 @@ export class InboundProxy {
   private route: AppRoute;
   private limit: number;
   private idempotency: Idempotency | undefined;
+  private authz: Authorizer | undefined;
   inflight = 0;
 
   constructor(
@@ -85,6 +91,46 @@ export class InboundProxy {
     this.limit = options.maxConcurrent;
     this.route = this.makeRoute(options, upstream);
     this.configureIdempotency(options.idempotency);
+    this.configureAuthorization(options.authorization);
+  }
+
+  /** A new policy is compiled once (its counters start again); the same policy keeps its authorizer. */
+  private configureAuthorization(config: AuthorizationConfig | undefined): void {
+    if (config === undefined) this.authz = undefined;
+    else if (this.authz === undefined || JSON.stringify(this.authz.config) !== JSON.stringify(config)) this.authz = new Authorizer(config);
+    this.route.authz = this.authz === undefined ? undefined : 'allow';
+  }
+
+  /** The authorization decisions so far, for /metrics (undefined without a policy). */
+  authzView(): { service: string; allowed: number; denied: number } | undefined {
+    const a = this.authz;
+    return a === undefined ? undefined : { service: this.route.service, allowed: a.allowed, denied: a.denied };
+  }
+
+  /** Answers a request the policy does not allow: 403 `forbidden`, counted and logged. */
+  private deny(ex: Downstream, start: number): void {
+    const who = ex.peer === undefined ? 'a caller without a mesh identity' : `service "${ex.peer}"`;
+    const path = withoutQuery(ex.head.target);
+    ex.sendError(403, 'forbidden', `the authorization policy of service "${this.route.service}" does not allow ${who} to ${ex.head.method} ${path}`);
+    const elapsed = this.deps.clock.now() - start;
+    this.route.stats.record(403, elapsed / 1000);
+    const log = this.deps.accessLog;
+    if (log.active) {
+      log.write({
+        direction: 'inbound',
+        service: this.route.service,
+        method: ex.head.method,
+        path: ex.head.target,
+        status: 403,
+        endpoint: undefined,
+        durationMs: Math.round(elapsed * 1000) / 1000,
+        requestId: headerValue(ex.head.headers, 'x-request-id'),
+        error: 'forbidden',
+        attempts: 0,
+        peer: ex.peer,
+        authz: 'deny',
+      });
+    }
   }
 
   /** Turns the replay store on (kept across reloads that change its limits) or off (its entries dropped). */
@@ -142,11 +188,18 @@ export class InboundProxy {
     } else {
       old.poolOptions = old.optionsFor(upstream);
     }
+    this.configureAuthorization(options.authorization);
   }
 
   readonly handler: ExchangeHandler = {
     onRequest: (ex) => {
       const start = this.deps.clock.now();
+      // Authorization first: a caller that may not call the service takes no admission slot.
+      const authz = this.authz;
+      if (authz !== undefined && !authz.check(ex.peer, ex.head.method, ex.head.target).allowed) {
+        this.deny(ex, start);
+        return;
+      }
       if (this.inflight >= this.limit) {
         ex.sendError(503, 'overloaded', `more than ${this.limit} requests in flight`, { 'retry-after': '1' });
         this.route.stats.record(503, (this.deps.clock.now() - start) / 1000);

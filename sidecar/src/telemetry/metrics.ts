@@ -41,6 +41,7 @@ export class Metrics {
   private idempotency: () => IdempotencyView | undefined = () => undefined;
   private readonly ejections: Counter<'service'>;
   private readonly tlsRefused: Counter<'direction' | 'reason'>;
+  private authz: () => { service: string; allowed: number; denied: number } | undefined = () => undefined;
   private certNotAfter = 0;
   private configVersion = 0;
   private cpConnected = 0;
@@ -96,6 +97,7 @@ export class Metrics {
       version: () => this.configVersion,
       connected: () => this.cpConnected,
       certNotAfter: () => this.certNotAfter,
+      authz: () => this.authz(),
     };
     new Gauge({
       name: 'outrigger_upstream_inflight',
@@ -188,6 +190,19 @@ export class Metrics {
       labelNames: ['service'],
       registers: [this.registry],
     });
+    new Counter({
+      name: 'outrigger_authz_decisions_total',
+      help: "Requests to this sidecar's service checked against its authorization policy, by decision (allow, deny).",
+      labelNames: ['service', 'decision'],
+      registers: [this.registry],
+      collect() {
+        this.reset();
+        const v = self.authz();
+        if (v === undefined) return;
+        this.inc({ service: v.service, decision: 'allow' }, v.allowed);
+        this.inc({ service: v.service, decision: 'deny' }, v.denied);
+      },
+    });
     this.tlsRefused = new Counter({
       name: 'outrigger_mtls_refused_total',
       help: 'Mesh connections refused: inbound (plaintext to a strict listener, failed handshake or certificate, no identity) and outbound (the peer was not the service meant).',
@@ -271,6 +286,10 @@ export class Metrics {
 
   watchIdempotency(source: () => IdempotencyView | undefined): void {
     this.idempotency = source;
+  }
+
+  watchAuthorization(source: () => { service: string; allowed: number; denied: number } | undefined): void {
+    this.authz = source;
   }
 
   countTlsRefused(direction: 'inbound' | 'outbound', reason: string): void {

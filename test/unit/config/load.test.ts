@@ -111,7 +111,7 @@ describe('parseSidecarConfig: the complete example', () => {
       service: 'catalog',
       instance: 'catalog-1',
       admin: { listen: '127.0.0.1:15000' },
-      inbound: { listen: '0.0.0.0:15006', target: 'http://127.0.0.1:8080', maxConcurrent: 256 },
+      inbound: { listen: '0.0.0.0:15006', target: 'http://127.0.0.1:8080', maxConcurrent: 256, mtls: 'off' },
       outbound: { listen: '127.0.0.1:15001' },
       controlPlane: { addresses: ['127.0.0.1:15010'], subscribe: [], weight: 1, capacity: 100, reportIntervalMs: 5_000, resolveTimeoutMs: 1_000 },
       services: {
@@ -262,7 +262,7 @@ describe('parseSidecarConfig: minimal config', () => {
   it('defaults the instance from the inbound port', () => {
     const c = parseSidecarConfig(`service: web\ninbound: { listen: 0.0.0.0:18080, target: http://localhost:3000 }\n`, 'sidecar.yaml');
     expect(c.instance).toBe(`web-${hostname()}-18080`);
-    expect(c.inbound).toEqual({ listen: '0.0.0.0:18080', target: 'http://localhost:3000', maxConcurrent: 256 });
+    expect(c.inbound).toEqual({ listen: '0.0.0.0:18080', target: 'http://localhost:3000', maxConcurrent: 256, mtls: 'off' });
     expect(parseSidecarConfig(`service: web\ninbound: { target: http://127.0.0.1:8080 }\n`, 'x.yaml').inbound?.listen).toBe('0.0.0.0:15006');
   });
 
@@ -353,7 +353,7 @@ services:
 
   it('rejects unknown keys, suggesting the likely one', () => {
     expect(issuesOf(withInventory('retyr: { attempts: 1 }'))).toEqual([
-      'services.inventory.retyr: expected one of the keys lb, hashOn, endpoints, listen, protocol, healthCheck, outlierDetection, circuitBreaker, limits, retry, timeout, connectTimeout, slowStart, panicThreshold, got unknown key "retyr" (did you mean "retry"?)',
+      'services.inventory.retyr: expected one of the keys lb, hashOn, endpoints, listen, protocol, healthCheck, outlierDetection, circuitBreaker, limits, retry, timeout, connectTimeout, slowStart, panicThreshold, authorization, got unknown key "retyr" (did you mean "retry"?)',
     ]);
     expect(issuesOf(withInventory('timeoutMs: 100'))[0]).toMatch(/^services\.inventory\.timeoutMs: .*got unknown key "timeoutMs" \(did you mean "timeout"\? durations are written with a unit/);
     expect(issuesOf(withInventory('health_check: {}'))[0]).toMatch(/got unknown key "health_check" \(did you mean "healthCheck"\?\)$/);
@@ -362,7 +362,7 @@ services:
       'zzz: expected one of the keys service, instance, admin, inbound, outbound, controlPlane, services, log, metrics, http, got unknown key "zzz"',
     ]);
     expect(issuesOf(inventory('endpoints: [{ address: 127.0.0.1:1, wieght: 2 }]'))).toEqual([
-      'services.inventory.endpoints[0].wieght: expected one of the keys address, weight, capacity, cost, zone, got unknown key "wieght" (did you mean "weight"?)',
+      'services.inventory.endpoints[0].wieght: expected one of the keys address, weight, capacity, cost, zone, mesh, got unknown key "wieght" (did you mean "weight"?)',
     ]);
   });
 
