@@ -119,6 +119,21 @@ describe('control plane hardening', () => {
       expect(list.find((i) => i.id === 'inv-real')).toMatchObject({ state: 'serving' });
     });
 
+    it('lets the same sidecar (same service and address) take its id back after its stream ended; another address only after the TTL', async () => {
+      const address = '127.0.0.1:19';
+      const first = await stream(cp.grpc, [hello(instance('inv-lease', address))], 300);
+      expect(first.snapshots).toBe(1);
+      // The stream ended; its registration lives out the TTL (3 s).
+      const moved = await stream(cp.grpc, [hello(instance('inv-lease', '127.0.0.1:20'))]);
+      expect(moved.code).toBe(GrpcStatus.ALREADY_EXISTS);
+      expect(moved.details).toContain('registered as inventory at 127.0.0.1:19');
+      const again = await stream(cp.grpc, [hello(instance('inv-lease', address), '', []), heartbeat], 300);
+      expect(again.snapshots).toBe(1);
+      await waitFor(async () => !(await instances()).some((i) => i.id === 'inv-lease'), 10_000);
+      const after = await stream(cp.grpc, [hello(instance('inv-lease', '127.0.0.1:20'))], 300);
+      expect(after.snapshots).toBe(1);
+    }, 20_000);
+
     it('refuses last_version past 2^50, negative, fractional or not a number with INVALID_ARGUMENT; the version stays and the state file stays loadable', async () => {
       const before = await version();
       for (const v of ['1e300', '9007199254740993', '1125899906842625', '-1', '1.5', 'abc', ' 7']) {
