@@ -67,6 +67,7 @@ export class ControlPlane {
       drainTimeMs: config.drainTimeMs,
       services: config.services,
       store: new FileStore(config.store.file),
+      policyRules: config.policies,
       onError: (err, context) => logger.error({ err: err instanceof Error ? err.message : String(err), context }, 'control plane state problem'),
     });
     this.registry.onChange((e) => {
@@ -88,6 +89,7 @@ export class ControlPlane {
       onEvent: (e) => {
         if (e.type === 'ack' || e.type === 'nack') this.metrics.configResponse(e.type);
         if (e.type === 'nack') logger.warn(e, 'sidecar rejected a configuration');
+        else if (e.type === 'refused') logger.warn(e, 'discovery stream refused');
         else if (e.type === 'ack') logger.debug(e, 'sidecar ack');
         else logger.info(e, `sidecar ${e.type}`);
       },
@@ -103,6 +105,7 @@ export class ControlPlane {
       clock,
       timers,
       logger: autoscaleLogger,
+      maxReplicas: config.limits.maxReplicas,
     });
   }
 
@@ -139,7 +142,10 @@ export class ControlPlane {
       this.grpc.bindAsync(this.config.listen.grpc, ServerCredentials.createInsecure(), (err, p) => (err ? reject(new Error(`cannot listen on ${this.config.listen.grpc}: ${err.message}`)) : resolve(p)));
     });
     this.grpcAddress = `${this.config.listen.grpc.slice(0, this.config.listen.grpc.lastIndexOf(':'))}:${port}`;
-    this.http = createAdminApi(this.registry, this.push, { clock: this.clock, timers: this.timers, autoscale: () => this.autoscaler.views() }, this.autoscaler, this.metrics);
+    this.http = createAdminApi(this.registry, this.push, { clock: this.clock, timers: this.timers, autoscale: () => this.autoscaler.views() }, this.autoscaler, this.metrics, {
+      listen: this.config.listen.http,
+      allowedHosts: this.config.listen.allowedHosts,
+    });
     this.httpAddress = await listen(this.http, this.config.listen.http);
   }
 

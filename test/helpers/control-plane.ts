@@ -19,12 +19,15 @@ export interface ControlPlaneProcess {
 
 const repoRoot = new URL('../../', import.meta.url).pathname;
 
-/** Runs `outrigger control-plane --config FILE` as a real process on free loopback ports (needs the build). */
-export async function spawnControlPlane(extraYaml = '', dir = mkdtempSync(join(tmpdir(), 'outrigger-cp-'))): Promise<ControlPlaneProcess> {
+/**
+ * Runs `outrigger control-plane --config FILE` as a real process on free loopback ports (needs the build).
+ * `listenYaml` adds keys to the `listen` mapping, e.g. `allowedHosts: [control-plane]`.
+ */
+export async function spawnControlPlane(extraYaml = '', dir = mkdtempSync(join(tmpdir(), 'outrigger-cp-')), listenYaml = ''): Promise<ControlPlaneProcess> {
   const grpcPort = await freePort();
   const httpPort = await freePort();
   const file = join(dir, 'cp.yaml');
-  writeFileSync(file, `listen: { grpc: 127.0.0.1:${grpcPort}, http: 127.0.0.1:${httpPort} }\nstore: { file: ${join(dir, 'state.json')} }\n${extraYaml}`);
+  writeFileSync(file, `listen: { grpc: 127.0.0.1:${grpcPort}, http: 127.0.0.1:${httpPort}${listenYaml === '' ? '' : `, ${listenYaml}`} }\nstore: { file: ${join(dir, 'state.json')} }\n${extraYaml}`);
   const start = (): ChildProcess => {
     const c = spawn(process.execPath, [join(repoRoot, 'bin/outrigger.js'), 'control-plane', '--config', file], { stdio: ['ignore', 'pipe', 'pipe'] });
     c.stdout?.on('data', (d: Buffer) => (proc.stdout += d.toString()));

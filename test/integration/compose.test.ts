@@ -71,7 +71,11 @@ describe('docker-compose.yml', () => {
       expect(s.restart, `${name}.restart`).toBeDefined();
       expect(s.healthcheck, `${name}.healthcheck`).toBeDefined();
     }
-    expect(compose.services['control-plane']?.ports?.map(String)).toContain('15080:15080');
+    expect(compose.services['control-plane']?.ports?.map(String)).toContain('127.0.0.1:15080:15080');
+    // Nothing is published beyond the host's loopback: the admin API and the sidecars have no authentication yet.
+    for (const [name, s] of services) {
+      for (const port of s.ports ?? []) expect(String(port), `${name}: ports`).toMatch(/^127\.0\.0\.1:\d+:\d+$/);
+    }
   });
 
   it("runs in every container a subcommand that the built CLI's help lists", () => {

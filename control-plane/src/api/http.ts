@@ -7,39 +7,79 @@ import type { PushServer } from '../push/server.js';
 import type { ControlPlaneMetrics } from './metrics.js';
 import type { Registry } from '../registry/registry.js';
 import { createDashboardRoutes, readVersion, type DashboardOptions } from './dashboard/routes.js';
+import { createGuard, type GuardOptions } from './guard.js';
 
-function json(res: ServerResponse, status: number, body: unknown): void {
+function json(res: ServerResponse, status: number, body: unknown, close = false): void {
+  if (res.headersSent) return;
   const text = JSON.stringify(body, null, 2);
-  res.writeHead(status, { 'content-type': 'application/json', 'content-length': Buffer.byteLength(text) });
+  res.writeHead(status, { 'content-type': 'application/json', 'content-length': Buffer.byteLength(text), ...(close ? { connection: 'close' } : {}) });
   res.end(text);
 }
 
-const MAX_BODY = 1024 * 1024;
+/** A request the API refuses with `status` (4xx) and a message naming what was wrong. */
+class HttpError extends Error {
+  constructor(
+    readonly status: number,
+    message: string,
+  ) {
+    super(message);
+    this.name = 'HttpError';
+  }
+}
+
+/** Largest request body: 1 MiB (413 beyond). */
+export const MAX_BODY = 1024 * 1024;
 const SOFTWARE = readVersion();
 
+/**
+ * Reads a JSON body of at most MAX_BODY bytes.
+ * @throws HttpError 413 when larger (the connection closes after the answer), 400 when empty or not JSON.
+ */
 function readJson(req: IncomingMessage): Promise<unknown> {
+  const declared = Number(req.headers['content-length'] ?? 0);
+  if (declared > MAX_BODY) return Promise.reject(new HttpError(413, `request body of ${declared} bytes: expected at most ${MAX_BODY} bytes (1 MiB)`));
   return new Promise((resolve, reject) => {
     const chunks: Buffer[] = [];
     let size = 0;
-    req.on('data', (c: Buffer) => {
+    const onData = (c: Buffer): void => {
       size += c.length;
       if (size > MAX_BODY) {
-        reject(new Error('body larger than 1 MiB'));
-        req.destroy();
+        // Stop keeping it; node:http discards the rest once the answer is sent.
+        req.off('data', onData);
+        chunks.length = 0;
+        reject(new HttpError(413, `request body: expected at most ${MAX_BODY} bytes (1 MiB)`));
         return;
       }
       chunks.push(c);
-    });
+    };
+    req.on('data', onData);
     req.on('end', () => {
       const text = Buffer.concat(chunks).toString('utf8');
+      if (text.trim() === '') return reject(new HttpError(400, 'expected a JSON body'));
       try {
-        resolve(text.trim() === '' ? {} : (JSON.parse(text) as unknown));
+        resolve(JSON.parse(text) as unknown);
       } catch (err) {
-        reject(new Error(`body is not JSON: ${(err as Error).message}`));
+        reject(new HttpError(400, `body is not JSON: ${(err as Error).message}`));
       }
     });
     req.on('error', reject);
   });
+}
+
+/** A JSON object body (not an array, string or null). */
+async function readObject(req: IncomingMessage, expected: string): Promise<Record<string, unknown>> {
+  const body = await readJson(req);
+  if (body === null || typeof body !== 'object' || Array.isArray(body)) throw new HttpError(400, `expected ${expected}`);
+  return body as Record<string, unknown>;
+}
+
+/** Path segments, percent-decoded. @throws HttpError 400 for a malformed escape. */
+function pathParts(pathname: string): string[] {
+  try {
+    return pathname.split('/').filter((p) => p !== '').map(decodeURIComponent);
+  } catch {
+    throw new HttpError(400, `malformed percent escape in the path ${JSON.stringify(pathname)}`);
+  }
 }
 
 const dashboards = new WeakMap<Server, { close(): void }>();
@@ -70,6 +110,10 @@ export function closeDashboard(server: Server): void {
  *   GET    /, /dashboard/*, /api/dashboard[/events]   the live dashboard (dashboard/routes.ts)
  *   GET    /api/autoscale                         autoscaled services: bounds, sizes, state, last decisions
  *   PUT    /api/autoscale/NAME                    { "min"?, "max"?, "targetUtilization"? } overrides until restart
+ *
+ * Every request passes guard.ts first (Host, Origin, Content-Type). Bodies are capped at 1 MiB (413); every
+ * bad input is a 400 with a JSON `error`. A change that is persisted (policies, weights, drains) is answered
+ * only once it is saved (group commit: concurrent changes share one save); 503 when the save failed.
  */
 export function createAdminApi(
   registry: Registry,
@@ -77,18 +121,25 @@ export function createAdminApi(
   dashboard: DashboardOptions = { clock: systemClock },
   autoscaler?: { views(): AutoscaleView[]; override(service: string, input: unknown): AutoscaleView },
   metrics?: ControlPlaneMetrics,
+  guardOptions: GuardOptions = { listen: '127.0.0.1:0', allowedHosts: [] },
 ): Server {
   const dash = createDashboardRoutes(registry, push, dashboard);
+  const guard = createGuard(guardOptions);
   const server = createServer((req, res) => {
+    const refusal = guard(req);
+    if (refusal !== undefined) return json(res, refusal.status, { error: refusal.message });
     if (dash.handle(req, res)) return;
-    handle(req, res).catch((err: unknown) => json(res, 500, { error: err instanceof Error ? err.message : String(err) }));
+    handle(req, res).catch((err: unknown) => {
+      if (err instanceof HttpError) json(res, err.status, { error: err.message }, err.status === 413);
+      else json(res, 500, { error: err instanceof Error ? err.message : String(err) });
+    });
   });
   dashboards.set(server, dash);
   return server;
 
   async function handle(req: IncomingMessage, res: ServerResponse): Promise<void> {
     const url = new URL(req.url ?? '/', 'http://control-plane');
-    const parts = url.pathname.split('/').filter((p) => p !== '').map(decodeURIComponent);
+    const parts = pathParts(url.pathname);
     const method = req.method ?? 'GET';
     if (parts[0] === 'healthz') return json(res, 200, { ok: true });
     if (parts[0] === 'metrics' && parts.length === 1 && metrics !== undefined && method === 'GET') {
@@ -102,13 +153,13 @@ export function createAdminApi(
     if (kind === 'version' && method === 'GET') return json(res, 200, { version: registry.version, software: SOFTWARE });
     if (kind === 'autoscale' && name === undefined && method === 'GET') return json(res, 200, { services: autoscaler?.views() ?? [] });
     if (kind === 'autoscale' && name !== undefined && sub === undefined && method === 'PUT') {
+      const body = await readJson(req);
+      if (autoscaler === undefined) return json(res, 404, { error: `no autoscaled service ${JSON.stringify(name)}` });
       try {
-        const body = await readJson(req);
-        if (autoscaler === undefined) return json(res, 404, { error: `no autoscaled service ${JSON.stringify(name)}` });
         return json(res, 200, autoscaler.override(name, body));
       } catch (err) {
         if (err instanceof AutoscaleInputError) return json(res, err.status, { error: err.message });
-        return json(res, 400, { error: (err as Error).message });
+        throw err;
       }
     }
     if (kind === 'instances' && method === 'GET') return json(res, 200, { instances: registry.instances(url.searchParams.get('service') ?? undefined) });
@@ -120,18 +171,24 @@ export function createAdminApi(
       );
       return json(res, 200, { circuits });
     }
-    if (kind === 'drain' && method === 'POST') {
-      const body = (await readJson(req)) as { address?: unknown };
-      if (typeof body.address !== 'string') return json(res, 400, { error: 'expected { "address": "host:port" }' });
-      const changed = registry.drain(body.address);
-      return changed || registry.services().some((s) => s.endpoints.some((e) => e.address === body.address))
-        ? json(res, 200, { drained: body.address, version: registry.version })
-        : json(res, 404, { error: `no endpoint ${body.address}` });
-    }
-    if (kind === 'undrain' && method === 'POST') {
-      const body = (await readJson(req)) as { address?: unknown };
-      if (typeof body.address !== 'string') return json(res, 400, { error: 'expected { "address": "host:port" }' });
-      return registry.undrain(body.address) ? json(res, 200, { undrained: body.address, version: registry.version }) : json(res, 404, { error: `${body.address} is not drained` });
+    if ((kind === 'drain' || kind === 'undrain') && name === undefined && method === 'POST') {
+      const { address } = await readObject(req, '{ "address": "host:port" }');
+      if (typeof address !== 'string') throw new HttpError(400, 'expected { "address": "host:port" }');
+      if (kind === 'undrain') {
+        if (!registry.undrain(address)) return json(res, 404, { error: `${address} is not drained` });
+        await durable();
+        return json(res, 200, { undrained: address, version: registry.version });
+      }
+      let changed: boolean;
+      try {
+        changed = registry.drain(address);
+      } catch (err) {
+        if (err instanceof RangeError) throw new HttpError(400, `address: ${err.message}`);
+        throw err;
+      }
+      if (!changed && !registry.services().some((s) => s.endpoints.some((e) => e.address === address))) return json(res, 404, { error: `no endpoint ${address}` });
+      await durable();
+      return json(res, 200, { drained: address, version: registry.version });
     }
     if (kind === 'services') {
       if (name === undefined) return json(res, 200, { services: registry.services() });
@@ -144,20 +201,35 @@ export function createAdminApi(
       if (sub === 'weights' && arg !== undefined) {
         if (method === 'DELETE') {
           registry.clearWeight(name, arg);
+          await durable();
           return json(res, 200, { service: name, endpoint: arg, version: registry.version });
         }
         if (method === 'PUT') {
-          const body = (await readJson(req)) as { weight?: unknown };
+          const { weight } = await readObject(req, '{ "weight": N } with N an integer 1..1000');
           try {
-            registry.setWeight(name, arg, Number(body.weight));
+            registry.setWeight(name, arg, typeof weight === 'number' ? weight : NaN);
           } catch (err) {
-            return json(res, 400, { error: (err as Error).message });
+            if (err instanceof RangeError) throw new HttpError(400, err.message);
+            throw err;
           }
-          return json(res, 200, { service: name, endpoint: arg, weight: body.weight, version: registry.version });
+          await durable();
+          return json(res, 200, { service: name, endpoint: arg, weight, version: registry.version });
         }
       }
     }
     return json(res, 404, { error: `no such endpoint: ${method} ${url.pathname}` });
+  }
+
+  /**
+   * Resolves once every change made so far is saved (a burst of requests shares one save).
+   * @throws HttpError 503 when the save failed: the change is in force but may not survive a restart.
+   */
+  async function durable(): Promise<void> {
+    try {
+      await registry.flush();
+    } catch (err) {
+      throw new HttpError(503, `the change is in force but could not be saved, so a restart may lose it: ${err instanceof Error ? err.message : String(err)}`);
+    }
   }
 
   /**
@@ -174,16 +246,8 @@ export function createAdminApi(
     let patch: unknown;
     if (method === 'DELETE') input = registry.policyOf(name, true);
     else {
-      const type = (req.headers['content-type'] ?? '').split(';')[0]?.trim().toLowerCase() ?? '';
-      if (method === 'PATCH' && type !== '' && type !== 'application/merge-patch+json' && type !== 'application/json') {
-        return json(res, 415, { error: `expected Content-Type application/merge-patch+json or application/json, got ${type}` });
-      }
-      let body: unknown;
-      try {
-        body = await readJson(req);
-      } catch (err) {
-        return json(res, 400, { error: (err as Error).message });
-      }
+      // guard.ts checked the Content-Type.
+      const body = await readJson(req);
       if (method === 'PATCH' && (body === null || typeof body !== 'object' || Array.isArray(body))) {
         return json(res, 400, { error: 'expected a JSON merge patch: an object whose keys change the policy (null deletes a key)' });
       }
@@ -207,6 +271,7 @@ export function createAdminApi(
       if (err instanceof ConfigError) return json(res, 400, { error: err.issues.join('\n'), issues: err.issues });
       throw err;
     }
+    await durable();
     return json(res, 200, { service: name, changed, version: registry.version, policySource: registry.policySource(name), policy: registry.policyOf(name) ?? null });
   }
 }

@@ -2,6 +2,7 @@ import type { Clock } from '../../../common/src/clock.js';
 import type { TimerHandle, Timers } from '../../../common/src/timers.js';
 import type { Logger } from '../../../common/src/logger.js';
 import type { AutoscaleServiceConfig } from '../config/types.js';
+import { DEFAULT_MAX_REPLICAS } from '../config/schema.js';
 import type { Registry } from '../registry/registry.js';
 import type { AutoscaleOverride, AutoscaleView, ScaleDecision, ScaleDriver } from './types.js';
 
@@ -41,6 +42,8 @@ export interface AutoscalerOptions {
   readonly clock: Clock;
   readonly timers: Timers;
   readonly logger: Logger;
+  /** Ceiling of `max`, also of run-time overrides (cp.yaml `limits.maxReplicas`); default 50. */
+  readonly maxReplicas?: number | undefined;
 }
 
 /** A run-time override was refused; the message says which key and why. */
@@ -196,15 +199,20 @@ export class Autoscaler {
     const keys = ['min', 'max', 'targetUtilization'];
     for (const k of Object.keys(body)) if (!keys.includes(k)) throw new AutoscaleInputError(`unknown key ${JSON.stringify(k)}; expected min, max and/or targetUtilization`);
     const next: { min?: number | undefined; max?: number | undefined; targetUtilization?: number | undefined } = { ...s.override };
+    const ceiling = this.o.maxReplicas ?? DEFAULT_MAX_REPLICAS;
     const got = (v: unknown): string => JSON.stringify(v) ?? String(v);
     if ('min' in body) {
       const v = body['min'];
-      if (v !== null && !(typeof v === 'number' && Number.isInteger(v) && v >= 0)) throw new AutoscaleInputError(`min: expected integer >= 0 (or null for cp.yaml's), got ${got(v)}`);
+      if (v !== null && !(typeof v === 'number' && Number.isInteger(v) && v >= 0 && v <= ceiling)) {
+        throw new AutoscaleInputError(`min: expected integer 0..${ceiling} (limits.maxReplicas in cp.yaml), or null for cp.yaml's; got ${got(v)}`);
+      }
       next.min = v ?? undefined;
     }
     if ('max' in body) {
       const v = body['max'];
-      if (v !== null && !(typeof v === 'number' && Number.isInteger(v) && v >= 1)) throw new AutoscaleInputError(`max: expected integer >= 1 (or null for cp.yaml's), got ${got(v)}`);
+      if (v !== null && !(typeof v === 'number' && Number.isInteger(v) && v >= 1 && v <= ceiling)) {
+        throw new AutoscaleInputError(`max: expected integer 1..${ceiling} (limits.maxReplicas in cp.yaml), or null for cp.yaml's; got ${got(v)}`);
+      }
       next.max = v ?? undefined;
     }
     if ('targetUtilization' in body) {

@@ -1,6 +1,8 @@
 import { dirname, isAbsolute, join } from 'node:path';
 import { deepFreeze, parseServiceConfig, parseYaml, readConfigFile, validate } from '../../../common/src/config/load.js';
 import { ConfigError } from '../../../common/src/errors.js';
+import { describeValue, formatPath } from '../../../common/src/config/issues.js';
+import { DEFAULT_POLICY_RULES, policyProblems, type PolicyRules } from './policy-rules.js';
 import { controlPlaneSchema } from './schema.js';
 import type { AutoscaleDriverConfig, AutoscaleServiceConfig, ControlPlaneConfig, ServicePolicy } from './types.js';
 
@@ -12,12 +14,12 @@ import type { AutoscaleDriverConfig, AutoscaleServiceConfig, ControlPlaneConfig,
 
 /**
  * Validates one service policy given in the YAML/JSON shape of `services.NAME` (from cp.yaml, the admin API,
- * the store). The policy is copied through JSON first, so what is validated is exactly what will be
- * persisted and pushed.
+ * the store): the sidecar's schema, then the control plane's own rules (policy-rules.ts). The policy is
+ * copied through JSON first, so what is validated is exactly what will be persisted and pushed.
  * @param where  names the source in messages (ConfigError.file), e.g. "services.orders".
  * @throws ConfigError whose issues name the key path relative to the policy (`retry.attempts: ...`).
  */
-export function parsePolicy(input: unknown, where: string): ServicePolicy {
+export function parsePolicy(input: unknown, where: string, rules: PolicyRules = DEFAULT_POLICY_RULES): ServicePolicy {
   let copy: unknown;
   try {
     copy = input === undefined ? undefined : (JSON.parse(JSON.stringify(input)) as unknown);
@@ -25,8 +27,16 @@ export function parsePolicy(input: unknown, where: string): ServicePolicy {
     throw new ConfigError(where, [`(root): expected a JSON-compatible mapping, got a value JSON cannot hold (${e instanceof Error ? e.message : String(e)})`]);
   }
   const config = parseServiceConfig(copy, where);
+  const problems = policyProblems(config, rules);
+  if (problems.length > 0) throw new ConfigError(where, problems.map((p) => `${formatPath(p.path)}: ${p.message}, got ${describeValue(valueAt(copy, p.path))}`));
   // serviceSchema accepted it, so it is a plain mapping.
   return { input: deepFreeze(copy as Record<string, unknown>), config };
+}
+
+function valueAt(root: unknown, path: readonly (string | number)[]): unknown {
+  let cur = root;
+  for (const key of path) cur = cur !== null && typeof cur === 'object' ? (cur as Record<string | number, unknown>)[key] : undefined;
+  return cur;
 }
 
 /**
@@ -76,6 +86,8 @@ export function validateControlPlaneConfig(value: unknown, file: string, baseDir
   }
   return deepFreeze({
     listen: parsed.listen,
+    policies: parsed.policies,
+    limits: parsed.limits,
     store: { file: storeFile },
     instanceTtlMs: parsed.instanceTtl,
     drainTimeMs: parsed.drainTime,

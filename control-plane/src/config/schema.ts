@@ -2,6 +2,7 @@ import { z } from 'zod';
 import { checkHostPort, listenersCollide, parseHostPort } from '../../../common/src/config/address.js';
 import type { IssueParams } from '../../../common/src/config/issues.js';
 import { duration, serviceSchema, sidecarSchema, strict } from '../../../common/src/config/schema.js';
+import { policyProblems } from './policy-rules.js';
 
 /**
  * zod schema of cp.yaml. Per-service policies are the sidecar's own `serviceSchema` (the same shape as
@@ -17,6 +18,10 @@ export const DEFAULT_STORE_FILE = './outrigger-state.json';
 export const NO_CONFIG_STORE_FILE = './outrigger-data/state.json';
 export const DEFAULT_INSTANCE_TTL_MS = 10_000;
 export const DEFAULT_DRAIN_TIME_MS = 5_000;
+/** Default ceiling of `autoscale.NAME.max` (cp.yaml and `PUT /api/autoscale/NAME`). */
+export const DEFAULT_MAX_REPLICAS = 50;
+/** The highest `limits.maxReplicas` cp.yaml may set. */
+export const MAX_REPLICAS_LIMIT = 10_000;
 
 /** A service name, by the sidecar's rule (lower-case letters, digits, "-" and "."). */
 export const serviceNameSchema = sidecarSchema.in.shape.service;
@@ -121,10 +126,25 @@ export const autoscaleServiceSchema = strict({
   }
 });
 
+/** An extra name the HTTP API answers to (`Host`), or "*" for any. */
+const allowedHostSchema = z.string({ error: 'expected a host name such as control-plane, or "*"' }).superRefine((text, ctx) => {
+  if (text !== '*' && 'problem' in checkHostPort(`${text}:1`, false)) ctx.addIssue({ code: 'custom', message: 'expected a host name such as control-plane (no port), or "*"', input: text });
+});
+
 export const controlPlaneSchema = strict({
   listen: strict({
     grpc: hostPortSchema(true).default(DEFAULT_GRPC_LISTEN),
     http: hostPortSchema(true).default(DEFAULT_HTTP_LISTEN),
+    // Names besides the listen host, IP addresses and localhost that the HTTP API answers to (DNS rebinding).
+    allowedHosts: z.array(allowedHostSchema, { error: 'expected a list of host names' }).default([]),
+  }).prefault({}),
+  policies: strict({
+    // Whether a policy's `listen` (a port every sidecar opens) may be other than a loopback address.
+    allowNonLoopbackListen: z.boolean({ error: 'expected true or false' }).default(false),
+  }).prefault({}),
+  limits: strict({
+    // Ceiling of every autoscaled service's `max`, in cp.yaml and at run time.
+    maxReplicas: AUTOSCALE_INT(1).max(MAX_REPLICAS_LIMIT, { error: `expected integer 1..${MAX_REPLICAS_LIMIT}` }).default(DEFAULT_MAX_REPLICAS),
   }).prefault({}),
   store: strict({
     file: z.string({ error: 'expected a file path' }).min(1, { error: 'expected a non-empty file path' }).default(DEFAULT_STORE_FILE),
@@ -158,6 +178,21 @@ export const controlPlaneSchema = strict({
     .optional()
     .transform((s) => s ?? {}),
 }).superRefine((c, ctx) => {
+  for (const [name, a] of Object.entries(c.autoscale)) {
+    if (a.max > c.limits.maxReplicas) {
+      ctx.addIssue({
+        code: 'custom',
+        path: ['autoscale', name, 'max'],
+        message: `expected integer <= limits.maxReplicas (${c.limits.maxReplicas})`,
+        params: { fromRoot: true } satisfies IssueParams,
+      });
+    }
+  }
+  for (const [name, s] of Object.entries(c.services)) {
+    for (const p of policyProblems(s, c.policies)) {
+      ctx.addIssue({ code: 'custom', path: ['services', name, ...p.path], message: p.message, params: { fromRoot: true } satisfies IssueParams });
+    }
+  }
   if (listenersCollide(parseHostPort(c.listen.grpc), parseHostPort(c.listen.http))) {
     ctx.addIssue({
       code: 'custom',

@@ -15,6 +15,16 @@ export interface ControlPlaneConfig {
   readonly listen: {
     readonly grpc: string; // host:port, default 127.0.0.1:15010
     readonly http: string; // host:port, default 127.0.0.1:15080
+    /** Names the HTTP API answers to besides IP addresses, localhost and the listen host; "*": any. */
+    readonly allowedHosts: readonly string[]; // default []
+  };
+  readonly policies: {
+    /** Whether a policy's `listen` may be other than a loopback address (default false). */
+    readonly allowNonLoopbackListen: boolean;
+  };
+  readonly limits: {
+    /** Ceiling of every autoscaled service's `max` (cp.yaml and run-time overrides). */
+    readonly maxReplicas: number; // default 50
   };
   readonly store: {
     /** State file; a relative path in cp.yaml is resolved against the directory of cp.yaml. */

@@ -2,6 +2,7 @@ import type { ServerDuplexStream } from '@grpc/grpc-js';
 import { status as GrpcStatus } from '@grpc/grpc-js';
 import type { ControlPlaneMessage, Hello, Instance, LoadReport, SidecarMessage } from '../../../proto/gen/outrigger/v1/discovery.js';
 import type { Timers } from '../../../common/src/timers.js';
+import { MAX_VERSION } from '../registry/store.js';
 
 /** What the push layer needs from the registry. */
 export interface PushSource {
@@ -12,8 +13,10 @@ export interface PushSource {
   register(instance: Instance): unknown;
   heartbeat(id: string): boolean;
   deregister(id: string): unknown;
-  /** Never go below a version a sidecar already saw (state lost by a crash before its save). */
+  /** Never go below a version a sidecar already saw (state lost by a crash before its save); 0..MAX_VERSION. */
   advanceVersion(seen: number): void;
+  /** The registered instance with this id (serving or draining), if any. */
+  registered(id: string): { readonly service: string; readonly address: string } | undefined;
   readonly instanceTtlMs: number;
 }
 
@@ -41,6 +44,10 @@ class Subscriber {
   lastLoad: LoadReport | undefined;
   lastLoadAt: number | undefined;
   deregistered = false;
+  /** This stream registered its instance and holds its id (see PushServer.owners). */
+  owns = false;
+  /** Refused: the stream got its status, nothing it sends counts any more. */
+  closed = false;
   /** The services this sidecar subscribed to: those of its Hello, plus and minus its Subscribe messages. */
   readonly subscriptions = new Set<string>();
   /** Whether this sidecar receives `service` (subscribed, or its own). */
@@ -78,12 +85,19 @@ export interface PushServerOptions {
    */
   readonly issueCertificate?: ((csrPem: string, service: string) => Promise<IssuedForStream>) | undefined;
   readonly onEvent?:
-    | ((event: { type: 'ack' | 'nack' | 'connected' | 'disconnected' | 'subscribed'; instance: string; version?: string; reason?: string; services?: readonly string[] }) => void)
+    | ((event: { type: 'ack' | 'nack' | 'connected' | 'disconnected' | 'subscribed' | 'refused'; instance: string; version?: string; reason?: string; services?: readonly string[] }) => void)
     | undefined;
 }
 
 /** Subscriptions one stream may hold; names beyond it are answered as unknown (a sidecar gone wrong cannot grow the control plane's memory). */
 export const MAX_SUBSCRIPTIONS = 10_000;
+
+/** `Hello.last_version`: "" or a decimal integer 0..maxVersion (why not, or undefined). */
+export function lastVersionProblem(text: string, maxVersion: number): string | undefined {
+  if (text === '') return undefined;
+  const n = /^[0-9]{1,16}$/.test(text) ? Number(text) : NaN;
+  return n <= maxVersion ? undefined : `last_version: expected "" or a decimal integer 0..${maxVersion}, got ${JSON.stringify(text.length > 40 ? `${text.slice(0, 39)}…` : text)}`;
+}
 
 /**
  * The control plane's side of `Discovery.Stream`: one Subscriber per sidecar, full state first, then a new
@@ -92,6 +106,12 @@ export const MAX_SUBSCRIPTIONS = 10_000;
  */
 export class PushServer {
   private readonly subscribers = new Set<Subscriber>();
+  /**
+   * Instance id → the live stream that registered it. Only that stream may register, heartbeat or
+   * deregister the id; once it ends the registration lives out its TTL, during which only a Hello with the
+   * same service and address (the same sidecar reconnecting) may take it over.
+   */
+  private readonly owners = new Map<string, Subscriber>();
   private nonce = 0;
   private flushScheduled = false;
   private readonly unsubscribe: () => void;
@@ -119,29 +139,23 @@ export class PushServer {
     });
   };
 
+  /** Ends the stream with `code` (the sidecar sees the status and the message); nothing it sends counts after. */
+  private refuse(sub: Subscriber, code: GrpcStatus, message: string, instance = sub.hello?.instance?.id ?? ''): void {
+    if (sub.closed) return;
+    sub.closed = true;
+    this.drop(sub);
+    this.o.onEvent?.({ type: 'refused', instance, reason: message });
+    // grpc-js sends the status of an 'error' event and ends the call (destroy() would leave it open).
+    sub.call.emit('error', Object.assign(new Error(message), { code, details: message }));
+  }
+
   private onMessage(sub: Subscriber, msg: SidecarMessage): void {
+    if (sub.closed) return;
     const m = msg.msg;
-    if (m === undefined) return;
+    if (m === undefined) return this.refuse(sub, GrpcStatus.INVALID_ARGUMENT, 'unknown message: expected one of the messages of outrigger.v1.SidecarMessage');
     if (sub.hello === undefined) {
-      if (m.$case !== 'hello' || m.hello.instance === undefined) {
-        sub.call.destroy(Object.assign(new Error('the first message must be a Hello with the instance'), { code: GrpcStatus.INVALID_ARGUMENT }));
-        return;
-      }
-      const seen = Number(m.hello.lastVersion);
-      if (m.hello.lastVersion !== '' && Number.isFinite(seen)) this.source.advanceVersion(seen);
-      if (m.hello.instance.address !== '') {
-        try {
-          this.source.register(m.hello.instance);
-        } catch (err) {
-          sub.call.destroy(Object.assign(new Error(`invalid instance: ${err instanceof Error ? err.message : String(err)}`), { code: GrpcStatus.INVALID_ARGUMENT }));
-          return;
-        }
-      }
-      sub.hello = m.hello;
-      for (const name of m.hello.subscriptions.slice(0, MAX_SUBSCRIPTIONS)) sub.subscriptions.add(name);
-      this.subscribers.add(sub);
-      this.o.onEvent?.({ type: 'connected', instance: m.hello.instance.id });
-      this.send(sub);
+      if (m.$case !== 'hello') return this.refuse(sub, GrpcStatus.INVALID_ARGUMENT, `the first message must be a Hello, got ${m.$case}`);
+      this.onHello(sub, m.hello);
       return;
     }
     const id = sub.hello.instance?.id ?? '';
@@ -164,7 +178,7 @@ export class PushServer {
         break;
       case 'deregister':
         sub.deregistered = true;
-        this.source.deregister(id);
+        if (sub.owns) this.source.deregister(id);
         break;
       case 'subscribe': {
         for (const name of m.subscribe.remove) sub.subscriptions.delete(name);
@@ -180,6 +194,7 @@ export class PushServer {
         this.issue(sub, m.certificateRequest.csrPem);
         break;
       case 'hello':
+        this.refuse(sub, GrpcStatus.INVALID_ARGUMENT, 'a second Hello on the same stream: open a new stream to say hello again');
         break;
     }
   }
@@ -206,11 +221,56 @@ export class PushServer {
     );
   }
 
-  /** A heartbeat for an instance the registry no longer knows (expired, or state lost) registers it again. */
+  /** Validates everything first: a refused Hello changes nothing (no registration, version or subscriber). */
+  private onHello(sub: Subscriber, hello: Hello): void {
+    const inst = hello.instance;
+    if (inst === undefined) return this.refuse(sub, GrpcStatus.INVALID_ARGUMENT, 'the Hello must carry the instance');
+    const versionProblem = lastVersionProblem(hello.lastVersion, MAX_VERSION);
+    if (versionProblem !== undefined) return this.refuse(sub, GrpcStatus.INVALID_ARGUMENT, versionProblem, inst.id);
+    if (inst.address !== '') {
+      const owner = this.owners.get(inst.id);
+      if (owner !== undefined && owner !== sub) {
+        return this.refuse(sub, GrpcStatus.ALREADY_EXISTS, `instance ${inst.id} is registered by another connected sidecar; instance ids must be unique`, inst.id);
+      }
+      const held = this.source.registered(inst.id);
+      if (held !== undefined && (held.service !== inst.service || held.address !== inst.address)) {
+        return this.refuse(
+          sub,
+          GrpcStatus.ALREADY_EXISTS,
+          `instance ${inst.id} is registered as ${held.service} at ${held.address}; another registration with this id is accepted once that one has expired (instance TTL ${this.source.instanceTtlMs} ms)`,
+          inst.id,
+        );
+      }
+      for (const other of this.owners.values()) {
+        const o = other.hello?.instance;
+        if (other !== sub && o !== undefined && o.service === inst.service && o.address === inst.address) {
+          return this.refuse(sub, GrpcStatus.ALREADY_EXISTS, `${inst.address} is registered for ${inst.service} by another connected sidecar (instance ${o.id})`, inst.id);
+        }
+      }
+      try {
+        this.source.register(inst);
+      } catch (err) {
+        return this.refuse(sub, GrpcStatus.INVALID_ARGUMENT, `invalid instance: ${err instanceof Error ? err.message : String(err)}`, inst.id);
+      }
+      sub.owns = true;
+      this.owners.set(inst.id, sub);
+    }
+    if (hello.lastVersion !== '') this.source.advanceVersion(Number(hello.lastVersion));
+    sub.hello = hello;
+    for (const name of hello.subscriptions.slice(0, MAX_SUBSCRIPTIONS)) sub.subscriptions.add(name);
+    this.subscribers.add(sub);
+    this.o.onEvent?.({ type: 'connected', instance: inst.id });
+    this.send(sub);
+  }
+
+  /**
+   * A heartbeat keeps this stream's own registration alive; one the registry no longer knows (expired, or
+   * state lost) is registered again. A stream that registered nothing touches nothing.
+   */
   private heartbeat(sub: Subscriber, id: string): void {
-    if (this.source.heartbeat(id) || sub.deregistered) return;
+    if (!sub.owns || this.source.heartbeat(id) || sub.deregistered) return;
     const inst = sub.hello?.instance;
-    if (inst !== undefined && inst.address !== '') {
+    if (inst !== undefined) {
       try {
         this.source.register(inst);
       } catch {
@@ -220,6 +280,8 @@ export class PushServer {
   }
 
   private drop(sub: Subscriber): void {
+    const id = sub.hello?.instance?.id;
+    if (sub.owns && id !== undefined && this.owners.get(id) === sub) this.owners.delete(id);
     if (!this.subscribers.delete(sub)) return;
     this.o.onEvent?.({ type: 'disconnected', instance: sub.hello?.instance?.id ?? '' });
   }
@@ -281,5 +343,6 @@ export class PushServer {
     this.unsubscribe();
     for (const s of this.subscribers) s.call.end();
     this.subscribers.clear();
+    this.owners.clear();
   }
 }

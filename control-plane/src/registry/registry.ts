@@ -5,10 +5,11 @@ import type { Clock } from '../../../common/src/clock.js';
 import { ConfigError } from '../../../common/src/errors.js';
 import type { TimerHandle, Timers } from '../../../common/src/timers.js';
 import { parsePolicy } from '../config/load.js';
+import { DEFAULT_POLICY_RULES, type PolicyRules } from '../config/policy-rules.js';
 import { serviceNameSchema } from '../config/schema.js';
 import type { ServicePolicy } from '../config/types.js';
 import { mergePatch } from './merge-patch.js';
-import { FileStore, type InstanceInput, instanceSchema, parsePersistedState, type PersistedState, type RegisteredInstance, type StateStore } from './store.js';
+import { FileStore, type InstanceInput, instanceSchema, MAX_VERSION, parsePersistedState, type PersistedState, type RegisteredInstance, type StateStore } from './store.js';
 
 /**
  * The control plane's state: services (policy and static endpoints from cp.yaml, policies set at run time),
@@ -35,6 +36,8 @@ export interface RegistryOptions {
   readonly onError?: ((err: unknown, context: string) => void) | undefined;
   /** Delay before a failed save is tried again; default 1s. */
   readonly saveRetryMs?: number | undefined;
+  /** What policies may hold beyond the sidecar's schema (cp.yaml `policies`); default: loopback listen only. */
+  readonly policyRules?: PolicyRules | undefined;
 }
 
 /** Cost/weight derived from load reports for one endpoint; a pinned weight still wins over `weight`. */
@@ -139,6 +142,7 @@ export class Registry {
   private readonly store: StateStore | undefined;
   private readonly saveRetryMs: number;
   private readonly onError: (err: unknown, context: string) => void;
+  private readonly policyRules: PolicyRules;
   readonly instanceTtlMs: number;
   readonly drainTimeMs: number;
 
@@ -174,6 +178,7 @@ export class Registry {
     this.saveRetryMs = options.saveRetryMs ?? 1_000;
     this.onError = options.onError ?? ((err, context) => process.emitWarning(`${context}: ${err instanceof Error ? err.message : String(err)}`, 'OutriggerRegistry'));
     this.fileServices = new Map(Object.entries(options.services ?? {}));
+    this.policyRules = options.policyRules ?? DEFAULT_POLICY_RULES;
   }
 
   /** Strictly increasing; bumped by every change. */
@@ -235,7 +240,7 @@ export class Registry {
   checkPolicy(service: string, input: unknown): ServicePolicy {
     const problem = serviceNameProblem(service);
     if (problem !== undefined) throw new ConfigError('service name', [problem]);
-    return parsePolicy(input, `services.${service}`);
+    return parsePolicy(input, `services.${service}`, this.policyRules);
   }
 
   /**
@@ -289,6 +294,11 @@ export class Registry {
     this.add(data);
     this.commit('register', affected);
     return data;
+  }
+
+  /** The registered instance with this id (serving or draining), if any. */
+  registered(id: string): RegisteredInstance | undefined {
+    return this.byId.get(id)?.data;
   }
 
   /**
@@ -429,13 +439,14 @@ export class Registry {
 
   /**
    * Makes the version greater than `seen` (a version a sidecar reports in Hello, which may come from before a
-   * restart that lost the last saves), so no sidecar ever sees versions go backwards. No listener is called:
-   * nothing but the number changed.
+   * restart that lost the last saves), so no sidecar ever sees versions go backwards. No listener is called
+   * and nothing is saved: the number is saved with the next change, which the control plane makes itself.
+   * @throws RangeError unless `seen` is an integer 0..MAX_VERSION (the caller validates what clients send).
    */
   advanceVersion(seen: number): void {
-    if (!Number.isFinite(seen) || this.currentVersion > seen) return;
-    this.currentVersion = Math.floor(seen) + 1;
-    this.persist();
+    if (!Number.isSafeInteger(seen) || seen < 0 || seen > MAX_VERSION) throw new RangeError(`version: expected an integer 0..${MAX_VERSION}, got ${seen}`);
+    if (this.currentVersion > seen) return;
+    this.currentVersion = seen + 1;
   }
 
   // -------------------------------------------------------------------------------------------------------
@@ -501,7 +512,7 @@ export class Registry {
     const state = this.store instanceof FileStore ? loaded : parsePersistedState(loaded, 'state store');
     for (const [name, input] of Object.entries(state.policies)) {
       try {
-        this.runtimePolicies.set(name, parsePolicy(input, `saved policy of ${name}`));
+        this.runtimePolicies.set(name, parsePolicy(input, `saved policy of ${name}`, this.policyRules));
       } catch (err) {
         this.onError(err, `restoring the policy of ${name} (skipped; cp.yaml's or the default applies)`);
       }

@@ -62,7 +62,17 @@ function strict<T extends z.core.$ZodLooseShape>(shape: T) {
   return z.strictObject(shape, { error: (iss) => (iss.code === 'unrecognized_keys' ? `${UNKNOWN_KEY_PREFIX}${keys}` : 'expected a mapping') });
 }
 
+/**
+ * The highest state version a sidecar may report (`Hello.last_version`) or a state file may hold: 2^50, far
+ * above what any control plane reaches, and far enough below 2^53 that counting on from it stays exact.
+ */
+export const MAX_VERSION = 2 ** 50;
+/** Ceiling of a registered instance's capacity. */
+export const MAX_INSTANCE_CAPACITY = 1_000_000;
+
 const weightSchema = z.number({ error: 'expected integer 1..1000' }).int({ error: 'expected integer 1..1000' }).min(1, { error: 'expected integer 1..1000' }).max(1000, { error: 'expected integer 1..1000' });
+
+const CAPACITY_EXPECTED = `expected integer 1..${MAX_INSTANCE_CAPACITY}`;
 
 /** proto3 cannot tell 0 from unset: a 0 weight or capacity on the wire means "not given". */
 const unsetIfZero = (v: unknown): unknown => (v === 0 ? undefined : v);
@@ -76,7 +86,15 @@ export const instanceSchema = strict({
   id: z.string({ error: 'expected an instance id without spaces' }).regex(/^\S{1,253}$/, { error: 'expected an instance id without spaces (1..253 characters)' }),
   address: hostPortSchema(false),
   weight: z.preprocess(unsetIfZero, weightSchema.default(1)),
-  capacity: z.preprocess(unsetIfZero, z.number({ error: 'expected integer >= 1' }).int({ error: 'expected integer >= 1' }).min(1, { error: 'expected integer >= 1' }).default(100)),
+  capacity: z.preprocess(
+    unsetIfZero,
+    z
+      .number({ error: CAPACITY_EXPECTED })
+      .int({ error: CAPACITY_EXPECTED })
+      .min(1, { error: CAPACITY_EXPECTED })
+      .max(MAX_INSTANCE_CAPACITY, { error: CAPACITY_EXPECTED })
+      .default(100),
+  ),
   zone: z
     .string({ error: 'expected a zone name' })
     .optional()

@@ -253,8 +253,8 @@ describe('Autoscaler', () => {
       }
       throw new Error('expected an error');
     };
-    expect(bad({ min: -1 })).toBe("min: expected integer >= 0 (or null for cp.yaml's), got -1");
-    expect(bad({ max: 2.5 })).toBe("max: expected integer >= 1 (or null for cp.yaml's), got 2.5");
+    expect(bad({ min: -1 })).toBe("min: expected integer 0..50 (limits.maxReplicas in cp.yaml), or null for cp.yaml's; got -1");
+    expect(bad({ max: 2.5 })).toBe("max: expected integer 1..50 (limits.maxReplicas in cp.yaml), or null for cp.yaml's; got 2.5");
     expect(bad({ targetUtilization: 0 })).toBe("targetUtilization: expected number > 0 and <= 1 (or null for cp.yaml's), got 0");
     expect(bad({ targetUtilization: '0.5' })).toBe('targetUtilization: expected number > 0 and <= 1 (or null for cp.yaml\'s), got "0.5"');
     expect(bad({ min: 4, max: 3 })).toBe('max: expected integer >= min (4), got 3');

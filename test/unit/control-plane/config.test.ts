@@ -37,7 +37,9 @@ describe('parseControlPlaneConfig', () => {
   it('gives the defaults for an empty file', () => {
     for (const text of ['', '# nothing\n', '{}']) {
       expect(parseControlPlaneConfig(text, 'cp.yaml')).toEqual({
-        listen: { grpc: '127.0.0.1:15010', http: '127.0.0.1:15080' },
+        listen: { grpc: '127.0.0.1:15010', http: '127.0.0.1:15080', allowedHosts: [] },
+        policies: { allowNonLoopbackListen: false },
+        limits: { maxReplicas: 50 },
         store: { file: 'outrigger-state.json' },
         mtls: { trustDomain: 'outrigger.local', certTtlMs: 86_400_000 },
         instanceTtlMs: 10_000,
@@ -50,7 +52,7 @@ describe('parseControlPlaneConfig', () => {
 
   it('parses every key; services are validated by the sidecar schema and kept as written too', () => {
     const c = parseControlPlaneConfig(CP_YAML, '/etc/outrigger/cp.yaml');
-    expect(c.listen).toEqual({ grpc: '127.0.0.1:25010', http: '127.0.0.1:25080' });
+    expect(c.listen).toEqual({ grpc: '127.0.0.1:25010', http: '127.0.0.1:25080', allowedHosts: [] });
     expect(c.store.file).toBe('/etc/outrigger/state/cp.json'); // relative to cp.yaml's directory
     expect(c.instanceTtlMs).toBe(15_000);
     expect(c.drainTimeMs).toBe(2_000);
@@ -108,7 +110,7 @@ services:
   });
 
   it('refuses unknown keys with a suggestion, at the top and inside a policy', () => {
-    expect(issuesOf('instanceTTL: 5s')).toEqual(['instanceTTL: expected one of the keys listen, store, instanceTtl, drainTime, weightInterval, services, mtls, autoscale, got unknown key "instanceTTL" (did you mean "instanceTtl"?)']);
+    expect(issuesOf('instanceTTL: 5s')).toEqual(['instanceTTL: expected one of the keys listen, policies, limits, store, instanceTtl, drainTime, weightInterval, services, mtls, autoscale, got unknown key "instanceTTL" (did you mean "instanceTtl"?)']);
     expect(issuesOf('store: { path: x.json }')).toEqual(['store.path: expected one of the keys file, got unknown key "path"']);
     expect(issuesOf('services: { orders: { timeoutMs: 2000 } }')[0]).toMatch(/^services\.orders\.timeoutMs: expected one of the keys lb, .*got unknown key "timeoutMs" \(did you mean "timeout"\? durations are written with a unit/);
   });
@@ -118,6 +120,29 @@ services:
     expect(parseControlPlaneConfig('drainTime: 0s', 'cp.yaml').drainTimeMs).toBe(0);
     expect(issuesOf('listen: { grpc: 0.0.0.0:15080 }')).toEqual(['listen.http: expected a listen address no other listener uses, got "127.0.0.1:15080" (the default) (listen.grpc is "0.0.0.0:15080")']);
     expect(parseControlPlaneConfig('listen: { grpc: 127.0.0.1:0, http: 127.0.0.1:0 }', 'cp.yaml').listen.grpc).toBe('127.0.0.1:0');
+  });
+
+  it('takes extra allowed hosts, and refuses a host with a port or a path', () => {
+    expect(parseControlPlaneConfig('listen: { allowedHosts: [control-plane, "*"] }', 'cp.yaml').listen.allowedHosts).toEqual(['control-plane', '*']);
+    expect(issuesOf('listen: { allowedHosts: [control-plane:15080] }')).toEqual(['listen.allowedHosts[0]: expected a host name such as control-plane (no port), or "*", got "control-plane:15080"']);
+    expect(issuesOf('listen: { allowedHosts: control-plane }')).toEqual(['listen.allowedHosts: expected a list of host names, got "control-plane"']);
+  });
+
+  it('caps autoscale max at limits.maxReplicas (default 50)', () => {
+    const scaled = (max: number): string => `autoscale: { inv: { min: 1, max: ${max}, targetUtilization: 0.5, driver: { kubernetes: { apiServer: "https://10.0.0.1:6443" } } } }\n`;
+    expect(parseControlPlaneConfig(scaled(50), 'cp.yaml').autoscale?.['inv']?.max).toBe(50);
+    expect(issuesOf(scaled(51))).toEqual(['autoscale.inv.max: expected integer <= limits.maxReplicas (50), got 51']);
+    expect(parseControlPlaneConfig(`${scaled(200)}limits: { maxReplicas: 200 }\n`, 'cp.yaml').limits.maxReplicas).toBe(200);
+    expect(issuesOf('limits: { maxReplicas: 100000 }')).toEqual(['limits.maxReplicas: expected integer 1..10000, got 100000']);
+  });
+
+  it('refuses a policy listen other than loopback unless policies.allowNonLoopbackListen, and numbers past their ceilings', () => {
+    expect(parseControlPlaneConfig('services: { a: { listen: 127.0.0.2:18080 }, b: { listen: "[::1]:18081" }, c: { listen: localhost:18082 } }', 'cp.yaml').services['a']?.config.listen).toBe('127.0.0.2:18080');
+    const issues = issuesOf('services: { a: { listen: 0.0.0.0:18080, limits: { maxConcurrent: 2000000 }, endpoints: [{ address: 10.0.0.1:80, capacity: 5000000 }] } }');
+    expect(issues).toContain('services.a.listen: expected a loopback address such as 127.0.0.1:18080 (every sidecar of the service opens it; policies.allowNonLoopbackListen: true in cp.yaml allows others), got "0.0.0.0:18080"');
+    expect(issues).toContain('services.a.limits.maxConcurrent: expected integer 1..1000000, got 2000000');
+    expect(issues).toContain('services.a.endpoints[0].capacity: expected integer 1..1000000, got 5000000');
+    expect(parseControlPlaneConfig('policies: { allowNonLoopbackListen: true }\nservices: { a: { listen: 0.0.0.0:18080 } }', 'cp.yaml').services['a']?.config.listen).toBe('0.0.0.0:18080');
   });
 
   it('names line and column of a YAML syntax error, and refuses a document that is not a mapping', () => {
@@ -143,6 +168,16 @@ describe('parsePolicy', () => {
     );
     expect(() => parsePolicy(undefined, 'services.orders')).toThrow(ConfigError);
     expect(() => parsePolicy({ lb: 1n }, 'services.orders')).toThrow(/expected a JSON-compatible mapping/);
+  });
+
+  it('applies the control plane rules: loopback listen unless allowed, ceilings on capacity, cost and limits', () => {
+    expect(() => parsePolicy({ listen: '10.0.0.1:18080' }, 'services.orders')).toThrow(
+      new ConfigError('services.orders', ['listen: expected a loopback address such as 127.0.0.1:18080 (every sidecar of the service opens it; policies.allowNonLoopbackListen: true in cp.yaml allows others), got "10.0.0.1:18080"']),
+    );
+    expect(parsePolicy({ listen: '10.0.0.1:18080' }, 'services.orders', { allowNonLoopbackListen: true }).config.listen).toBe('10.0.0.1:18080');
+    expect(() => parsePolicy({ endpoints: [{ address: '127.0.0.1:1', cost: 5000 }], limits: { maxRetries: 1e7 } }, 'services.orders')).toThrow(
+      new ConfigError('services.orders', ['endpoints[0].cost: expected a number > 0 and <= 1000, got 5000', 'limits.maxRetries: expected integer 0..1000000, got 10000000']),
+    );
   });
 });
 

@@ -163,7 +163,8 @@ describe('Registry: registration, heartbeats, TTL', () => {
     const { registry } = setup();
     const v = registry.version;
     expect(() => registry.register({ ...catalog1, weight: 1001 })).toThrow(new ConfigError('registration of catalog-1', ['weight: expected integer 1..1000, got 1001']));
-    expect(() => registry.register({ ...catalog1, capacity: 2.5 })).toThrow(new ConfigError('registration of catalog-1', ['capacity: expected integer >= 1, got 2.5']));
+    expect(() => registry.register({ ...catalog1, capacity: 2.5 })).toThrow(new ConfigError('registration of catalog-1', ['capacity: expected integer 1..1000000, got 2.5']));
+    expect(() => registry.register({ ...catalog1, capacity: 10_000_000 })).toThrow(new ConfigError('registration of catalog-1', ['capacity: expected integer 1..1000000, got 10000000']));
     expect(() => registry.register({ ...catalog1, address: 'catalog' })).toThrow(/^registration of catalog-1: address: expected host:port/);
     expect(() => registry.register({ ...catalog1, service: 'Catalog' })).toThrow(/^registration of catalog-1: service: expected a service name/);
     expect(() => registry.register({ ...catalog1, id: '' })).toThrow(/^registration: id: expected an instance id/);
@@ -550,6 +551,22 @@ describe('Registry: versions and listeners', () => {
     expect(events).toHaveLength(n);
     registry.register(catalog2);
     expect(registry.version).toBe(502);
+  });
+
+  it('refuses to advance to a version that is not an integer 0..2^50, and saves an advance only with the next change', async () => {
+    const store = new MemoryStore();
+    const { registry } = setup({ store });
+    registry.register(catalog1);
+    await registry.flush();
+    const saves = store.saves;
+    for (const bad of [1e300, 2 ** 50 + 1, -1, 1.5, Number.NaN]) expect(() => registry.advanceVersion(bad)).toThrow(RangeError);
+    registry.advanceVersion(2 ** 50);
+    expect(registry.version).toBe(2 ** 50 + 1);
+    await registry.flush();
+    expect(store.saves).toBe(saves);
+    registry.register(catalog2);
+    await registry.flush();
+    expect(store.saved?.version).toBe(2 ** 50 + 2);
   });
 });
 
