@@ -1068,11 +1068,15 @@ function comparisons(results) {
   if (plain && ft) ratios.push(`sidecar-ft / sidecar: ${x(ratio(ft, plain))} throughput; p99 ${fmt(ft.lat.p99Ms, 3)} vs ${fmt(plain.lat.p99Ms, 3)} ms`);
 
   // Two proxies in a row: what (mutual) TLS on the middle hop costs each, and the sidecars against nginx.
+  // CPU per request (both proxies' CPU time during the wrk run / requests) depends less than req/s on how
+  // much of the machine the proxies got, so it is the steadier figure on a busy machine.
+  const cpuUsPerReq = (r) => (r.proxyCpuPct / 100) * 1e6 / r.wrk.rps;
   const pairRatio = (a, b, what) => {
     const [ra, rb] = [get(a), get(b)];
     if (ra && rb) {
       ratios.push(`${SHORT[a]} / ${SHORT[b]}${what ? ` (${what})` : ''}: ${x(ratio(ra, rb))} throughput; ` +
-        `p50 ${signed(ra.lat.p50Ms - rb.lat.p50Ms, 3)} ms, p99 ${signed(ra.lat.p99Ms - rb.lat.p99Ms, 3)} ms`);
+        `p50 ${signed(ra.lat.p50Ms - rb.lat.p50Ms, 3)} ms, p99 ${signed(ra.lat.p99Ms - rb.lat.p99Ms, 3)} ms; ` +
+        `proxy CPU per request ${fmt(cpuUsPerReq(ra), 0)} vs ${fmt(cpuUsPerReq(rb), 0)} µs`);
     }
   };
   pairRatio('pair-mtls', 'pair', 'what mutual TLS adds to a sidecar hop');
