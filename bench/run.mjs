@@ -1,6 +1,7 @@
 // Outrigger benchmark harness: the sidecar against nginx, HAProxy, a plain http-proxy forwarder, a
 // plain undici forwarder and a raw-socket floor, all in front of the same three nginx backends on
-// 127.0.0.1.
+// 127.0.0.1; and two sidecars in a row (caller -> callee, plaintext and mutual TLS, certificates from a
+// control plane the bench starts) against two nginx in a row (plaintext, and TLS with client certificates).
 // See bench/README.md for what it measures and how to read the output.
 //
 //   npm run bench                                   # build, then every target
@@ -9,6 +10,8 @@
 import { spawn, spawnSync } from 'node:child_process';
 import fs from 'node:fs';
 import http from 'node:http';
+import https from 'node:https';
+import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -20,7 +23,12 @@ const WORK_DIR = path.join(BENCH_DIR, '.work');
 const RUN_DIR = path.join(WORK_DIR, 'run');
 const HOST = '127.0.0.1';
 const SIDECAR_HOST_HEADER = 'bench';
-const ALL_TARGETS = ['direct', 'nginx', 'haproxy', 'http-proxy', 'undici', 'raw', 'sidecar', 'sidecar-ft'];
+const ALL_TARGETS = ['direct', 'nginx', 'haproxy', 'http-proxy', 'undici', 'raw', 'sidecar', 'sidecar-ft', 'nginx-pair', 'nginx-pair-tls', 'pair', 'pair-mtls'];
+const PAIR_TARGETS = ['pair', 'pair-mtls']; // need the control plane
+// The callee's service for each sidecar pair: the caller routes on Host, so it is also the Host header sent.
+const PAIR_SERVICE = { pair: 'bench-pair', 'pair-mtls': 'bench-pair-mtls' };
+// Name in the nginx TLS upstream's server certificate, checked by the front nginx (proxy_ssl_name).
+const TLS_UPSTREAM_NAME = 'bench-tls-upstream';
 const LABELS = {
   direct: 'direct (no proxy)',
   nginx: 'nginx',
@@ -30,6 +38,10 @@ const LABELS = {
   raw: 'raw-socket floor',
   sidecar: 'Outrigger sidecar',
   'sidecar-ft': 'sidecar, all fault tolerance on',
+  'nginx-pair': 'nginx → nginx, plaintext',
+  'nginx-pair-tls': 'nginx → nginx, TLS + client cert',
+  pair: 'sidecar → sidecar, plaintext',
+  'pair-mtls': 'sidecar → sidecar, mutual TLS',
 };
 const TOOLS = { nginx: 'nginx', haproxy: 'haproxy', wrk: 'wrk', h2load: 'nghttp2-client' };
 
@@ -258,21 +270,50 @@ function httpGet(port, { path: urlPath = '/', host = SIDECAR_HOST_HEADER, timeou
   });
 }
 
-/** Polls GET port/path until 200, or throws (early if the child exits). */
-async function waitFor200(child, port, urlPath, timeoutMs) {
+function exitedError(child) {
+  const out = tail(child.logFile);
+  return new Error(`${child.name} exited (${child.exitInfo}) before it was ready: ${out.split('\n').at(-1)}\n${out}`);
+}
+
+/** Polls GET port/path (with Host: host) until 200, or throws (early if the child exits). */
+async function waitFor200(child, port, urlPath, timeoutMs, host = SIDECAR_HOST_HEADER) {
   const deadline = performance.now() + timeoutMs;
   let last = null;
   while (performance.now() < deadline) {
-    if (child?.exited) {
-      const out = tail(child.logFile);
-      throw new Error(`${child.name} exited (${child.exitInfo}) before it was ready: ${out.split('\n').at(-1)}\n${out}`);
-    }
-    last = await httpGet(port, { path: urlPath, timeoutMs: 1000 });
+    if (child?.exited) throw exitedError(child);
+    last = await httpGet(port, { path: urlPath, host, timeoutMs: 1000 });
     if (last.status === 200) return last;
     await sleep(100);
   }
   const what = last ? (last.status ? `HTTP ${last.status}` : last.error) : 'no answer';
   throw new Error(`GET http://${HOST}:${port}${urlPath} did not return 200 within ${timeoutMs / 1000} s (last: ${what})${child ? `\n${tail(child.logFile)}` : ''}`);
+}
+
+/** Polls until port accepts a TCP connection (for a listener that does not speak plain HTTP), or throws. */
+async function waitForListen(child, port, timeoutMs) {
+  const deadline = performance.now() + timeoutMs;
+  while (performance.now() < deadline) {
+    if (child.exited) throw exitedError(child);
+    const ok = await new Promise((resolve) => {
+      const sock = net.connect({ host: HOST, port }, () => { sock.destroy(); resolve(true); });
+      sock.once('error', () => resolve(false));
+    });
+    if (ok) return;
+    await sleep(100);
+  }
+  throw new Error(`${child.name} did not listen on ${HOST}:${port} within ${timeoutMs / 1000} s:\n${tail(child.logFile)}`);
+}
+
+/** GET over TLS trusting `ca`, with no client certificate: the status, or 0 and the error. */
+function httpsGetNoClientCert(port, ca, servername) {
+  return new Promise((resolve) => {
+    const req = https.get({ host: HOST, port, path: '/', ca, servername, agent: false, timeout: 2000 }, (res) => {
+      res.resume();
+      res.on('end', () => resolve({ status: res.statusCode }));
+    });
+    req.on('timeout', () => req.destroy(new Error('timeout')));
+    req.on('error', (err) => resolve({ status: 0, error: err.message }));
+  });
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -331,14 +372,15 @@ function machineBusySeconds() {
 
 /**
  * Measures one load run: max summed VmRSS and max summed RssAnon of the proxy's processes (sampled
- * every 250 ms), CPU
- * used by the proxy, the backends and the load generator, and by everything else on the machine
- * (a noise indicator: other work running during the measurement). CPU % is of one core.
+ * every 250 ms), CPU used by the proxy, the backends, the control plane (sidecar pairs only: not proxy
+ * CPU, not "other") and the load generator, and by everything else on the machine (a noise indicator:
+ * other work running during the measurement). CPU % is of one core.
  */
-function startProbe(proxyPids, backendPids) {
+function startProbe(proxyPids, backendPids, controlPlanePids = []) {
   const t0 = performance.now();
   const proxy0 = cpuSeconds(proxyPids);
   const backends0 = cpuSeconds(backendPids);
+  const cp0 = cpuSeconds(controlPlanePids);
   const busy0 = machineBusySeconds();
   let loadPid = null;
   let loadCpu = 0;
@@ -369,12 +411,14 @@ function startProbe(proxyPids, backendPids) {
       const pct = (sec) => (sec / wall) * 100;
       const proxy = cpuSeconds(proxyPids) - proxy0;
       const backends = cpuSeconds(backendPids) - backends0;
-      const other = machineBusySeconds() - busy0 - proxy - backends - loadCpu;
+      const controlPlane = cpuSeconds(controlPlanePids) - cp0;
+      const other = machineBusySeconds() - busy0 - proxy - backends - controlPlane - loadCpu;
       return {
         maxRssMb: proxyPids.length ? maxKb / 1024 : null,
         maxRssAnonMb: proxyPids.length ? maxAnonKb / 1024 : null,
         proxyCpuPct: proxyPids.length ? pct(proxy) : null,
         backendCpuPct: pct(backends),
+        controlPlaneCpuPct: controlPlanePids.length ? pct(controlPlane) : null,
         loadGenCpuPct: pct(loadCpu),
         otherCpuPct: Math.max(0, pct(other)),
       };
@@ -430,12 +474,12 @@ function parseWrk(output) {
   };
 }
 
-function wrkArgs(port, seconds, connections) {
-  return ['-t1', `-c${connections}`, `-d${seconds}s`, '--latency', '-H', `Host: ${SIDECAR_HOST_HEADER}`, `http://${HOST}:${port}/`];
+function wrkArgs(port, seconds, connections, host) {
+  return ['-t1', `-c${connections}`, `-d${seconds}s`, '--latency', '-H', `Host: ${host}`, `http://${HOST}:${port}/`];
 }
 
-async function runWrk(tools, name, port, seconds, connections, onStart) {
-  const res = await runTool(name, tools.wrk, wrkArgs(port, seconds, connections), (seconds + 30) * 1000, onStart);
+async function runWrk(tools, name, port, host, seconds, connections, onStart) {
+  const res = await runTool(name, tools.wrk, wrkArgs(port, seconds, connections, host), (seconds + 30) * 1000, onStart);
   if (!res.ok) throw new Error(`wrk failed (${res.exitInfo}):\n${res.output}`);
   return parseWrk(res.output);
 }
@@ -447,13 +491,13 @@ function percentile(sorted, p) {
   return sorted[Math.min(sorted.length, Math.max(1, rank)) - 1];
 }
 
-async function runH2load(tools, name, port, opts, onStart) {
+async function runH2load(tools, name, port, host, opts, onStart) {
   const logFile = path.join(RUN_DIR, `${name}.tsv`);
   fs.rmSync(logFile, { force: true });
   // With --h1, a "-H host: ..." header is sent in addition to the Host that h2load derives from
   // :authority (nginx answers the duplicate with 400); setting :authority sets the single Host.
   const args = ['--h1', '-t', '1', '-c', String(opts.clients), '--rps', String(opts.rate / opts.clients), '-D', String(opts.duration),
-    '--log-file', logFile, '-H', `:authority: ${SIDECAR_HOST_HEADER}`, `http://${HOST}:${port}/`];
+    '--log-file', logFile, '-H', `:authority: ${host}`, `http://${HOST}:${port}/`];
   const res = await runTool(name, tools.h2load, args, (opts.duration + 30) * 1000, onStart);
   if (!res.ok) throw new Error(`h2load failed (${res.exitInfo}):\n${res.output}`);
   // --log-file rows: start time (µs since epoch) \t HTTP status (-1 = failed) \t µs until end of response.
@@ -559,6 +603,129 @@ ${backendPorts.map((p, i) => `  server b${i + 1} ${HOST}:${p}\n`).join('')}`;
 }
 
 /**
+ * The nginx pair's front: one upstream (the terminator) with keep-alive connections; with `tls`, over
+ * TLS, presenting the client certificate, verifying the terminator's certificate against the bench CA and
+ * reusing TLS sessions when it reconnects. TLS 1.2 and 1.3 as the sidecars (nginx 1.22 leaves 1.3 out by default).
+ */
+function nginxPairFrontConf(dir, port, upstreamPort, tls) {
+  const ssl = tls ? `      proxy_ssl_certificate ${tls.clientCert};
+      proxy_ssl_certificate_key ${tls.clientKey};
+      proxy_ssl_trusted_certificate ${tls.caCert};
+      proxy_ssl_verify on;
+      proxy_ssl_name ${TLS_UPSTREAM_NAME};
+      proxy_ssl_session_reuse on;
+      proxy_ssl_protocols TLSv1.2 TLSv1.3;
+` : '';
+  return `${nginxCommon(dir)}http {
+${nginxHttpCommon(dir)}  upstream pair_upstream {
+    server ${HOST}:${upstreamPort};
+    keepalive 64;
+    keepalive_requests 1000000;
+  }
+  server {
+    listen ${HOST}:${port};
+    location / {
+      proxy_pass ${tls ? 'https' : 'http'}://pair_upstream;
+      proxy_http_version 1.1;
+      proxy_set_header Connection "";
+${ssl}    }
+  }
+}
+`;
+}
+
+/**
+ * The nginx pair's second hop, in front of one backend (keep-alive); with `tls`, a TLS listener that
+ * requires a client certificate signed by the bench CA.
+ */
+function nginxPairTerminatorConf(dir, port, backendPort, tls) {
+  const ssl = tls ? `    ssl_certificate ${tls.serverCert};
+    ssl_certificate_key ${tls.serverKey};
+    ssl_client_certificate ${tls.caCert};
+    ssl_verify_client on;
+    ssl_session_cache shared:bench_tls:1m;
+    ssl_protocols TLSv1.2 TLSv1.3;
+` : '';
+  return `${nginxCommon(dir)}http {
+${nginxHttpCommon(dir)}  upstream backend {
+    server ${HOST}:${backendPort};
+    keepalive 64;
+    keepalive_requests 1000000;
+  }
+  server {
+    listen ${HOST}:${port}${tls ? ' ssl' : ''};
+${ssl}    location / {
+      proxy_pass http://backend;
+      proxy_http_version 1.1;
+      proxy_set_header Connection "";
+    }
+  }
+}
+`;
+}
+
+/**
+ * The nginx TLS pair's certificates, made with openssl in `dir`: a CA, a server certificate for the
+ * terminator (DNS name TLS_UPSTREAM_NAME and 127.0.0.1) and a client certificate for the front, all
+ * ECDSA P-256, valid 7 days.
+ */
+function makeNginxTlsFiles(dir) {
+  fs.mkdirSync(dir, { recursive: true });
+  const openssl = (args) => {
+    const r = run('openssl', args, { cwd: dir });
+    if (r.error) throw new Error(`openssl not found (${r.error.message}): install it (apt-get install -y openssl)`);
+    if (r.status !== 0) throw new Error(`openssl ${args.join(' ')} failed (exit ${r.status}):\n${r.stderr}`);
+  };
+  const newKey = ['-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:P-256', '-nodes'];
+  openssl(['req', '-x509', '-new', ...newKey, '-keyout', 'ca.key', '-out', 'ca.crt', '-days', '7', '-subj', '/CN=outrigger bench CA',
+    '-addext', 'basicConstraints=critical,CA:TRUE', '-addext', 'keyUsage=critical,keyCertSign,cRLSign']);
+  const leaf = (name, subject, ext) => {
+    fs.writeFileSync(path.join(dir, `${name}.ext`), `basicConstraints=CA:FALSE\nkeyUsage=critical,digitalSignature\n${ext}\n`);
+    openssl(['req', '-new', ...newKey, '-keyout', `${name}.key`, '-out', `${name}.csr`, '-subj', `/CN=${subject}`]);
+    openssl(['x509', '-req', '-in', `${name}.csr`, '-CA', 'ca.crt', '-CAkey', 'ca.key', '-CAcreateserial', '-days', '7',
+      '-extfile', `${name}.ext`, '-out', `${name}.crt`]);
+  };
+  leaf('server', TLS_UPSTREAM_NAME, `extendedKeyUsage=serverAuth\nsubjectAltName=DNS:${TLS_UPSTREAM_NAME},IP:${HOST}`);
+  leaf('client', 'bench-client', 'extendedKeyUsage=clientAuth\nsubjectAltName=DNS:bench-client');
+  const f = (n) => path.join(dir, n);
+  return { caCert: f('ca.crt'), serverCert: f('server.crt'), serverKey: f('server.key'), clientCert: f('client.crt'), clientKey: f('client.key') };
+}
+
+/** cp.yaml of the control plane the sidecar pairs register with and get their certificates from. */
+function controlPlaneYaml(dir, grpcPort, httpPort) {
+  return `listen: { grpc: ${HOST}:${grpcPort}, http: ${HOST}:${httpPort} }
+store: { file: ${path.join(dir, 'state.json')} }
+`;
+}
+
+/**
+ * A sidecar pair's callee: registers `service` with the control plane, its inbound listener (mTLS
+ * `mtls`) in front of one backend. Its outbound listener is unused but needs a port of its own.
+ */
+function pairCalleeYaml(service, p, cpGrpcPort, backendPort, mtls) {
+  return `service: ${service}
+instance: ${service}-1
+admin: { listen: ${HOST}:${p.calleeAdmin} }
+outbound: { listen: ${HOST}:${p.calleeOut} }
+inbound: { listen: ${HOST}:${p.calleeIn}, target: http://${HOST}:${backendPort}, mtls: ${mtls} }
+controlPlane: { addresses: [${HOST}:${cpGrpcPort}] }
+log: { level: warn, accessLog: { enabled: false } }
+services: {}
+`;
+}
+
+/** A sidecar pair's caller: no services of its own, subscribed to the callee's service. */
+function pairCallerYaml(service, p, cpGrpcPort) {
+  return `service: bench-caller
+admin: { listen: ${HOST}:${p.callerAdmin} }
+outbound: { listen: ${HOST}:${p.callerOut} }
+controlPlane: { addresses: [${HOST}:${cpGrpcPort}], subscribe: [${service}] }
+log: { level: warn, accessLog: { enabled: false } }
+services: {}
+`;
+}
+
+/**
  * sidecar-ft: the least-load balancer and every fault-tolerance feature on (active health checks,
  * outlier detection, circuit breakers, limits, retries; metrics explicitly on), with thresholds a healthy
  * backend never reaches, so they cost their bookkeeping on every request but never act.
@@ -597,14 +764,34 @@ async function startNginx(tools, name, conf) {
   return startChild(name, tools.nginx, ['-p', dir, '-e', path.join(dir, 'error.log'), '-c', confFile, '-g', 'daemon off;']);
 }
 
+/** `outrigger control-plane` with its state (and the mesh CA it generates) under RUN_DIR/control-plane. */
+async function startControlPlane(grpcPort, httpPort) {
+  const cli = path.join(REPO_DIR, 'bin', 'outrigger.js');
+  if (!fs.existsSync(cli)) throw new Error(`${path.relative(REPO_DIR, cli)} not found (run npm run build)`);
+  const dir = path.join(RUN_DIR, 'control-plane');
+  fs.mkdirSync(dir, { recursive: true });
+  const cfg = path.join(dir, 'cp.yaml');
+  fs.writeFileSync(cfg, controlPlaneYaml(dir, grpcPort, httpPort));
+  const child = startChild('control-plane', process.execPath, [cli, 'control-plane', '--config', cfg], { env: nodeEnv(), cwd: REPO_DIR });
+  try {
+    await waitFor200(child, httpPort, '/healthz', 15_000, 'localhost');
+  } catch (err) {
+    await stopChild(child);
+    throw err;
+  }
+  return child;
+}
+
 // ---------------------------------------------------------------------------------------------
-// Targets: each start() returns { child, port } once the target answers 200 through it.
+// Targets: each start() returns { child, port } (or { children, port, host } for a pair of proxies)
+// once the target answers 200 through it. Whatever a start() leaves running, also when it throws, is
+// stopped by benchTarget.
 
 function nodeEnv() {
   return { ...process.env, NODE_ENV: 'production' };
 }
 
-function defineTargets(tools, ports) {
+function defineTargets(tools, ports, shared) {
   const { backends } = ports;
   return {
     direct: {
@@ -640,7 +827,72 @@ function defineTargets(tools, ports) {
     raw: { start: () => startForwarder('raw', 'raw-forwarder.mjs', ports.raw) },
     sidecar: { start: () => startSidecar('sidecar', false) },
     'sidecar-ft': { start: () => startSidecar('sidecar-ft', true) },
+    'nginx-pair': { start: () => startNginxPair('nginx-pair', false) },
+    'nginx-pair-tls': { start: () => startNginxPair('nginx-pair-tls', true) },
+    pair: { start: () => startSidecarPair('pair', 'off') },
+    'pair-mtls': { start: () => startSidecarPair('pair-mtls', 'strict') },
   };
+
+  /** nginx (front) -> nginx (terminator) -> one backend; with tls, the middle hop is TLS with client certificates. */
+  async function startNginxPair(name, tls) {
+    if (tls && shared.tlsError) throw new Error(`no certificates: ${shared.tlsError}`);
+    const p = ports[name];
+    const files = tls ? shared.tls : null;
+    const term = await startNginx(tools, `${name}-terminator`, (dir) => nginxPairTerminatorConf(dir, p.terminator, backends[0], files));
+    await waitForListen(term, p.terminator, 10_000);
+    if (tls) {
+      // The terminator must refuse a client without a certificate (nginx answers 400), or this is not mutual TLS.
+      const r = await httpsGetNoClientCert(p.terminator, fs.readFileSync(files.caCert), TLS_UPSTREAM_NAME);
+      if (r.status !== 400) throw new Error(`the TLS terminator answered a client without a certificate with ${r.status || r.error}, expected 400`);
+    }
+    const front = await startNginx(tools, `${name}-front`, (dir) => nginxPairFrontConf(dir, p.front, p.terminator, files));
+    await waitFor200(front, p.front, '/', 10_000);
+    return { children: [front, term], port: p.front };
+  }
+
+  /**
+   * caller sidecar (outbound) -> callee sidecar (inbound, mtls mode) -> one backend. The callee registers
+   * with the control plane, which pushes it to the caller (as a mesh endpoint when mtls is strict).
+   */
+  async function startSidecarPair(name, mtls) {
+    if (!shared.controlPlane) throw new Error(`no control plane: ${shared.controlPlaneError ?? 'not started'}`);
+    const cli = path.join(REPO_DIR, 'bin', 'outrigger.js');
+    if (!fs.existsSync(cli)) throw new Error(`${path.relative(REPO_DIR, cli)} not found (run npm run build)`);
+    const service = PAIR_SERVICE[name];
+    const p = ports[name];
+    const grpc = shared.controlPlane.grpcPort;
+    const nodeArgs = process.env.SIDECAR_NODE_ARGS ? process.env.SIDECAR_NODE_ARGS.split(' ') : [];
+    const spawnSidecar = (role, yaml) => {
+      const cfg = path.join(RUN_DIR, `${name}-${role}.yaml`);
+      fs.writeFileSync(cfg, yaml);
+      return startChild(`${name}-${role}`, process.execPath, [...nodeArgs, cli, 'sidecar', '--config', cfg], { env: nodeEnv(), cwd: REPO_DIR });
+    };
+    // A strict callee is ready once it has its certificate.
+    const callee = spawnSidecar('callee', pairCalleeYaml(service, p, grpc, backends[0], mtls));
+    await waitFor200(callee, p.calleeAdmin, '/ready', 15_000);
+    const caller = spawnSidecar('caller', pairCallerYaml(service, p, grpc));
+    await waitFor200(caller, p.callerAdmin, '/ready', 15_000);
+    // Until the caller has the callee's endpoint (and, for mTLS, its own certificate) this is 404/503/403.
+    await waitFor200(caller, p.callerOut, '/', 15_000, service);
+    // What is measured is the path asked for: the endpoint the caller got is (or is not) a mesh endpoint,
+    // and a strict callee refuses plaintext.
+    const cfg = await httpGet(p.callerAdmin, { path: '/config?format=json', host: 'localhost' });
+    let endpoints;
+    try {
+      endpoints = JSON.parse(cfg.body).services?.[service]?.endpoints;
+    } catch {
+      endpoints = undefined;
+    }
+    const want = `${HOST}:${p.calleeIn}`;
+    const ep = Array.isArray(endpoints) && endpoints.length === 1 && endpoints[0].address === want ? endpoints[0] : null;
+    if (!ep) throw new Error(`the caller's endpoints for ${service} are ${JSON.stringify(endpoints)}, expected only ${want}`);
+    if (Boolean(ep.mesh) !== (mtls === 'strict')) throw new Error(`the caller's endpoint ${want} has mesh: ${ep.mesh}, expected ${mtls === 'strict'}`);
+    if (mtls === 'strict') {
+      const plain = await httpGet(p.calleeIn, { host: service });
+      if (plain.status !== 403) throw new Error(`plaintext straight to the strict inbound listener got ${plain.status || plain.error}, expected 403`);
+    }
+    return { children: [caller, callee], port: p.callerOut, host: service };
+  }
 
   async function startForwarder(name, script, port) {
     const child = startChild(name, process.execPath, [path.join(BENCH_DIR, script),
@@ -666,41 +918,48 @@ function defineTargets(tools, ports) {
 // ---------------------------------------------------------------------------------------------
 // One target: warm-up, throughput (with RSS/CPU sampling), latency at a fixed rate.
 
-async function benchTarget(name, target, tools, opts, backendChild) {
+async function benchTarget(name, target, tools, opts, backendChild, controlPlaneChild) {
   log(`\n== ${LABELS[name]}`);
-  let started = null;
+  // Everything this target starts (also what a failed start() left behind) is stopped at its end.
+  const runningBefore = new Set(children);
   try {
-    started = await target.start();
-    const { child, port } = started;
-    log(`  listening on ${HOST}:${port}${child ? ` (pid ${child.pid})` : ''}`);
+    const started = await target.start();
+    const { port } = started;
+    const proxies = started.children ?? (started.child ? [started.child] : []);
+    const host = started.host ?? SIDECAR_HOST_HEADER;
+    log(`  listening on ${HOST}:${port}${proxies.length ? ` (${proxies.map((c) => `${c.name} pid ${c.pid}`).join(', ')})` : ''}` +
+      `${host !== SIDECAR_HOST_HEADER ? `, Host: ${host}` : ''}`);
 
     if (opts.warmup > 0) {
       log(`  warm-up: wrk ${opts.warmup}s`);
-      const warm = await runWrk(tools, `${name}.warmup.wrk`, port, opts.warmup, opts.connections);
+      const warm = await runWrk(tools, `${name}.warmup.wrk`, port, host, opts.warmup, opts.connections);
       if (warm.non2xx > 0) throw new Error(`returned ${warm.non2xx} non-2xx responses during warm-up (see ${path.join(RUN_DIR, `${name}.warmup.wrk.out.log`)})`);
     }
 
     const quiet = await waitForQuiet(10);
     if (!quiet.quiet) log(`  note: the machine stayed busy (${fmt(quiet.busyPct, 0)}% of a core used by others) for 10 s; measuring anyway`);
-    const proxyPids = child ? groupPids(child.pid) : [];
+    const proxyPids = proxies.flatMap((c) => groupPids(c.pid));
     const backendPids = groupPids(backendChild.pid);
+    const cpPids = PAIR_TARGETS.includes(name) && controlPlaneChild ? groupPids(controlPlaneChild.pid) : [];
     log(`  throughput: wrk -t1 -c${opts.connections} -d${opts.duration}s`);
-    const probe = startProbe(proxyPids, backendPids);
-    const wrk = await runWrk(tools, `${name}.wrk`, port, opts.duration, opts.connections, probe.track);
+    const probe = startProbe(proxyPids, backendPids, cpPids);
+    const wrk = await runWrk(tools, `${name}.wrk`, port, host, opts.duration, opts.connections, probe.track);
     const tp = probe.stop();
     const sockErr = Object.values(wrk.socketErrors).reduce((a, b) => a + b, 0);
     log(`    ${fmt(wrk.rps, 0)} req/s, wrk latency p50 ${fmt(wrk.p50Ms, 2)} ms / p99 ${fmt(wrk.p99Ms, 2)} ms, non-2xx ${wrk.non2xx}, socket errors ${sockErr}`);
-    log(`    CPU: ${tp.proxyCpuPct !== null ? `proxy ${fmt(tp.proxyCpuPct, 0)}%, ` : ''}backends ${fmt(tp.backendCpuPct, 0)}%, wrk ${fmt(tp.loadGenCpuPct, 0)}%, ` +
+    log(`    CPU: ${tp.proxyCpuPct !== null ? `proxy ${fmt(tp.proxyCpuPct, 0)}%, ` : ''}backends ${fmt(tp.backendCpuPct, 0)}%, ` +
+      `${tp.controlPlaneCpuPct !== null ? `control plane ${fmt(tp.controlPlaneCpuPct, 0)}%, ` : ''}wrk ${fmt(tp.loadGenCpuPct, 0)}%, ` +
       `other ${fmt(tp.otherCpuPct, 0)}%${tp.maxRssMb !== null ? `; proxy max RSS ${fmt(tp.maxRssMb, 1)} MB, RssAnon ${fmt(tp.maxRssAnonMb, 1)} MB` : ''}`);
     if (wrk.non2xx > 0) throw new Error(`returned ${wrk.non2xx} non-2xx responses under wrk (see ${path.join(RUN_DIR, `${name}.wrk.out.log`)})`);
 
     log(`  latency: h2load --h1 -c ${opts.clients} --rps ${opts.rate / opts.clients} -D ${opts.duration} (${opts.rate} req/s)`);
-    const probe2 = startProbe(proxyPids, backendPids);
-    const lat = await runH2load(tools, `${name}.h2load`, port, opts, probe2.track);
+    const probe2 = startProbe(proxyPids, backendPids, cpPids);
+    const lat = await runH2load(tools, `${name}.h2load`, port, host, opts, probe2.track);
     const lp = probe2.stop();
     log(`    ${lat.requests} requests (${fmt(lat.achievedRps, 0)}/s): p50 ${fmt(lat.p50Ms, 3)} ms, p90 ${fmt(lat.p90Ms, 3)} ms, ` +
       `p99 ${fmt(lat.p99Ms, 3)} ms, p99.9 ${fmt(lat.p999Ms, 3)} ms, max ${fmt(lat.maxMs, 3)} ms`);
-    log(`    CPU: ${lp.proxyCpuPct !== null ? `proxy ${fmt(lp.proxyCpuPct, 0)}%, ` : ''}backends ${fmt(lp.backendCpuPct, 0)}%, h2load ${fmt(lp.loadGenCpuPct, 0)}%, ` +
+    log(`    CPU: ${lp.proxyCpuPct !== null ? `proxy ${fmt(lp.proxyCpuPct, 0)}%, ` : ''}backends ${fmt(lp.backendCpuPct, 0)}%, ` +
+      `${lp.controlPlaneCpuPct !== null ? `control plane ${fmt(lp.controlPlaneCpuPct, 0)}%, ` : ''}h2load ${fmt(lp.loadGenCpuPct, 0)}%, ` +
       `other ${fmt(lp.otherCpuPct, 0)}%${lp.maxRssMb !== null ? `; proxy max RSS ${fmt(lp.maxRssMb, 1)} MB, RssAnon ${fmt(lp.maxRssAnonMb, 1)} MB` : ''}`);
     const failed = Object.values(lat.failures).reduce((a, b) => a + b, 0);
     if (failed > 0) throw new Error(`non-2xx/failed requests in the latency run: ${JSON.stringify(lat.failures)} (status -1 = failed stream)`);
@@ -713,8 +972,10 @@ async function benchTarget(name, target, tools, opts, backendChild) {
 
     return {
       name, ok: true, wrk, lat, throughputRun: tp, latencyRun: lp, warnings,
+      proxyProcesses: proxyPids.length,
       proxyCpuPct: tp.proxyCpuPct,
       backendCpuPct: tp.backendCpuPct,
+      controlPlaneCpuPct: tp.controlPlaneCpuPct,
       otherCpuPct,
       maxRssMb: tp.maxRssMb === null ? null : Math.max(tp.maxRssMb, lp.maxRssMb),
       maxRssAnonMb: tp.maxRssAnonMb === null ? null : Math.max(tp.maxRssAnonMb, lp.maxRssAnonMb),
@@ -724,7 +985,8 @@ async function benchTarget(name, target, tools, opts, backendChild) {
     log(`  FAILED: ${err.message}`);
     return { name, ok: false, error: err.message.split('\n')[0] };
   } finally {
-    if (started?.child) await stopChild(started.child);
+    // Newest first: a caller before its callee, a front before its terminator.
+    for (const child of [...children].filter((c) => !runningBefore.has(c)).reverse()) await stopChild(child);
   }
 }
 
@@ -767,7 +1029,10 @@ function markdownTable({ header, rows }) {
     ...rows.map((r) => `| ${r.map(esc).join(' | ')} |`)].join('\n');
 }
 
-const SHORT = { direct: 'direct', nginx: 'nginx', haproxy: 'HAProxy', 'http-proxy': 'http-proxy', undici: 'undici forwarder', raw: 'raw-socket floor', sidecar: 'sidecar', 'sidecar-ft': 'sidecar-ft' };
+const SHORT = {
+  direct: 'direct', nginx: 'nginx', haproxy: 'HAProxy', 'http-proxy': 'http-proxy', undici: 'undici forwarder', raw: 'raw-socket floor', sidecar: 'sidecar', 'sidecar-ft': 'sidecar-ft',
+  'nginx-pair': 'nginx-pair', 'nginx-pair-tls': 'nginx-pair-tls', pair: 'pair', 'pair-mtls': 'pair-mtls',
+};
 
 /**
  * Ratio lines (the sidecars against the proxies and the two Node.js floors, the floors against nginx)
@@ -788,7 +1053,7 @@ function comparisons(results) {
     if (vs.length) ratios.push(`${SHORT[floor.name]} throughput: ${vs.join(', ')}`);
   }
   const sidecars = ['sidecar', 'sidecar-ft'].map(get).filter(Boolean);
-  if (sidecars.length === 0) ratios.push('no sidecar result (not run, or failed): no sidecar ratios');
+  if (sidecars.length === 0 && results.some((r) => r.name === 'sidecar' || r.name === 'sidecar-ft')) ratios.push('no sidecar result (failed): no sidecar ratios');
   for (const s of sidecars) {
     const vs = ['nginx', 'haproxy', 'http-proxy'].map(get).filter(Boolean).map((o) => `${x(ratio(s, o))} ${SHORT[o.name]}`);
     if (vs.length) ratios.push(`${SHORT[s.name]} throughput: ${vs.join(', ')}`);
@@ -801,6 +1066,27 @@ function comparisons(results) {
   const plain = get('sidecar');
   const ft = get('sidecar-ft');
   if (plain && ft) ratios.push(`sidecar-ft / sidecar: ${x(ratio(ft, plain))} throughput; p99 ${fmt(ft.lat.p99Ms, 3)} vs ${fmt(plain.lat.p99Ms, 3)} ms`);
+
+  // Two proxies in a row: what (mutual) TLS on the middle hop costs each, and the sidecars against nginx.
+  // CPU per request (both proxies' CPU time during the wrk run / requests) depends less than req/s on how
+  // much of the machine the proxies got, so it is the steadier figure on a busy machine.
+  const cpuUsPerReq = (r) => (r.proxyCpuPct / 100) * 1e6 / r.wrk.rps;
+  const pairRatio = (a, b, what) => {
+    const [ra, rb] = [get(a), get(b)];
+    if (ra && rb) {
+      ratios.push(`${SHORT[a]} / ${SHORT[b]}${what ? ` (${what})` : ''}: ${x(ratio(ra, rb))} throughput; ` +
+        `p50 ${signed(ra.lat.p50Ms - rb.lat.p50Ms, 3)} ms, p99 ${signed(ra.lat.p99Ms - rb.lat.p99Ms, 3)} ms; ` +
+        `proxy CPU per request ${fmt(cpuUsPerReq(ra), 0)} vs ${fmt(cpuUsPerReq(rb), 0)} µs`);
+    }
+  };
+  pairRatio('pair-mtls', 'pair', 'what mutual TLS adds to a sidecar hop');
+  pairRatio('nginx-pair-tls', 'nginx-pair', 'what TLS with client certificates adds to an nginx hop');
+  pairRatio('pair', 'nginx-pair');
+  pairRatio('pair-mtls', 'nginx-pair-tls');
+  const withCp = PAIR_TARGETS.map(get).filter((r) => r && r.controlPlaneCpuPct !== null);
+  if (withCp.length) {
+    ratios.push(`control plane CPU during the wrk run (not in proxy CPU %): ${withCp.map((r) => `${SHORT[r.name]} ${fmt(r.controlPlaneCpuPct, 1)}%`).join(', ')}`);
+  }
   if (direct && nginx) {
     const others = results.filter((r) => r.ok && r.name !== 'direct' && r.name !== 'nginx');
     ratios.push(`added p50 over direct: nginx ${signed(nginx.lat.p50Ms - direct.lat.p50Ms, 3)} ms` +
@@ -912,6 +1198,7 @@ Throughput: \`wrk -t1 -c${opts.connections} -d${opts.duration}s\` after a ${opts
 Latency: \`h2load --h1 -c ${opts.clients} --rps ${opts.rate / opts.clients} -D ${opts.duration}\` = ${opts.rate} req/s (open loop); percentiles from h2load's per-request log.
 "added p50" = p50 through the proxy minus p50 straight to a backend at the same rate.
 RSS = max summed VmRSS of the proxy's processes, sampled every 250 ms under load (both runs); RssAnon = the same for RssAnon (the processes' own anonymous memory: heap and stacks, not the mapped binary, libraries or shared memory).
+The pair targets are two proxies in a row in front of one backend; their CPU, RSS and RssAnon are the sum of both (both sidecars; both nginx, masters and workers). The control plane the sidecar pairs use is not counted as proxy CPU, nor as "other".
 CPU % = CPU time / wall time during the wrk run (100% = one core of ${machine.nproc}); "other" is CPU used by processes outside the bench during either run (noise: should be near 0).
 Load average at start: ${machine.loadavg}.
 
@@ -941,19 +1228,52 @@ async function main() {
   if (os.loadavg()[0] > 0.5) log(`warning: load average ${machine.loadavg}: something else is running; results will be noisy`);
   log(`work dir: ${path.relative(REPO_DIR, RUN_DIR)} (configs, child logs, h2load request logs)`);
 
-  const [b1, b2, b3, nginxPort, haproxyPort, httpProxyPort, undiciPort, rawPort, sidecarOut, sidecarAdmin] = await freePorts(10, HOST);
+  // Every listener gets its own port, so that no target waits for another's sockets to close.
+  const free = await freePorts(26, HOST);
+  const [b1, b2, b3, nginxPort, haproxyPort, httpProxyPort, undiciPort, rawPort, sidecarOut, sidecarAdmin, cpGrpc, cpHttp] = free.splice(0, 12);
   const ports = { backends: [b1, b2, b3], nginx: nginxPort, haproxy: haproxyPort, httpProxy: httpProxyPort, undici: undiciPort, raw: rawPort, sidecarOut, sidecarAdmin };
+  for (const name of ['nginx-pair', 'nginx-pair-tls']) ports[name] = { front: free.shift(), terminator: free.shift() };
+  for (const name of PAIR_TARGETS) {
+    const [callerOut, callerAdmin, calleeIn, calleeOut, calleeAdmin] = free.splice(0, 5);
+    ports[name] = { callerOut, callerAdmin, calleeIn, calleeOut, calleeAdmin };
+  }
+
+  // Shared by the pair targets: the nginx TLS pair's certificates, and one control plane (the mesh CA, and
+  // discovery) for both sidecar pairs. A failure here fails those targets only.
+  const shared = { tls: null, tlsError: null, controlPlane: null, controlPlaneError: null };
+  if (opts.only.includes('nginx-pair-tls')) {
+    try {
+      shared.tls = makeNginxTlsFiles(path.join(RUN_DIR, 'tls'));
+      log(`certificates for nginx-pair-tls (openssl, ECDSA P-256): ${path.relative(REPO_DIR, path.join(RUN_DIR, 'tls'))}/{ca,server,client}.crt`);
+    } catch (err) {
+      shared.tlsError = err.message.split('\n')[0];
+      log(`could not make certificates: ${err.message}`);
+    }
+  }
 
   const results = [];
   let backendChild = null;
+  let cpChild = null;
   try {
     backendChild = await startNginx(tools, 'backends', (dir) => backendsNginxConf(dir, ports.backends));
     for (const p of ports.backends) await waitFor200(backendChild, p, '/', 10_000);
     log(`backends: nginx (1 worker) on ${ports.backends.map((p) => `${HOST}:${p}`).join(', ')}`);
 
-    const targets = defineTargets(tools, ports);
-    for (const name of opts.only) results.push(await benchTarget(name, targets[name], tools, opts, backendChild));
+    if (opts.only.some((t) => PAIR_TARGETS.includes(t))) {
+      try {
+        cpChild = await startControlPlane(cpGrpc, cpHttp);
+        shared.controlPlane = { child: cpChild, grpcPort: cpGrpc };
+        log(`control plane: grpc ${HOST}:${cpGrpc}, http ${HOST}:${cpHttp} (pid ${cpChild.pid}; its CPU is reported apart, not as proxy CPU)`);
+      } catch (err) {
+        shared.controlPlaneError = err.message.split('\n')[0];
+        log(`control plane did not start: ${err.message}`);
+      }
+    }
+
+    const targets = defineTargets(tools, ports, shared);
+    for (const name of opts.only) results.push(await benchTarget(name, targets[name], tools, opts, backendChild, cpChild));
   } finally {
+    await stopChild(cpChild);
     await stopChild(backendChild);
   }
   if (interrupted) {
