@@ -3,7 +3,8 @@ import { bearerSecret, mayCall, type Authenticator } from '../auth/tokens.js';
 
 /**
  * Who may use the HTTP API (after guard.ts): every request needs a token, `Authorization: Bearer SECRET`,
- * except `/healthz`, `/metrics` and the dashboard's static files (/dashboard/*: the page's code, no data).
+ * except `/healthz`, `/metrics`, `/api/version` and the dashboard's static files (/dashboard/*: the page's
+ * code, no data).
  *
  *  - No token or an unknown one: 401 with `www-authenticate: Bearer`. A token whose role may not make the
  *    request: 403 (tokens.ts mayCall: reader GET, operator also the writes of day-to-day operation, admin all,
@@ -15,7 +16,8 @@ import { bearerSecret, mayCall, type Authenticator } from '../auth/tokens.js';
 
 export const TOKEN_COOKIE = 'outrigger_token';
 
-const OPEN = new Set(['/healthz', '/metrics']);
+/** Open: health checks, Prometheus scrapes, and the software and state version (as `kubectl version` finds /version). */
+const OPEN = new Set(['/healthz', '/metrics', '/api/version']);
 
 /** The token cookie's value from a Cookie header. */
 function cookieSecret(header: string | undefined): string | undefined {

@@ -114,7 +114,7 @@ export function closeDashboard(server: Server): void {
  *   PUT    /api/autoscale/NAME                    { "min"?, "max"?, "targetUtilization"? } overrides until restart
  *
  * Every request passes guard.ts first (Host, Origin, Content-Type), then access.ts (a bearer token whose role
- * may make the request; /healthz, /metrics and the dashboard's static files are open). Bodies are capped at 1 MiB (413); every
+ * may make the request; /healthz, /metrics, /api/version and the dashboard's static files are open). Bodies are capped at 1 MiB (413); every
  * bad input is a 400 with a JSON `error`. A change that is persisted (policies, weights, drains) is answered
  * only once it is saved (group commit: concurrent changes share one save); 503 when the save failed.
  */
