@@ -142,7 +142,7 @@ describe('outrigger validate', () => {
       expect(busy).toMatchObject({ status: 0, stdout: `${file}: valid (sidecar configuration)\n` });
       // Forced to read it as a cp.yaml, the sidecar keys are unknown.
       expect(forced.status).toBe(1);
-      expect(forced.stderr).toContain(`${file}: service: expected one of the keys auth, listen, policies, limits, store, instanceTtl, drainTime, weightInterval, services, mtls, autoscale, got unknown key "service"`);
+      expect(forced.stderr).toContain(`${file}: service: expected one of the keys listen, policies, limits, store, instanceTtl, drainTime, weightInterval, services, mtls, autoscale, auth, got unknown key "service"`);
     } finally {
       taken.close();
     }

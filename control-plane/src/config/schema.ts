@@ -176,9 +176,6 @@ const authSchema = strict({
 });
 
 export const controlPlaneSchema = strict({
-  // Bearer tokens for the HTTP API and the discovery stream; absent: an admin and a sidecar token are
-  // generated on first start beside the state.
-  auth: authSchema.optional(),
   listen: strict({
     grpc: hostPortSchema(true).default(DEFAULT_GRPC_LISTEN),
     http: hostPortSchema(true).default(DEFAULT_HTTP_LISTEN),
@@ -224,6 +221,9 @@ export const controlPlaneSchema = strict({
     .nullable()
     .optional()
     .transform((s) => s ?? {}),
+  // Bearer tokens for the HTTP API and the discovery stream; absent: an admin and a sidecar token are
+  // generated on first start beside the state.
+  auth: authSchema.optional(),
 }).superRefine((c, ctx) => {
   for (const [name, a] of Object.entries(c.autoscale)) {
     if (a.max > c.limits.maxReplicas) {
