@@ -10,7 +10,7 @@ import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { type ControlPlaneMessage, DiscoveryClient, type Instance, type SidecarMessage } from '../../proto/gen/outrigger/v1/discovery.js';
 import { sendApi, spawnControlPlane, type ControlPlaneProcess } from '../helpers/control-plane.js';
-import { send, startUpstream, waitFor, type Upstream } from '../helpers/net.js';
+import { startUpstream, waitFor, type Upstream } from '../helpers/net.js';
 import { ports, spawnSidecar, type SidecarProcess } from '../helpers/sidecar.js';
 import { TEST_ADMIN_TOKEN } from '../helpers/tokens.js';
 

@@ -13,7 +13,7 @@ export function controlPlaneToken(cp: NonNullable<SidecarConfig['controlPlane']>
     try {
       text = readFileSync(cp.tokenFile, 'utf8');
     } catch (err) {
-      throw new Error(`controlPlane.tokenFile: cannot read ${cp.tokenFile} (${(err as NodeJS.ErrnoException).code ?? String(err)})`);
+      throw new Error(`controlPlane.tokenFile: cannot read ${cp.tokenFile} (${(err as NodeJS.ErrnoException).code ?? String(err)})`, { cause: err });
     }
     const token = text.trim();
     if (token === '') throw new Error(`controlPlane.tokenFile: ${cp.tokenFile} is empty; expected the control plane's sidecar token`);
