@@ -3,6 +3,8 @@ import { defineConfig } from 'vitest/config';
 export default defineConfig({
   test: {
     include: ['test/**/*.test.ts'],
+    // $OUTRIGGER_TOKEN: the test control planes' admin token (test/helpers/tokens.ts).
+    setupFiles: ['test/helpers/env.ts'],
     testTimeout: 30_000,
     hookTimeout: 30_000,
     pool: 'forks',

@@ -16,6 +16,8 @@ import { FileStore } from './registry/store.js';
 import type { CertificateAuthority } from './ca/authority.js';
 import { openAuthority } from './ca/setup.js';
 import { WeightDriver } from './weights/driver.js';
+import { Authenticator } from './auth/tokens.js';
+import { openGeneratedTokens } from './auth/generated.js';
 
 export interface ControlPlaneOptions {
   readonly configFile?: string | undefined;
@@ -53,6 +55,8 @@ export class ControlPlane {
     readonly logger: Logger,
     private readonly clock: Clock,
     private readonly timers: Timers,
+    /** Tokens of the HTTP API and the discovery stream; undefined: authentication is off. */
+    private readonly auth: Authenticator | undefined,
   ) {
     this.metrics = new ControlPlaneMetrics({
       version: () => this.registry.version,
@@ -85,6 +89,7 @@ export class ControlPlane {
       },
       wallNow: () => clock.wallNow(),
       now: () => clock.now(),
+      auth,
       // NACKs matter to operators; ACKs (one per sidecar per version) only when debugging.
       onEvent: (e) => {
         if (e.type === 'ack' || e.type === 'nack') this.metrics.configResponse(e.type);
@@ -115,7 +120,11 @@ export class ControlPlane {
       if (options.configFile === undefined) throw new Error('the control plane needs a configuration file');
       config = await loadControlPlaneConfig(options.configFile);
     }
-    const cp = new ControlPlane(config, options.logger ?? createLogger('info', 'outrigger-control-plane'), options.clock ?? systemClock, options.timers ?? systemTimers);
+    const logger = options.logger ?? createLogger('info', 'outrigger-control-plane');
+    let auth: Authenticator | undefined;
+    if (config.auth?.disabled === true) logger.warn({}, 'authentication is disabled (auth.disabled in cp.yaml): whoever reaches the ports may change anything');
+    else auth = new Authenticator(config.auth?.tokens ?? (await openGeneratedTokens(config.store.file, logger)));
+    const cp = new ControlPlane(config, logger, options.clock ?? systemClock, options.timers ?? systemTimers, auth);
     await cp.registry.restore();
     try {
       cp.ca = await openAuthority(config.mtls, config.store.file, cp.clock, cp.logger);
@@ -145,7 +154,7 @@ export class ControlPlane {
     this.http = createAdminApi(this.registry, this.push, { clock: this.clock, timers: this.timers, autoscale: () => this.autoscaler.views() }, this.autoscaler, this.metrics, {
       listen: this.config.listen.http,
       allowedHosts: this.config.listen.allowedHosts,
-    });
+    }, this.auth);
     this.httpAddress = await listen(this.http, this.config.listen.http);
   }
 

@@ -1,7 +1,9 @@
 import { spawn, type ChildProcess } from 'node:child_process';
+import { existsSync } from 'node:fs';
 import { mkdir, rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { BIN, freePort } from './local.js';
+import { SIDECAR_TOKEN_FILE } from '../../control-plane/src/auth/generated.js';
 
 /**
  * `outrigger demo-instance`: one instance of a demo service as it would run in production, two processes
@@ -30,7 +32,10 @@ export interface InstanceOptions {
   readonly calls?: string | undefined;
   readonly delayMs?: number | undefined;
   readonly capacity?: number | undefined;
-  /** Where the sidecar config and pid files go. */
+  /**
+   * Where the sidecar config and pid files go. When it holds the control plane's sidecar.token (the demo
+   * mesh runs its control plane with its state here), the sidecar sends that token; else $OUTRIGGER_TOKEN.
+   */
   readonly runDir: string;
   readonly restartDelayMs?: number | undefined;
   readonly log?: ((line: string) => void) | undefined;
@@ -70,6 +75,7 @@ export async function runInstance(o: InstanceOptions): Promise<RunningInstance> 
   const configFile = join(o.runDir, `${id}.sidecar.yaml`);
   const appPidFile = join(o.runDir, `${id}.app.pid`);
   const sidecarPidFile = join(o.runDir, `${id}.sidecar.pid`);
+  const tokenFile = join(o.runDir, SIDECAR_TOKEN_FILE);
   await writeFile(
     configFile,
     [
@@ -78,7 +84,7 @@ export async function runInstance(o: InstanceOptions): Promise<RunningInstance> 
       `admin: { listen: 127.0.0.1:${adminPort} }`,
       `outbound: { listen: 127.0.0.1:${outboundPort} }`,
       `inbound: { listen: ${o.host ?? '127.0.0.1'}:${o.port}, target: http://127.0.0.1:${appPort} }`,
-      `controlPlane: { addresses: [${o.controlPlane}], subscribe: [${o.calls ?? ''}], capacity: ${o.capacity ?? 20}, reportInterval: 1s }`,
+      `controlPlane: { addresses: [${o.controlPlane}], subscribe: [${o.calls ?? ''}], capacity: ${o.capacity ?? 20}, reportInterval: 1s${existsSync(tokenFile) ? `, tokenFile: ${JSON.stringify(tokenFile)}` : ''} }`,
       'log: { level: warn, accessLog: { enabled: false } }',
       'services: {}',
       '',

@@ -8,6 +8,7 @@ import { systemTimers, type TimerHandle, type Timers } from '../../common/src/ti
 import { Sidecar } from '../../sidecar/src/main.js';
 import { createLogger } from '../../common/src/logger.js';
 import { BIN, freePort, probePort } from './local.js';
+import { ADMIN_TOKEN_FILE, SIDECAR_TOKEN_FILE } from '../../control-plane/src/auth/generated.js';
 
 /**
  * `outrigger demo` (`npm start`): a whole mesh on loopback, nothing to set up.
@@ -43,6 +44,7 @@ export interface MeshPorts {
 export const DEFAULT_MESH_PORTS: MeshPorts = { grpc: 15010, dashboard: 15080, edgeAdmin: 15000, edgeOutbound: 15001, catalog: 18080 };
 
 export interface Mesh {
+  /** The dashboard, with the admin token in the address (the page keeps it as a cookie). */
   readonly dashboardUrl: string;
   readonly catalogUrl: string;
   readonly edgeOutbound: string;
@@ -143,7 +145,8 @@ export async function runMesh(options: MeshOptions = {}): Promise<Mesh> {
           'service: demo-edge',
           `admin: { listen: 127.0.0.1:${ports.edgeAdmin} }`,
           `outbound: { listen: 127.0.0.1:${ports.edgeOutbound} }`,
-          `controlPlane: { addresses: [${grpc}], subscribe: [inventory] }`,
+          // The control plane generated its tokens beside its state, in runDir.
+          `controlPlane: { addresses: [${grpc}], subscribe: [inventory], tokenFile: ${JSON.stringify(join(runDir, SIDECAR_TOKEN_FILE))} }`,
           'log: { level: error, accessLog: { enabled: false } }',
           'services:',
           `  catalog: { listen: 127.0.0.1:${ports.catalog} }`,
@@ -153,7 +156,10 @@ export async function runMesh(options: MeshOptions = {}): Promise<Mesh> {
     });
     cleanups.push(() => edge.stop(2_000));
     const catalogUrl = `http://127.0.0.1:${ports.catalog}/`;
-    const dashboardUrl = `http://${controlPlane.httpAddress}/`;
+    // The page sets the admin token as a cookie and drops it from the address.
+    const adminTokenFile = join(runDir, ADMIN_TOKEN_FILE);
+    const adminToken = (await readFile(adminTokenFile, 'utf8')).trim();
+    const dashboardUrl = `http://${controlPlane.httpAddress}/?token=${adminToken}`;
 
     // Ready when both services have their minimum of instances and a request goes all the way through.
     const ready = await waitUntil(async () => {
@@ -208,7 +214,7 @@ export async function runMesh(options: MeshOptions = {}): Promise<Mesh> {
     print(`  send requests:    curl ${catalogUrl}items              (catalog, which asks inventory)`);
     print(`              or:   curl -H 'Host: inventory' http://127.0.0.1:${ports.edgeOutbound}/items`);
     print(`  edge sidecar:     http://127.0.0.1:${ports.edgeAdmin}/clusters  (also /circuits /metrics)`);
-    print(`  control plane:    npx outrigger ctl --server ${controlPlane.httpAddress} services`);
+    print(`  control plane:    npx outrigger ctl --server ${controlPlane.httpAddress} --token-file ${adminTokenFile} services`);
     print(`  a gentle load of ${rps} requests/s runs through catalog.`);
     print('');
     print('Three things to try:');
@@ -216,7 +222,7 @@ export async function runMesh(options: MeshOptions = {}): Promise<Mesh> {
     print(`       kill -9 $(cat ${join(runDir, `inventory-${portOf(victim)}.app.pid`)})`);
     print('  2. Make one instance slow; least-load sends it less, its p99 and cost rise on the dashboard:');
     print(`       curl -X POST 'http://${slowApp}/knob?delayMs=400'      (back: delayMs=30)`);
-    const ctl = `npx outrigger ctl --server ${controlPlane.httpAddress}`;
+    const ctl = `npx outrigger ctl --server ${controlPlane.httpAddress} --token-file ${adminTokenFile}`;
     print('  3. Change a policy with ctl (here least-load → round-robin); every sidecar gets it in milliseconds:');
     print(`       ${ctl} policy get inventory | sed 's/least-load/round-robin/' | ${ctl} policy set inventory -f -`);
     print('');

@@ -12,6 +12,7 @@ import { Pool } from 'undici';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { spawnControlPlane, type ControlPlaneProcess } from '../helpers/control-plane.js';
 import { waitFor } from '../helpers/net.js';
+import { ADMIN_AUTH, TEST_ADMIN_TOKEN } from '../helpers/tokens.js';
 import { startProcessUpstream, type ProcessUpstream } from '../helpers/process-upstream.js';
 import { ports, spawnSidecar, type SidecarProcess } from '../helpers/sidecar.js';
 
@@ -106,7 +107,7 @@ describe('dashboard in a browser', () => {
     );
     // Every instance reachable through the caller before the load starts.
     await waitFor(async () => {
-      const r = await fetch(`http://${cp!.http}/api/dashboard`);
+      const r = await fetch(`http://${cp!.http}/api/dashboard`, { headers: ADMIN_AUTH });
       const s = (await r.json()) as { services: { name: string; instances: { eligible: boolean | null }[] }[] };
       const inv = s.services.find((x) => x.name === 'inventory');
       return inv !== undefined && inv.instances.length === 3 && inv.instances.every((i) => i.eligible === true);
@@ -141,7 +142,9 @@ describe('dashboard in a browser', () => {
   }, 20_000);
 
   it('shows the instances healthy, a killed one ineligible with an open circuit within seconds, and its recovery', async () => {
-    await page.goto(`http://${cp!.http}/`);
+    // The token once in the address: the page keeps it as a cookie and its address loses it.
+    await page.goto(`http://${cp!.http}/?token=${TEST_ADMIN_TOKEN}`);
+    expect(page.url()).toBe(`http://${cp!.http}/`);
     await page.waitForSelector('[data-testid="connection"][data-status="live"]', { timeout: 5_000 });
     for (const a of addresses) await page.waitForSelector(row(a, 'true', 'closed'), { timeout: 5_000 });
     expect(await page.textContent('[data-testid="cp-version"]')).toMatch(/^\d+\.\d+\.\d+/);

@@ -77,13 +77,16 @@ describe('npm start on a fresh clone', () => {
     const startSeconds = (performance.now() - started) / 1000;
     console.log(`npm start (build + mesh) ready in ${startSeconds.toFixed(1)} s`);
     expect(stdout).toContain('Outrigger demo mesh is up.');
-    const dashboard = /dashboard:\s+http:\/\/([\d.]+:\d+)\//.exec(stdout)?.[1];
+    const printed = /dashboard:\s+http:\/\/([\d.]+:\d+)\/\?token=(\S+)/.exec(stdout);
+    const dashboard = printed?.[1];
+    // The generated admin token, in the printed address.
+    const auth = { authorization: `Bearer ${printed?.[2] ?? ''}` };
     const catalog = /send requests:\s+curl http:\/\/([\d.]+:\d+)\/items/.exec(stdout)?.[1];
     expect(dashboard, stdout).toBeDefined();
     expect(catalog, stdout).toBeDefined();
     expect(stdout).toMatch(/kill -9 \$\(cat \S+\.app\.pid\)/);
     expect(stdout).toMatch(/curl -X POST 'http:\/\/127\.0\.0\.1:\d+\/knob\?delayMs=400'/);
-    expect(stdout).toMatch(/npx outrigger ctl --server \S+ policy get inventory \| sed 's\/least-load\/round-robin\/' \| npx outrigger ctl --server \S+ policy set inventory -f -/);
+    expect(stdout).toMatch(/npx outrigger ctl --server \S+ --token-file \S+ policy get inventory \| sed 's\/least-load\/round-robin\/' \| npx outrigger ctl --server \S+ --token-file \S+ policy set inventory -f -/);
 
     // Requests through the printed URL go catalog → inventory across two hops of sidecars.
     for (let i = 0; i < 10; i++) {
@@ -91,10 +94,12 @@ describe('npm start on a fresh clone', () => {
       expect(r.status).toBe(200);
       expect(JSON.parse(r.body)).toMatchObject({ service: 'catalog', inventory: { service: 'inventory' } });
     }
-    const page = await send(dashboard!, { path: '/' });
+    const open = await send(dashboard!, { path: `/?token=${printed?.[2] ?? ''}` });
+    expect(open.status).toBe(303);
+    const page = await send(dashboard!, { path: '/', headers: { cookie: String(open.headers['set-cookie']?.[0]).split(';')[0]! } });
     expect(page.status).toBe(200);
     expect(page.headers['content-type']).toMatch(/text\/html/);
-    const services = JSON.parse((await send(dashboard!, { path: '/api/services' })).body) as { services: { name: string; endpoints: unknown[] }[] };
+    const services = JSON.parse((await send(dashboard!, { path: '/api/services', headers: auth })).body) as { services: { name: string; endpoints: unknown[] }[] };
     expect(services.services.find((s) => s.name === 'inventory')?.endpoints.length).toBeGreaterThanOrEqual(3);
     expect(services.services.find((s) => s.name === 'catalog')?.endpoints.length).toBeGreaterThanOrEqual(2);
 

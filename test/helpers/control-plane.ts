@@ -2,7 +2,13 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import { mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { freePort, waitFor } from './net.js';
+import { freePort, send, waitFor, type Reply } from './net.js';
+import { ADMIN_AUTH, TEST_AUTH_YAML } from './tokens.js';
+
+/** `send` to the control plane's HTTP API with the test admin token (a test's own authorization header wins). */
+export function sendApi(address: string, options: Parameters<typeof send>[1] = {}): Promise<Reply> {
+  return send(address, { ...options, headers: { ...ADMIN_AUTH, ...options.headers } });
+}
 
 export interface ControlPlaneProcess {
   readonly child: ChildProcess;
@@ -21,13 +27,15 @@ const repoRoot = new URL('../../', import.meta.url).pathname;
 
 /**
  * Runs `outrigger control-plane --config FILE` as a real process on free loopback ports (needs the build).
- * `listenYaml` adds keys to the `listen` mapping, e.g. `allowedHosts: [control-plane]`.
+ * `listenYaml` adds keys to the `listen` mapping, e.g. `allowedHosts: [control-plane]`. Unless `extraYaml`
+ * has its own `auth:` or `testTokens` is false (then it generates its own), the control plane knows the test
+ * tokens (tokens.ts).
  */
-export async function spawnControlPlane(extraYaml = '', dir = mkdtempSync(join(tmpdir(), 'outrigger-cp-')), listenYaml = ''): Promise<ControlPlaneProcess> {
+export async function spawnControlPlane(extraYaml = '', dir = mkdtempSync(join(tmpdir(), 'outrigger-cp-')), listenYaml = '', testTokens = true): Promise<ControlPlaneProcess> {
   const grpcPort = await freePort();
   const httpPort = await freePort();
   const file = join(dir, 'cp.yaml');
-  writeFileSync(file, `listen: { grpc: 127.0.0.1:${grpcPort}, http: 127.0.0.1:${httpPort}${listenYaml === '' ? '' : `, ${listenYaml}`} }\nstore: { file: ${join(dir, 'state.json')} }\n${extraYaml}`);
+  writeFileSync(file, `listen: { grpc: 127.0.0.1:${grpcPort}, http: 127.0.0.1:${httpPort}${listenYaml === '' ? '' : `, ${listenYaml}`} }\nstore: { file: ${join(dir, 'state.json')} }\n${!testTokens || /^auth:/m.test(extraYaml) ? '' : TEST_AUTH_YAML}${extraYaml}`);
   const start = (): ChildProcess => {
     const c = spawn(process.execPath, [join(repoRoot, 'bin/outrigger.js'), 'control-plane', '--config', file], { stdio: ['ignore', 'pipe', 'pipe'] });
     c.stdout?.on('data', (d: Buffer) => (proc.stdout += d.toString()));

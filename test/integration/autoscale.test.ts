@@ -18,6 +18,8 @@ import type { Sidecar } from '../../sidecar/src/main.js';
 import { createLogger } from '../../common/src/logger.js';
 import { runLoad, type LoadResult } from '../helpers/load.js';
 import { freePort, send, waitFor } from '../helpers/net.js';
+import { sendApi } from '../helpers/control-plane.js';
+import { TEST_ADMIN_TOKEN, TEST_AUTH_YAML } from '../helpers/tokens.js';
 import { ports, startSidecar } from '../helpers/sidecar.js';
 
 const INTERVAL_MS = 400;
@@ -88,7 +90,7 @@ describe('autoscaler with the process driver', () => {
     const yaml = `
 listen: { grpc: 127.0.0.1:${grpc}, http: 127.0.0.1:${http} }
 store: { file: ${join(dir, 'state.json')} }
-instanceTtl: 5s
+${TEST_AUTH_YAML}instanceTtl: 5s
 drainTime: 500ms
 services:
   inventory: { lb: least-request, retry: { attempts: 0 } }
@@ -218,7 +220,7 @@ autoscale:
       expect(rs.filter((r) => r.event === 'exit')).toHaveLength(stopped.length);
       expect(registry.instances('inventory').map((i) => i.address)).toEqual([`127.0.0.1:${base}`]);
       // What it did is also in the admin API.
-      const api = JSON.parse((await send(cp!.httpAddress, { path: '/api/autoscale' })).body) as { services: { service: string; current: number }[] };
+      const api = JSON.parse((await sendApi(cp!.httpAddress, { path: '/api/autoscale' })).body) as { services: { service: string; current: number }[] };
       expect(api.services).toMatchObject([{ service: 'inventory', current: MIN }]);
       process.stdout.write(
         `autoscale: at max ${Math.round(marks.atMax! - marks.firstUp!)} ms after the scale-up decision (${Math.round(marks.atMax! - loadStart)} ms after load began), ` +
@@ -234,7 +236,7 @@ autoscale:
     const ctl = async (...args: string[]) => {
       let stdout = '';
       let stderr = '';
-      const status = await runCtl(['--server', cp!.httpAddress, ...args], { stdout: (t) => (stdout += t), stderr: (t) => (stderr += t), env: {} });
+      const status = await runCtl(['--server', cp!.httpAddress, ...args], { stdout: (t) => (stdout += t), stderr: (t) => (stderr += t), env: { OUTRIGGER_TOKEN: TEST_ADMIN_TOKEN } });
       return { status, stdout, stderr };
     };
     const list = await ctl('autoscale');
@@ -260,7 +262,7 @@ autoscale:
     expect((await ctl('scale', 'inventory', '--max', 'lots')).stderr).toContain('outrigger ctl: scale: --max must be a number or "default", got "lots"');
     expect((await ctl('scale', 'inventory')).status).toBe(2);
     expect((await ctl('autoscale', 'nope')).stderr).toBe('outrigger ctl: "nope" is not autoscaled\n');
-    const raw = await send(cp!.httpAddress, { method: 'PUT', path: '/api/autoscale/inventory', headers: { 'content-type': 'application/json' }, body: '{"max": 2,' });
+    const raw = await sendApi(cp!.httpAddress, { method: 'PUT', path: '/api/autoscale/inventory', headers: { 'content-type': 'application/json' }, body: '{"max": 2,' });
     expect(raw.status).toBe(400);
     expect(JSON.parse(raw.body)).toMatchObject({ error: expect.stringMatching(/^body is not JSON/) as string });
     expect(await ctl('scale', 'inventory', '--max', 'default', '--target', 'default')).toMatchObject({ status: 0, stdout: `inventory: min ${MIN}, max ${MAX}, target utilization ${TARGET} (now ${MIN} running, desired ${MIN})\n` });

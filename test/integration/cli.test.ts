@@ -142,7 +142,7 @@ describe('outrigger validate', () => {
       expect(busy).toMatchObject({ status: 0, stdout: `${file}: valid (sidecar configuration)\n` });
       // Forced to read it as a cp.yaml, the sidecar keys are unknown.
       expect(forced.status).toBe(1);
-      expect(forced.stderr).toContain(`${file}: service: expected one of the keys listen, policies, limits, store, instanceTtl, drainTime, weightInterval, services, mtls, autoscale, got unknown key "service"`);
+      expect(forced.stderr).toContain(`${file}: service: expected one of the keys listen, policies, limits, store, instanceTtl, drainTime, weightInterval, services, mtls, autoscale, auth, got unknown key "service"`);
     } finally {
       taken.close();
     }
@@ -225,7 +225,9 @@ describe('outrigger control-plane without --config', () => {
       expect(stderr).toContain(
         `outrigger: no --config given: running on defaults (gRPC 127.0.0.1:${grpc}, admin API and dashboard http://127.0.0.1:${http}/), state in ${stateFile}\n`,
       );
-      const put = await fetch(`http://127.0.0.1:${http}/api/services/orders/policy`, { method: 'PUT', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ lb: 'least-load', endpoints: [{ address: '127.0.0.1:9001' }] }) });
+      // It generated an admin token beside its state.
+      const admin = readFileSync(join(cwd, 'outrigger-data', 'admin.token'), 'utf8').trim();
+      const put = await fetch(`http://127.0.0.1:${http}/api/services/orders/policy`, { method: 'PUT', headers: { 'content-type': 'application/json', authorization: `Bearer ${admin}` }, body: JSON.stringify({ lb: 'least-load', endpoints: [{ address: '127.0.0.1:9001' }] }) });
       expect(put.status).toBe(200);
       const v = (await (await fetch(`http://127.0.0.1:${http}/api/version`)).json()) as { software?: string };
       expect(v.software).toBe(version);

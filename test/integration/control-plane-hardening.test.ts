@@ -4,14 +4,15 @@
  * from a web page (CSRF, DNS rebinding), crash it with bad input, set absurd bounds, or lose acknowledged
  * writes on kill -9.
  */
-import { credentials, type ServiceError, status as GrpcStatus } from '@grpc/grpc-js';
+import { credentials, Metadata, type ServiceError, status as GrpcStatus } from '@grpc/grpc-js';
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { type ControlPlaneMessage, DiscoveryClient, type Instance, type SidecarMessage } from '../../proto/gen/outrigger/v1/discovery.js';
-import { spawnControlPlane, type ControlPlaneProcess } from '../helpers/control-plane.js';
-import { send, startUpstream, waitFor, type Upstream } from '../helpers/net.js';
+import { sendApi, spawnControlPlane, type ControlPlaneProcess } from '../helpers/control-plane.js';
+import { startUpstream, waitFor, type Upstream } from '../helpers/net.js';
 import { ports, spawnSidecar, type SidecarProcess } from '../helpers/sidecar.js';
+import { TEST_ADMIN_TOKEN } from '../helpers/tokens.js';
 
 interface StreamResult {
   /** Snapshots received before the stream ended. */
@@ -27,7 +28,9 @@ interface StreamResult {
  */
 function stream(grpc: string, messages: readonly SidecarMessage[], holdMs = 5_000): Promise<StreamResult> {
   const client = new DiscoveryClient(grpc, credentials.createInsecure());
-  const call = client.stream();
+  const metadata = new Metadata();
+  metadata.set('authorization', `Bearer ${TEST_ADMIN_TOKEN}`);
+  const call = client.stream(metadata);
   let snapshots = 0;
   return new Promise<StreamResult>((resolve) => {
     const timer = setTimeout(() => {
@@ -64,8 +67,8 @@ describe('control plane hardening', () => {
   let real: SidecarProcess;
   let realAddress: string;
 
-  const instances = async (): Promise<InstancesBody['instances']> => (JSON.parse((await send(cp.http, { path: '/api/instances' })).body) as InstancesBody).instances;
-  const version = async (): Promise<number> => (JSON.parse((await send(cp.http, { path: '/api/version' })).body) as { version: number }).version;
+  const instances = async (): Promise<InstancesBody['instances']> => (JSON.parse((await sendApi(cp.http, { path: '/api/instances' })).body) as InstancesBody).instances;
+  const version = async (): Promise<number> => (JSON.parse((await sendApi(cp.http, { path: '/api/version' })).body) as { version: number }).version;
 
   beforeAll(async () => {
     cp = await spawnControlPlane(
@@ -102,7 +105,7 @@ describe('control plane hardening', () => {
       const list = (await instances()).filter((i) => i.id === 'inv-real' || i.address === '127.0.0.1:9');
       expect(list).toEqual([expect.objectContaining({ id: 'inv-real', address: realAddress, service: 'inventory' })]);
       // A change is saved before it is acknowledged: the file then holds the real address only.
-      expect((await send(cp.http, { method: 'PUT', path: '/api/services/marker/policy', ...json({ lb: 'random' }) })).status).toBe(200);
+      expect((await sendApi(cp.http, { method: 'PUT', path: '/api/services/marker/policy', ...json({ lb: 'random' }) })).status).toBe(200);
       const saved = JSON.parse(readFileSync(join(cp.dir, 'state.json'), 'utf8')) as { instances: { id: string; address: string }[] };
       expect(saved.instances.filter((i) => i.id === 'inv-real')).toEqual([expect.objectContaining({ address: realAddress })]);
       expect(saved.instances.some((i) => i.address === '127.0.0.1:9')).toBe(false);
@@ -149,7 +152,7 @@ describe('control plane hardening', () => {
       expect(await version()).toBeGreaterThan(before + 1000);
       // Pushes still advance the version by one, and a restart accepts its own state file.
       const v1 = await version();
-      expect((await send(cp.http, { method: 'PUT', path: '/api/services/after-probe/policy', ...json({ lb: 'random' }) })).status).toBe(200);
+      expect((await sendApi(cp.http, { method: 'PUT', path: '/api/services/after-probe/policy', ...json({ lb: 'random' }) })).status).toBe(200);
       expect(await version()).toBe(v1 + 1);
       await cp.stop();
       await cp.restart();
@@ -177,43 +180,43 @@ describe('control plane hardening', () => {
 
   describe('HTTP admin API', () => {
     const drained = async (): Promise<boolean> => {
-      const body = JSON.parse((await send(cp.http, { path: '/api/services/inventory' })).body) as { endpoints: { address: string; state: string }[] };
+      const body = JSON.parse((await sendApi(cp.http, { path: '/api/services/inventory' })).body) as { endpoints: { address: string; state: string }[] };
       return body.endpoints.some((e) => e.address === realAddress && e.state === 'drained');
     };
 
     it('refuses a cross-site text/plain POST (415) and a foreign Origin (403); the endpoint stays in service', async () => {
-      const plain = await send(cp.http, { method: 'POST', path: '/api/drain', headers: { 'content-type': 'text/plain' }, body: JSON.stringify({ address: realAddress }) });
+      const plain = await sendApi(cp.http, { method: 'POST', path: '/api/drain', headers: { 'content-type': 'text/plain' }, body: JSON.stringify({ address: realAddress }) });
       expect(plain.status).toBe(415);
       expect(JSON.parse(plain.body)).toEqual({ error: 'expected Content-Type application/json, got text/plain' });
-      const form = await send(cp.http, { method: 'POST', path: '/api/drain', headers: { 'content-type': 'application/x-www-form-urlencoded' }, body: `address=${realAddress}` });
+      const form = await sendApi(cp.http, { method: 'POST', path: '/api/drain', headers: { 'content-type': 'application/x-www-form-urlencoded' }, body: `address=${realAddress}` });
       expect(form.status).toBe(415);
-      const foreign = await send(cp.http, { method: 'POST', path: '/api/drain', headers: { 'content-type': 'application/json', origin: 'http://evil.example' }, body: JSON.stringify({ address: realAddress }) });
+      const foreign = await sendApi(cp.http, { method: 'POST', path: '/api/drain', headers: { 'content-type': 'application/json', origin: 'http://evil.example' }, body: JSON.stringify({ address: realAddress }) });
       expect(foreign.status).toBe(403);
       expect(JSON.parse(foreign.body).error).toContain('evil.example');
-      expect((await send(cp.http, { path: '/api/instances', headers: { origin: 'null' } })).status).toBe(403);
+      expect((await sendApi(cp.http, { path: '/api/instances', headers: { origin: 'null' } })).status).toBe(403);
       expect(await drained()).toBe(false);
       // The same origin passes (the dashboard), and PATCH takes merge-patch+json.
-      const same = await send(cp.http, { method: 'PUT', path: '/api/services/csrf/policy', headers: { 'content-type': 'application/json', origin: `http://${cp.http}` }, body: '{}' });
+      const same = await sendApi(cp.http, { method: 'PUT', path: '/api/services/csrf/policy', headers: { 'content-type': 'application/json', origin: `http://${cp.http}` }, body: '{}' });
       expect(same.status).toBe(200);
-      const patch = await send(cp.http, { method: 'PATCH', path: '/api/services/csrf/policy', headers: { 'content-type': 'application/merge-patch+json' }, body: '{"lb":"random"}' });
+      const patch = await sendApi(cp.http, { method: 'PATCH', path: '/api/services/csrf/policy', headers: { 'content-type': 'application/merge-patch+json' }, body: '{"lb":"random"}' });
       expect(patch.status).toBe(200);
-      expect((await send(cp.http, { method: 'PUT', path: '/api/services/csrf/policy', headers: { 'content-type': 'application/merge-patch+json' }, body: '{}' })).status).toBe(415);
+      expect((await sendApi(cp.http, { method: 'PUT', path: '/api/services/csrf/policy', headers: { 'content-type': 'application/merge-patch+json' }, body: '{}' })).status).toBe(415);
     });
 
     it('answers only to IP addresses, localhost and listen.allowedHosts (DNS rebinding: 421)', async () => {
       const port = cp.http.split(':')[1];
       for (const host of [`rebind.evil.example:${port}`, 'example.com', 'control-plane.evil.example']) {
-        const r = await send(cp.http, { path: '/api/instances', headers: { host } });
+        const r = await sendApi(cp.http, { path: '/api/instances', headers: { host } });
         expect(r.status, host).toBe(421);
         expect(JSON.parse(r.body).error).toContain('listen.allowedHosts');
       }
       for (const host of [`127.0.0.1:${port}`, `localhost:${port}`, `control-plane:${port}`, `[::1]:${port}`, '10.1.2.3']) {
-        expect((await send(cp.http, { path: '/api/instances', headers: { host } })).status, host).toBe(200);
+        expect((await sendApi(cp.http, { path: '/api/instances', headers: { host } })).status, host).toBe(200);
       }
     });
 
     it('caps bodies at 1 MiB with 413 and answers bad paths and bodies 400 with a JSON error, never 500', async () => {
-      const big = await send(cp.http, { method: 'PUT', path: '/api/services/big/policy', headers: { 'content-type': 'application/json' }, body: `{"lb":"random","x":"${'a'.repeat(2_000_000)}"}` });
+      const big = await sendApi(cp.http, { method: 'PUT', path: '/api/services/big/policy', headers: { 'content-type': 'application/json' }, body: `{"lb":"random","x":"${'a'.repeat(2_000_000)}"}` });
       expect(big.status).toBe(413);
       expect(JSON.parse(big.body).error).toContain('1 MiB');
       const bad: [string, string, string | undefined][] = [
@@ -233,7 +236,7 @@ describe('control plane hardening', () => {
         ['PUT', '/api/autoscale/scaled', 'nope'],
       ];
       for (const [method, path, body] of bad) {
-        const r = await send(cp.http, { method, path, ...(body === undefined ? {} : { headers: { 'content-type': 'application/json' }, body }) });
+        const r = await sendApi(cp.http, { method, path, ...(body === undefined ? {} : { headers: { 'content-type': 'application/json' }, body }) });
         expect(r.status, `${method} ${path} ${body ?? ''}`).toBe(400);
         expect(typeof (JSON.parse(r.body) as { error: unknown }).error).toBe('string');
       }
@@ -242,11 +245,11 @@ describe('control plane hardening', () => {
 
   describe('bounds', () => {
     it('refuses an autoscale max above limits.maxReplicas (400) and accepts one within', async () => {
-      const r = await send(cp.http, { method: 'PUT', path: '/api/autoscale/scaled', ...json({ max: 100_000 }) });
+      const r = await sendApi(cp.http, { method: 'PUT', path: '/api/autoscale/scaled', ...json({ max: 100_000 }) });
       expect(r.status).toBe(400);
       expect(JSON.parse(r.body).error).toBe("max: expected integer 1..10 (limits.maxReplicas in cp.yaml), or null for cp.yaml's; got 100000");
-      expect((await send(cp.http, { method: 'PUT', path: '/api/autoscale/scaled', ...json({ min: 11 }) })).status).toBe(400);
-      const ok = await send(cp.http, { method: 'PUT', path: '/api/autoscale/scaled', ...json({ max: 10 }) });
+      expect((await sendApi(cp.http, { method: 'PUT', path: '/api/autoscale/scaled', ...json({ min: 11 }) })).status).toBe(400);
+      const ok = await sendApi(cp.http, { method: 'PUT', path: '/api/autoscale/scaled', ...json({ max: 10 }) });
       expect(ok.status).toBe(200);
       expect(JSON.parse(ok.body)).toMatchObject({ max: 10 });
     });
@@ -262,13 +265,13 @@ describe('control plane hardening', () => {
         [{ endpoints: [{ address: '127.0.0.1:9001', weight: 100_000 }] }, 'endpoints[0].weight: expected integer 1..1000'],
       ];
       for (const [policy, message] of cases) {
-        const r = await send(cp.http, { method: 'PUT', path: '/api/services/bounded/policy', ...json(policy) });
+        const r = await sendApi(cp.http, { method: 'PUT', path: '/api/services/bounded/policy', ...json(policy) });
         expect(r.status, JSON.stringify(policy)).toBe(400);
         expect(JSON.parse(r.body).error).toContain(message);
       }
-      const weight = await send(cp.http, { method: 'PUT', path: '/api/services/inventory/weights/127.0.0.1:9001', ...json({ weight: 100_000 }) });
+      const weight = await sendApi(cp.http, { method: 'PUT', path: '/api/services/inventory/weights/127.0.0.1:9001', ...json({ weight: 100_000 }) });
       expect(weight.status).toBe(400);
-      const ok = await send(cp.http, { method: 'PUT', path: '/api/services/bounded/policy', ...json({ listen: '127.0.0.1:18080', limits: { maxConcurrent: 1_000_000 } }) });
+      const ok = await sendApi(cp.http, { method: 'PUT', path: '/api/services/bounded/policy', ...json({ listen: '127.0.0.1:18080', limits: { maxConcurrent: 1_000_000 } }) });
       expect(ok.status).toBe(200);
     });
   });
@@ -278,25 +281,25 @@ describe('control plane hardening', () => {
       const n = 40;
       // Concurrent writes (saved together), then a few one after the other, each answered only once saved.
       const concurrent = await Promise.all(
-        Array.from({ length: n }, (_, i) => send(cp.http, { method: 'PUT', path: `/api/services/burst-${i}/policy`, ...json({ lb: 'random', retry: { attempts: i % 5 } }) })),
+        Array.from({ length: n }, (_, i) => sendApi(cp.http, { method: 'PUT', path: `/api/services/burst-${i}/policy`, ...json({ lb: 'random', retry: { attempts: i % 5 } }) })),
       );
       expect(concurrent.map((r) => r.status)).toEqual(Array.from({ length: n }, () => 200));
       const sequential = [];
-      for (let i = 0; i < 5; i++) sequential.push(await send(cp.http, { method: 'PATCH', path: `/api/services/burst-${i}/policy`, ...json({ timeout: `${i + 1}s` }) }));
+      for (let i = 0; i < 5; i++) sequential.push(await sendApi(cp.http, { method: 'PATCH', path: `/api/services/burst-${i}/policy`, ...json({ timeout: `${i + 1}s` }) }));
       expect(sequential.map((r) => r.status)).toEqual([200, 200, 200, 200, 200]);
-      expect((await send(cp.http, { method: 'PUT', path: `/api/services/inventory/weights/${realAddress}`, ...json({ weight: 7 }) })).status).toBe(200);
-      expect((await send(cp.http, { method: 'POST', path: '/api/drain', ...json({ address: realAddress }) })).status).toBe(200);
+      expect((await sendApi(cp.http, { method: 'PUT', path: `/api/services/inventory/weights/${realAddress}`, ...json({ weight: 7 }) })).status).toBe(200);
+      expect((await sendApi(cp.http, { method: 'POST', path: '/api/drain', ...json({ address: realAddress }) })).status).toBe(200);
       await cp.kill();
       await cp.restart();
       for (let i = 0; i < n; i++) {
-        const r = JSON.parse((await send(cp.http, { path: `/api/services/burst-${i}/policy` })).body) as { policySource: string; policy: Record<string, unknown> };
+        const r = JSON.parse((await sendApi(cp.http, { path: `/api/services/burst-${i}/policy` })).body) as { policySource: string; policy: Record<string, unknown> };
         expect(r.policySource, `burst-${i}`).toBe('runtime');
         expect(r.policy).toEqual({ lb: 'random', retry: { attempts: i % 5 }, ...(i < 5 ? { timeout: `${i + 1}s` } : {}) });
       }
-      const inv = JSON.parse((await send(cp.http, { path: '/api/services/inventory' })).body) as { endpoints: { address: string; state: string; pinnedWeight?: number }[] };
+      const inv = JSON.parse((await sendApi(cp.http, { path: '/api/services/inventory' })).body) as { endpoints: { address: string; state: string; pinnedWeight?: number }[] };
       expect(inv.endpoints.find((e) => e.address === realAddress)?.state).toBe('drained');
       expect(inv.endpoints.find((e) => e.address === realAddress)?.pinnedWeight).toBe(7);
-      expect((await send(cp.http, { method: 'POST', path: '/api/undrain', ...json({ address: realAddress }) })).status).toBe(200);
+      expect((await sendApi(cp.http, { method: 'POST', path: '/api/undrain', ...json({ address: realAddress }) })).status).toBe(200);
     }, 30_000);
   });
 });

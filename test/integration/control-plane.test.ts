@@ -7,7 +7,7 @@ import { writeFileSync } from 'node:fs';
 import type { ServerResponse } from 'node:http';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { spawnControlPlane, type ControlPlaneProcess } from '../helpers/control-plane.js';
+import { sendApi, spawnControlPlane, type ControlPlaneProcess } from '../helpers/control-plane.js';
 import { runLoad } from '../helpers/load.js';
 import { send, startUpstream, waitFor, type Upstream } from '../helpers/net.js';
 import { ports, spawnSidecar, type SidecarProcess } from '../helpers/sidecar.js';
@@ -87,7 +87,7 @@ describe('control plane and sidecars', () => {
     const metrics = (await send(webAdmin, { path: '/metrics' })).body;
     expect(metrics).toContain('outrigger_control_plane_connected 1');
     // The control plane knows which version each sidecar ACKed.
-    const sc = JSON.parse((await send(cp.http, { path: '/api/sidecars' })).body) as { sidecars: { instance: { id: string } | null; ackedVersion: string | null }[] };
+    const sc = JSON.parse((await sendApi(cp.http, { path: '/api/sidecars' })).body) as { sidecars: { instance: { id: string } | null; ackedVersion: string | null }[] };
     expect(sc.sidecars.length).toBeGreaterThanOrEqual(3);
     expect(sc.sidecars.every((s) => s.ackedVersion !== null)).toBe(true);
     // An instance's sidecar ACKs its own service but does not make it an upstream (its app does not call
@@ -101,11 +101,11 @@ describe('control plane and sidecars', () => {
     await waitFor(() => held.length === 1);
     const holder = held[0]!;
     // Drain the instance that holds the request, by its registered address.
-    const instances = JSON.parse((await send(cp.http, { path: '/api/instances' })).body) as { instances: { id: string; address: string }[] };
+    const instances = JSON.parse((await sendApi(cp.http, { path: '/api/instances' })).body) as { instances: { id: string; address: string }[] };
     const holdingApp = apps.find((a) => holder.req.socket.localPort === a.port)!;
     const holdingName = holdingApp === apps[0] ? 'inv-1' : 'inv-2';
     const drained = instances.instances.find((i) => i.id === holdingName)!.address;
-    const r = await send(cp.http, { method: 'POST', path: '/api/drain', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ address: drained }) });
+    const r = await sendApi(cp.http, { method: 'POST', path: '/api/drain', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ address: drained }) });
     expect(r.status).toBe(200);
     await waitFor(async () => !(await inventoryEndpoints()).includes(drained), 10_000, 10);
     for (let i = 0; i < 20; i++) {
@@ -150,7 +150,7 @@ describe('control plane and sidecars', () => {
     const blocker = await startUpstream((_q, s) => s.end());
     apps.push(blocker);
     const before = (JSON.parse((await send(webAdmin, { path: '/clusters' })).body) as Clusters).clusters.find((c) => c.service === 'inventory')!.lb;
-    const r = await send(cp.http, {
+    const r = await sendApi(cp.http, {
       method: 'PUT',
       path: '/api/services/inventory/policy',
       headers: { 'content-type': 'application/json' },
@@ -158,7 +158,7 @@ describe('control plane and sidecars', () => {
     });
     expect(r.status).toBe(200);
     const nack = await waitFor(async () => {
-      const sc = JSON.parse((await send(cp.http, { path: '/api/sidecars' })).body) as { sidecars: { instance: { service: string } | null; lastNack: { reason: string } | null }[] };
+      const sc = JSON.parse((await sendApi(cp.http, { path: '/api/sidecars' })).body) as { sidecars: { instance: { service: string } | null; lastNack: { reason: string } | null }[] };
       return sc.sidecars.find((s) => s.instance?.service === 'web' && s.lastNack !== null)?.lastNack;
     }, 10_000);
     expect(nack?.reason).toContain(blocker.address);
@@ -168,7 +168,7 @@ describe('control plane and sidecars', () => {
     const cfg = JSON.parse((await send(webAdmin, { path: '/config/status' })).body) as { lastNack: { reason: string } | null };
     expect(cfg.lastNack?.reason).toContain(blocker.address);
     // A policy it can apply again: the sidecar follows the control plane once more.
-    const fixed = await send(cp.http, { method: 'PUT', path: '/api/services/inventory/policy', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ lb: 'round-robin' }) });
+    const fixed = await sendApi(cp.http, { method: 'PUT', path: '/api/services/inventory/policy', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ lb: 'round-robin' }) });
     expect(fixed.status).toBe(200);
     await waitFor(async () => (JSON.parse((await send(webAdmin, { path: '/clusters' })).body) as Clusters).clusters.find((c) => c.service === 'inventory')?.lb === 'round-robin', 10_000);
   }, 20_000);
@@ -199,13 +199,13 @@ describe('control plane and sidecars', () => {
     // The control plane comes back (same state file): sidecars reconnect by themselves and follow it again.
     await cp.restart();
     await waitFor(async () => (await send(webAdmin, { path: '/metrics' })).body.includes('outrigger_control_plane_connected 1'), 15_000);
-    const put = await send(cp.http, { method: 'PUT', path: '/api/services/inventory/policy', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ lb: 'maglev', hashOn: { header: 'x-user' } }) });
+    const put = await sendApi(cp.http, { method: 'PUT', path: '/api/services/inventory/policy', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ lb: 'maglev', hashOn: { header: 'x-user' } }) });
     expect(put.status).toBe(200);
     await waitFor(async () => (JSON.parse((await send(webAdmin, { path: '/clusters' })).body) as Clusters).clusters.find((c) => c.service === 'inventory')?.lb === 'maglev', 10_000);
     const after = JSON.parse((await send(webAdmin, { path: '/config/status' })).body) as { source: string };
     expect(after.source).toBe('control-plane');
     // The policies set before the crash survived it (persisted state).
-    const pol = JSON.parse((await send(cp.http, { path: '/api/services/inventory/policy' })).body) as { policy: { lb: string } };
+    const pol = JSON.parse((await sendApi(cp.http, { path: '/api/services/inventory/policy' })).body) as { policy: { lb: string } };
     expect(pol.policy.lb).toBe('maglev');
   }, 40_000);
 });

@@ -10,7 +10,7 @@ import { join } from 'node:path';
 import { afterAll, afterEach, describe, expect, it } from 'vitest';
 import { startDemoApp, type DemoApp } from '../../demo/src/app.js';
 import { seededRandom } from '../../common/src/random.js';
-import { spawnControlPlane, type ControlPlaneProcess } from '../helpers/control-plane.js';
+import { sendApi, spawnControlPlane, type ControlPlaneProcess } from '../helpers/control-plane.js';
 import { freePort, send, waitFor } from '../helpers/net.js';
 
 const bin = new URL('../../bin/outrigger.js', import.meta.url).pathname;
@@ -114,7 +114,7 @@ describe('demo instance', () => {
     child.stderr?.on('data', (d: Buffer) => (stderr += d.toString()));
     const address = `127.0.0.1:${port}`;
 
-    const instances = async () => (JSON.parse((await send(cp!.http, { path: '/api/instances' })).body) as { instances: { id: string; address: string; capacity: number; state: string }[] }).instances;
+    const instances = async () => (JSON.parse((await sendApi(cp!.http, { path: '/api/instances' })).body) as { instances: { id: string; address: string; capacity: number; state: string }[] }).instances;
     await waitFor(async () => (await instances()).some((i) => i.address === address && i.state === 'serving'), 15_000);
     expect((await instances()).find((i) => i.address === address)).toMatchObject({ id: `inventory-${port}`, capacity: 7 });
     expect(JSON.parse((await send(address, { path: '/items' })).body)).toMatchObject({ service: 'inventory', instance: `inventory-${port}` });

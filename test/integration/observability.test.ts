@@ -3,6 +3,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { parse as parseYaml } from 'yaml';
 import type { Sidecar } from '../../sidecar/src/main.js';
 import { echo, send, startUpstream, waitFor, type Upstream } from '../helpers/net.js';
+import { sendApi } from '../helpers/control-plane.js';
 import { ports, startSidecar } from '../helpers/sidecar.js';
 
 const root = new URL('../../', import.meta.url);
@@ -128,7 +129,7 @@ log: { level: silent }
     try {
       let text = '';
       await waitFor(async () => {
-        const r = await send(cp.http, { path: '/metrics' });
+        const r = await sendApi(cp.http, { path: '/metrics' });
         text = r.body;
         return r.status === 200 && /outrigger_cp_config_responses_total\{result="ack"\} [1-9]/.test(text);
       }, 10_000);

@@ -5,7 +5,7 @@
  */
 import { connect } from 'node:net';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { spawnControlPlane, type ControlPlaneProcess } from '../helpers/control-plane.js';
+import { sendApi, spawnControlPlane, type ControlPlaneProcess } from '../helpers/control-plane.js';
 import { send, startUpstream, waitFor, type Upstream } from '../helpers/net.js';
 import { ports, spawnSidecar, type SidecarProcess } from '../helpers/sidecar.js';
 
@@ -59,7 +59,7 @@ describe('on-demand discovery', () => {
     await instance('inventory', 'inv-1');
     await instance('catalog', 'cat-1');
     await waitFor(async () => {
-      const r = JSON.parse((await send(cp.http, { path: '/api/instances' })).body) as { instances: unknown[] };
+      const r = JSON.parse((await sendApi(cp.http, { path: '/api/instances' })).body) as { instances: unknown[] };
       return r.instances.length === 2;
     });
     // The caller: subscribes to nothing, declares no service.
@@ -85,7 +85,7 @@ describe('on-demand discovery', () => {
     // The control plane saw one Subscribe for it, and lists it once among web's subscriptions.
     await waitFor(() => subscribeLines(cp, 'web-1', 'inventory') > 0);
     expect(subscribeLines(cp, 'web-1', 'inventory')).toBe(1);
-    const view = JSON.parse((await send(cp.http, { path: '/api/sidecars' })).body) as SidecarsView;
+    const view = JSON.parse((await sendApi(cp.http, { path: '/api/sidecars' })).body) as SidecarsView;
     const web = view.sidecars.find((s) => s.instance?.id === 'web-1')!;
     expect(web.subscriptions.filter((s) => s === 'inventory')).toHaveLength(1);
     // From now on it is a cluster like any other (shown on /clusters and /circuits).

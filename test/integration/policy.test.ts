@@ -9,7 +9,7 @@ import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { parse } from 'yaml';
 import { loadSidecarConfig, parseServiceConfig, parseSidecarConfig } from '../../common/src/config/load.js';
-import { spawnControlPlane, type ControlPlaneProcess } from '../helpers/control-plane.js';
+import { sendApi, spawnControlPlane, type ControlPlaneProcess } from '../helpers/control-plane.js';
 import { runCtl, type CtlRun } from '../helpers/ctl.js';
 import { send, waitFor } from '../helpers/net.js';
 import { ports, spawnSidecar, type SidecarProcess } from '../helpers/sidecar.js';
@@ -33,7 +33,7 @@ describe('policy patch, dry runs and delete', () => {
     return path;
   };
   const policy = async (): Promise<unknown> => parse((await ctl('policy', 'get', 'orders')).stdout);
-  const version = async (): Promise<number> => (JSON.parse((await send(cp.http, { path: '/api/version' })).body) as { version: number }).version;
+  const version = async (): Promise<number> => (JSON.parse((await sendApi(cp.http, { path: '/api/version' })).body) as { version: number }).version;
   /** services.orders as the sidecar applies it, from its GET /config. */
   const applied = async (): Promise<Record<string, unknown> | undefined> =>
     (JSON.parse((await send(admin, { path: '/config?format=json' })).body) as { services: Record<string, Record<string, unknown>> }).services['orders'];
@@ -138,7 +138,7 @@ describe('policy patch, dry runs and delete', () => {
   });
 
   it('PATCH over HTTP takes application/merge-patch+json and application/json, and refuses other types (415)', async () => {
-    const patch = (type: string, body: string) => send(cp.http, { method: 'PATCH', path: '/api/services/orders/policy', headers: { 'content-type': type }, body });
+    const patch = (type: string, body: string) => sendApi(cp.http, { method: 'PATCH', path: '/api/services/orders/policy', headers: { 'content-type': type }, body });
     const form = await patch('application/x-www-form-urlencoded', '{"timeout": "4s"}');
     expect(form.status).toBe(415);
     expect((JSON.parse(form.body) as { error: string }).error).toBe('expected Content-Type application/merge-patch+json or application/json, got application/x-www-form-urlencoded');
@@ -164,7 +164,7 @@ describe('policy patch, dry runs and delete', () => {
     expect(loaded).toEqual(parseSidecarConfig(json.body, 'config.json'));
     expect(loaded.instance).toBe('web-1');
     expect(loaded.controlPlane?.subscribe).toEqual(['orders']);
-    const inForce = JSON.parse((await send(cp.http, { path: '/api/services/orders/policy' })).body) as { policy: unknown };
+    const inForce = JSON.parse((await sendApi(cp.http, { path: '/api/services/orders/policy' })).body) as { policy: unknown };
     expect(loaded.services['orders']).toEqual(parseServiceConfig(inForce.policy, 'orders'));
   });
 

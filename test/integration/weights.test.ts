@@ -4,7 +4,7 @@
  * with clearly less traffic.
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { spawnControlPlane, type ControlPlaneProcess } from '../helpers/control-plane.js';
+import { sendApi, spawnControlPlane, type ControlPlaneProcess } from '../helpers/control-plane.js';
 import { runLoad } from '../helpers/load.js';
 import { send, startUpstream, waitFor, type Upstream } from '../helpers/net.js';
 import { ports, spawnSidecar, type SidecarProcess } from '../helpers/sidecar.js';
@@ -52,7 +52,7 @@ describe('weights computed from load reports', () => {
   });
 
   const setPolicy = (policy: unknown) =>
-    send(cp.http, { method: 'PUT', path: '/api/services/inventory/policy', headers: { 'content-type': 'application/json' }, body: JSON.stringify(policy) });
+    sendApi(cp.http, { method: 'PUT', path: '/api/services/inventory/policy', headers: { 'content-type': 'application/json' }, body: JSON.stringify(policy) });
 
   /** Share of requests each app received during a load run. */
   async function shares(seconds: number): Promise<number[]> {
@@ -68,7 +68,7 @@ describe('weights computed from load reports', () => {
     expect((await setPolicy({ lb: 'weighted-round-robin', slowStart: '0s' })).status).toBe(200);
     // Let reports and weights settle (well within the 30 s the design allows).
     await shares(8);
-    const svc = JSON.parse((await send(cp.http, { path: '/api/services/inventory' })).body) as { endpoints: { address: string; weight: number; computed?: { weight?: number } }[] };
+    const svc = JSON.parse((await sendApi(cp.http, { path: '/api/services/inventory' })).body) as { endpoints: { address: string; weight: number; computed?: { weight?: number } }[] };
     const weight = (a: string): number => svc.endpoints.find((e) => e.address === a)!.weight;
     expect(weight(addresses[2]!)).toBeLessThan(0.7 * Math.min(weight(addresses[0]!), weight(addresses[1]!)));
     const s = await shares(3);
@@ -88,7 +88,7 @@ describe('weights computed from load reports', () => {
       instance: { service: string; address: string } | null;
       lastLoad: { latencyP99Ms: number; endpoints: { service: string; address: string; eligible: boolean; health: string[] }[] } | null;
     }
-    const views = (JSON.parse((await send(cp.http, { path: '/api/sidecars' })).body) as { sidecars: View[] }).sidecars;
+    const views = (JSON.parse((await sendApi(cp.http, { path: '/api/sidecars' })).body) as { sidecars: View[] }).sidecars;
     const web = views.find((v) => v.instance?.service === 'web');
     expect(web?.lastLoad?.endpoints.map((e) => e.address).sort()).toEqual([...addresses].sort());
     for (const e of web?.lastLoad?.endpoints ?? []) {

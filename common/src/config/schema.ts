@@ -502,7 +502,16 @@ export const sidecarSchema = strict({
     reportInterval: duration().default(5_000),
     // How long a request for a service this sidecar does not know waits for the control plane to resolve it (0: no on-demand lookup).
     resolveTimeout: duration(true).default(1_000),
-  }).optional(),
+    // The token sent to the control plane (its sidecar join token); else the file holding it; else $OUTRIGGER_TOKEN.
+    token: z.string({ error: 'expected the token as a string' }).regex(/^\S+$/, { error: 'expected a token without spaces' }).optional(),
+    tokenFile: z.string({ error: 'expected a file path' }).min(1, { error: 'expected a non-empty file path' }).optional(),
+  })
+    .superRefine((cp, ctx) => {
+      if (cp.token !== undefined && cp.tokenFile !== undefined) {
+        ctx.addIssue({ code: 'custom', path: ['tokenFile'], message: 'expected token or tokenFile, not both', params: { fromRoot: true } satisfies IssueParams });
+      }
+    })
+    .optional(),
   services: z
     .record(serviceName(), serviceSchema, { error: 'expected a mapping of service name to policy' })
     .nullable()

@@ -167,6 +167,10 @@ export interface SidecarConfig {
     readonly reportIntervalMs: number; // default 5s
     /** How long a request for an unknown service waits for the control plane to resolve it; 0: no on-demand lookup. */
     readonly resolveTimeoutMs: number; // default 1s
+    /** Sent as `authorization: Bearer TOKEN` on the discovery stream; else tokenFile's content; else $OUTRIGGER_TOKEN. */
+    readonly token?: string | undefined;
+    /** File holding the token (whitespace trimmed), read at start and at every reconnection. */
+    readonly tokenFile?: string | undefined;
   } | undefined;
   readonly services: Readonly<Record<string, ServiceConfig>>;
   /** The HTTP/1.1 engine's timeouts and limits (every listener and upstream pool); the schema fills in defaults. */

@@ -8,6 +8,8 @@ import type { ControlPlaneMetrics } from './metrics.js';
 import type { Registry } from '../registry/registry.js';
 import { createDashboardRoutes, readVersion, type DashboardOptions } from './dashboard/routes.js';
 import { createGuard, type GuardOptions } from './guard.js';
+import { createAccessCheck } from './access.js';
+import type { Authenticator } from '../auth/tokens.js';
 
 function json(res: ServerResponse, status: number, body: unknown, close = false): void {
   if (res.headersSent) return;
@@ -111,7 +113,8 @@ export function closeDashboard(server: Server): void {
  *   GET    /api/autoscale                         autoscaled services: bounds, sizes, state, last decisions
  *   PUT    /api/autoscale/NAME                    { "min"?, "max"?, "targetUtilization"? } overrides until restart
  *
- * Every request passes guard.ts first (Host, Origin, Content-Type). Bodies are capped at 1 MiB (413); every
+ * Every request passes guard.ts first (Host, Origin, Content-Type), then access.ts (a bearer token whose role
+ * may make the request; /healthz, /metrics, /api/version and the dashboard's static files are open). Bodies are capped at 1 MiB (413); every
  * bad input is a 400 with a JSON `error`. A change that is persisted (policies, weights, drains) is answered
  * only once it is saved (group commit: concurrent changes share one save); 503 when the save failed.
  */
@@ -122,12 +125,16 @@ export function createAdminApi(
   autoscaler?: { views(): AutoscaleView[]; override(service: string, input: unknown): AutoscaleView },
   metrics?: ControlPlaneMetrics,
   guardOptions: GuardOptions = { listen: '127.0.0.1:0', allowedHosts: [] },
+  /** Tokens; undefined: no authentication (cp.yaml `auth: { disabled: true }`). */
+  auth?: Authenticator,
 ): Server {
   const dash = createDashboardRoutes(registry, push, dashboard);
   const guard = createGuard(guardOptions);
+  const access = auth === undefined ? undefined : createAccessCheck(auth);
   const server = createServer((req, res) => {
     const refusal = guard(req);
     if (refusal !== undefined) return json(res, refusal.status, { error: refusal.message });
+    if (access?.(req, res) === true) return;
     if (dash.handle(req, res)) return;
     handle(req, res).catch((err: unknown) => {
       if (err instanceof HttpError) json(res, err.status, { error: err.message }, err.status === 413);

@@ -1,9 +1,11 @@
+import { readFileSync } from 'node:fs';
 import { dirname, isAbsolute, join } from 'node:path';
 import { deepFreeze, parseServiceConfig, parseYaml, readConfigFile, validate } from '../../../common/src/config/load.js';
 import { ConfigError } from '../../../common/src/errors.js';
 import { describeValue, formatPath } from '../../../common/src/config/issues.js';
 import { DEFAULT_POLICY_RULES, policyProblems, type PolicyRules } from './policy-rules.js';
 import { controlPlaneSchema } from './schema.js';
+import { MIN_SECRET_LENGTH, type TokenSpec } from '../auth/tokens.js';
 import type { AutoscaleDriverConfig, AutoscaleServiceConfig, ControlPlaneConfig, ServicePolicy } from './types.js';
 
 /**
@@ -84,7 +86,19 @@ export function validateControlPlaneConfig(value: unknown, file: string, baseDir
       driver,
     };
   }
+  let auth: ControlPlaneConfig['auth'];
+  if (parsed.auth !== undefined) {
+    const problems: string[] = [];
+    const tokens: TokenSpec[] = [];
+    parsed.auth.tokens.forEach((t, i) => {
+      const secret = readSecret(t, resolve, (key, message) => problems.push(`${formatPath(['auth', 'tokens', i, key])}: ${message}`));
+      if (secret !== undefined) tokens.push({ name: t.name, secret, role: t.role, ...(t.services !== undefined ? { services: t.services } : {}) });
+    });
+    if (problems.length > 0) throw new ConfigError(file, problems);
+    auth = { disabled: parsed.auth.disabled, tokens };
+  }
   return deepFreeze({
+    ...(auth !== undefined ? { auth } : {}),
     listen: parsed.listen,
     policies: parsed.policies,
     limits: parsed.limits,
@@ -100,6 +114,41 @@ export function validateControlPlaneConfig(value: unknown, file: string, baseDir
     services,
     ...(Object.keys(autoscale).length > 0 ? { autoscale } : {}),
   });
+}
+
+/**
+ * The secret of one token: as written, or read from its file (trimmed; a relative path against cp.yaml's
+ * directory) or environment variable, at least MIN_SECRET_LENGTH characters.
+ */
+function readSecret(
+  t: { readonly secret?: string | undefined; readonly secretFile?: string | undefined; readonly secretEnv?: string | undefined },
+  resolve: (p: string) => string,
+  problem: (key: string, message: string) => void,
+): string | undefined {
+  if (t.secret !== undefined) return t.secret;
+  let key: string;
+  let value: string | undefined;
+  if (t.secretFile !== undefined) {
+    key = 'secretFile';
+    try {
+      value = readFileSync(resolve(t.secretFile), 'utf8').trim();
+    } catch (err) {
+      problem(key, `cannot read ${resolve(t.secretFile)}: ${(err as NodeJS.ErrnoException).code ?? String(err)}`);
+      return undefined;
+    }
+  } else {
+    key = 'secretEnv';
+    value = process.env[t.secretEnv ?? '']?.trim();
+    if (value === undefined || value === '') {
+      problem(key, `expected the environment variable ${t.secretEnv ?? ''} to hold the secret, got nothing`);
+      return undefined;
+    }
+  }
+  if (value.length < MIN_SECRET_LENGTH) {
+    problem(key, `expected a secret of at least ${MIN_SECRET_LENGTH} characters, got ${value.length}`);
+    return undefined;
+  }
+  return value;
 }
 
 /**

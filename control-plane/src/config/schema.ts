@@ -3,6 +3,7 @@ import { checkHostPort, listenersCollide, parseHostPort } from '../../../common/
 import type { IssueParams } from '../../../common/src/config/issues.js';
 import { duration, serviceSchema, sidecarSchema, strict } from '../../../common/src/config/schema.js';
 import { policyProblems } from './policy-rules.js';
+import { MIN_SECRET_LENGTH, ROLES } from '../auth/tokens.js';
 
 /**
  * zod schema of cp.yaml. Per-service policies are the sidecar's own `serviceSchema` (the same shape as
@@ -131,6 +132,49 @@ const allowedHostSchema = z.string({ error: 'expected a host name such as contro
   if (text !== '*' && 'problem' in checkHostPort(`${text}:1`, false)) ctx.addIssue({ code: 'custom', message: 'expected a host name such as control-plane (no port), or "*"', input: text });
 });
 
+// ---------------------------------------------------------------------------------------------------------
+// auth (docs/security.md "Tokens and roles")
+
+const SECRET_SOURCES = ['secret', 'secretFile', 'secretEnv'] as const;
+
+const tokenSchema = strict({
+  name: nonEmpty('token name'),
+  secret: z.string({ error: `expected a secret of at least ${MIN_SECRET_LENGTH} characters` }).min(MIN_SECRET_LENGTH, { error: `expected a secret of at least ${MIN_SECRET_LENGTH} characters` }).optional(),
+  secretFile: nonEmpty('file path holding the secret').optional(),
+  secretEnv: z.string({ error: 'expected an environment variable name' }).regex(/^[A-Za-z_][A-Za-z0-9_]*$/, { error: 'expected an environment variable name' }).optional(),
+  role: z.enum(ROLES, { error: `expected one of ${ROLES.join(', ')}` }),
+  // Role sidecar only: the services the token may register or identify as ("*" or absent: any).
+  services: z.array(z.union([z.literal('*'), serviceNameSchema]), { error: 'expected a list of service names (or "*")' }).min(1, { error: 'expected at least one service name (or "*")' }).optional(),
+}).superRefine((t, ctx) => {
+  const given = SECRET_SOURCES.filter((k) => t[k] !== undefined);
+  if (given.length !== 1) {
+    ctx.addIssue({
+      code: 'custom',
+      path: given.length === 0 ? ['secret'] : [],
+      message: `expected exactly one of ${SECRET_SOURCES.join(', ')}`,
+      params: { got: given.length === 0 ? 'none' : given.join(' and ') } satisfies IssueParams,
+    });
+  }
+  if (t.services !== undefined && t.role !== 'sidecar') {
+    ctx.addIssue({ code: 'custom', path: ['services'], message: `expected no services for role ${t.role} (only a sidecar token is scoped to services)`, params: { fromRoot: true } satisfies IssueParams });
+  }
+});
+
+const authSchema = strict({
+  // Unsafe: anyone who reaches the ports may do everything.
+  disabled: z.boolean({ error: 'expected true or false' }).default(false),
+  tokens: z.array(tokenSchema, { error: 'expected a list of tokens' }).default([]),
+}).superRefine((a, ctx) => {
+  if (!a.disabled && a.tokens.length === 0) {
+    ctx.addIssue({ code: 'custom', path: ['tokens'], message: 'expected at least one token (or disabled: true)', params: { fromRoot: true, whenMissing: 'nothing' } satisfies IssueParams });
+  }
+  const seen = new Set<string>();
+  a.tokens.forEach((t, i) => {
+    if (seen.has(t.name)) ctx.addIssue({ code: 'custom', path: ['tokens', i, 'name'], message: 'expected a name no other token has', params: { fromRoot: true } satisfies IssueParams });
+    seen.add(t.name);
+  });
+});
+
 export const controlPlaneSchema = strict({
   listen: strict({
     grpc: hostPortSchema(true).default(DEFAULT_GRPC_LISTEN),
@@ -177,6 +221,9 @@ export const controlPlaneSchema = strict({
     .nullable()
     .optional()
     .transform((s) => s ?? {}),
+  // Bearer tokens for the HTTP API and the discovery stream; absent: an admin and a sidecar token are
+  // generated on first start beside the state.
+  auth: authSchema.optional(),
 }).superRefine((c, ctx) => {
   for (const [name, a] of Object.entries(c.autoscale)) {
     if (a.max > c.limits.maxReplicas) {

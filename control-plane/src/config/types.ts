@@ -1,4 +1,5 @@
 import type { ServiceConfig } from '../../../common/src/config/types.js';
+import type { TokenSpec } from '../auth/tokens.js';
 
 /**
  * A validated service policy, kept in both forms: `input` as written (the shape of `services.NAME` in
@@ -12,6 +13,11 @@ export interface ServicePolicy {
 
 /** The control plane's file (cp.yaml), validated and defaulted. Durations are milliseconds here. */
 export interface ControlPlaneConfig {
+  /**
+   * `auth` of cp.yaml with every secret read (secretFile, secretEnv); undefined when cp.yaml has none: the
+   * control plane then uses the tokens it generated beside its state.
+   */
+  readonly auth?: { readonly disabled: boolean; readonly tokens: readonly TokenSpec[] } | undefined;
   readonly listen: {
     readonly grpc: string; // host:port, default 127.0.0.1:15010
     readonly http: string; // host:port, default 127.0.0.1:15080

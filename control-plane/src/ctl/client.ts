@@ -72,23 +72,33 @@ export function baseUrl(server: string): URL {
 export class AdminClient {
   private readonly base: URL;
 
-  /** @param server  as the user gave it (HOST:PORT); named in messages. */
-  constructor(readonly server: string) {
+  /**
+   * @param server  as the user gave it (HOST:PORT); named in messages.
+   * @param token   sent as `Authorization: Bearer TOKEN`; undefined: none.
+   */
+  constructor(
+    readonly server: string,
+    private readonly token?: string,
+  ) {
     this.base = baseUrl(server);
   }
 
   /**
-   * Sends one request; any HTTP status comes back as a Reply.
-   * @throws CtlError (exit 2) when the control plane cannot be reached or does not answer with JSON.
+   * Sends one request; any HTTP status but 401 and 403 comes back as a Reply.
+   * @throws CtlError (exit 2) when the control plane cannot be reached or does not answer with JSON; (exit 1)
+   *   when it refuses the token (401) or the token's role (403).
    */
   async request(method: Method, path: string, body?: unknown): Promise<Reply> {
     const url = new URL(path, this.base);
     let res: Response;
     let text: string;
+    const headers: Record<string, string> = { accept: 'application/json' };
+    if (body !== undefined) headers['content-type'] = method === 'PATCH' ? 'application/merge-patch+json' : 'application/json';
+    if (this.token !== undefined) headers.authorization = `Bearer ${this.token}`;
     try {
       res = await fetch(url, {
         method,
-        headers: body === undefined ? { accept: 'application/json' } : { accept: 'application/json', 'content-type': method === 'PATCH' ? 'application/merge-patch+json' : 'application/json' },
+        headers,
         ...(body === undefined ? {} : { body: JSON.stringify(body) }),
         signal: AbortSignal.timeout(REQUEST_TIMEOUT_MS),
       });
@@ -96,14 +106,25 @@ export class AdminClient {
     } catch (err) {
       throw new CtlError(`cannot reach the control plane at ${this.server} (${reason(err)})`, 2);
     }
+    let reply: Reply;
     try {
-      return { status: res.status, body: JSON.parse(text) as unknown };
+      reply = { status: res.status, body: JSON.parse(text) as unknown };
     } catch {
       throw new CtlError(
         `the server at ${this.server} answered ${method} ${url.pathname} with HTTP ${res.status} and no JSON; is it the control plane's HTTP admin address (listen.http)?`,
         2,
       );
     }
+    if (res.status === 401) {
+      throw new CtlError(
+        this.token === undefined
+          ? `the control plane at ${this.server} requires a token: give --token, --token-file or OUTRIGGER_TOKEN (its admin.token file, or a token of cp.yaml's auth.tokens)`
+          : `the control plane at ${this.server} does not know this token (HTTP 401)`,
+        1,
+      );
+    }
+    if (res.status === 403) throw new CtlError(`permission denied: ${errorMessage(reply)}`, 1);
+    return reply;
   }
 
   /**

@@ -1,3 +1,4 @@
+import { readFileSync } from 'node:fs';
 import { parseArgs } from 'node:util';
 import { AdminClient, CtlError } from './client.js';
 import * as cmd from './commands.js';
@@ -16,6 +17,8 @@ const HINT = 'run "outrigger ctl --help" for usage';
 
 const OPTIONS = {
   server: { type: 'string' },
+  token: { type: 'string' },
+  'token-file': { type: 'string' },
   output: { type: 'string', short: 'o' },
   json: { type: 'boolean' },
   help: { type: 'boolean', short: 'h' },
@@ -29,7 +32,7 @@ const OPTIONS = {
 type OptionName = keyof typeof OPTIONS;
 
 /** Options every command takes. */
-const COMMON: readonly OptionName[] = ['server', 'output', 'json', 'help'];
+const COMMON: readonly OptionName[] = ['server', 'token', 'token-file', 'output', 'json', 'help'];
 
 interface CommandSpec {
   /** "services", "policy set", ... */
@@ -105,14 +108,16 @@ function synopsis(c: CommandSpec): string {
 
 const OPTIONS_TEXT = `  --server HOST:PORT   the control plane's HTTP admin address (listen.http in cp.yaml);
                        default: $OUTRIGGER_CONTROL_PLANE, else ${DEFAULT_SERVER}
+  --token TOKEN        sent as Authorization: Bearer TOKEN; default: $OUTRIGGER_TOKEN
+  --token-file FILE    read the token from FILE (e.g. admin.token beside the control plane's state)
   -o, --output FORMAT  table (the default; policy get: yaml), json or yaml: the admin API's
                        answer as JSON or YAML
   --json               the same as -o json
   -h, --help           this text; after a command, its usage (outrigger ctl policy --help)
 `;
 
-const EXIT_TEXT = `exit status: 0 done, 1 refused or unknown (service, endpoint, invalid policy, also in a
-dry run), 2 usage error or the control plane cannot be reached
+const EXIT_TEXT = `exit status: 0 done, 1 refused or unknown (token missing, unknown or not allowed; service,
+endpoint, invalid policy, also in a dry run), 2 usage error or the control plane cannot be reached
 `;
 
 function commandList(list: readonly CommandSpec[]): string {
@@ -128,7 +133,7 @@ function commandList(list: readonly CommandSpec[]): string {
     .join('\n');
 }
 
-export const CTL_USAGE = `usage: outrigger ctl [--server HOST:PORT] [-o json|yaml|table] <command>
+export const CTL_USAGE = `usage: outrigger ctl [--server HOST:PORT] [--token TOKEN | --token-file FILE] [-o json|yaml|table] <command>
 
 commands:
 ${commandList([...COMMANDS, { name: 'help', args: ['COMMAND?'], help: ["this text, or a command's (also: outrigger ctl COMMAND --help)"] }])}
@@ -219,6 +224,8 @@ function expectArgs(spec: CommandSpec, got: readonly string[]): void {
 
 const FLAG: Record<OptionName, string> = {
   server: '--server',
+  token: '--token',
+  'token-file': '--token-file',
   output: '-o',
   json: '--json',
   help: '--help',
@@ -236,7 +243,29 @@ function outputOf(values: Values): cmd.Output | undefined {
   return values.json === true ? 'json' : o;
 }
 
-async function dispatch(spec: CommandSpec, args: readonly string[], values: Values, server: string, out: (text: string) => void): Promise<void> {
+/** The token: --token, else --token-file's content (trimmed), else $OUTRIGGER_TOKEN; undefined when none. */
+function tokenOf(values: Values, env: CtlIo['env']): string | undefined {
+  if (values.token !== undefined && values['token-file'] !== undefined) throw usage('give --token or --token-file, not both');
+  if (values.token !== undefined) {
+    if (values.token.trim() === '') throw usage('--token needs a value');
+    return values.token.trim();
+  }
+  const file = values['token-file'];
+  if (file !== undefined) {
+    let text: string;
+    try {
+      text = readFileSync(file, 'utf8');
+    } catch (err) {
+      throw usage(`--token-file: cannot read ${file} (${(err as NodeJS.ErrnoException).code ?? String(err)})`);
+    }
+    if (text.trim() === '') throw usage(`--token-file: ${file} is empty`);
+    return text.trim();
+  }
+  const fromEnv = env['OUTRIGGER_TOKEN']?.trim();
+  return fromEnv === undefined || fromEnv === '' ? undefined : fromEnv;
+}
+
+async function dispatch(spec: CommandSpec, args: readonly string[], values: Values, server: string, token: string | undefined, out: (text: string) => void): Promise<void> {
   const allowed = new Set([...COMMON, ...(spec.options ?? [])]);
   for (const key of Object.keys(values) as OptionName[]) {
     if (allowed.has(key)) continue;
@@ -244,7 +273,7 @@ async function dispatch(spec: CommandSpec, args: readonly string[], values: Valu
     throw usage(`${FLAG[key]} is only for ${users.join(', ').replace(/, ([^,]*)$/, ' and $1')}`);
   }
   expectArgs(spec, args);
-  const ctx: cmd.CtlContext = { client: new AdminClient(server), output: outputOf(values), out };
+  const ctx: cmd.CtlContext = { client: new AdminClient(server, token), output: outputOf(values), out };
   const [a = '', b = '', c = ''] = args;
   const dryRun = values['dry-run'] === true;
   switch (spec.name) {
@@ -328,7 +357,7 @@ export async function runCtl(
     }
     const server = values.server ?? (io.env['OUTRIGGER_CONTROL_PLANE'] || DEFAULT_SERVER);
     if (server === '') throw usage('--server needs a value');
-    await dispatch(spec, args, values, server, io.stdout);
+    await dispatch(spec, args, values, server, tokenOf(values, io.env), io.stdout);
     return 0;
   } catch (err) {
     if (!(err instanceof CtlError)) throw err;

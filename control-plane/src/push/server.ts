@@ -3,6 +3,7 @@ import { status as GrpcStatus } from '@grpc/grpc-js';
 import type { ControlPlaneMessage, Hello, Instance, LoadReport, SidecarMessage } from '../../../proto/gen/outrigger/v1/discovery.js';
 import type { Timers } from '../../../common/src/timers.js';
 import { MAX_VERSION } from '../registry/store.js';
+import { bearerSecret, mayActAs, mayStream, type Authenticator, type Principal } from '../auth/tokens.js';
 
 /** What the push layer needs from the registry. */
 export interface PushSource {
@@ -48,6 +49,8 @@ class Subscriber {
   owns = false;
   /** Refused: the stream got its status, nothing it sends counts any more. */
   closed = false;
+  /** The token the stream was opened with (undefined when authentication is off). */
+  principal: Principal | undefined;
   /** The services this sidecar subscribed to: those of its Hello, plus and minus its Subscribe messages. */
   readonly subscriptions = new Set<string>();
   /** Whether this sidecar receives `service` (subscribed, or its own). */
@@ -84,6 +87,11 @@ export interface PushServerOptions {
    * answered with an error.
    */
   readonly issueCertificate?: ((csrPem: string, service: string) => Promise<IssuedForStream>) | undefined;
+  /**
+   * Tokens: a stream must carry `authorization: Bearer SECRET` metadata of a sidecar or admin token, and a
+   * sidecar token scoped to services may only register or identify as one of them. Undefined: no checks.
+   */
+  readonly auth?: Authenticator | undefined;
   readonly onEvent?:
     | ((event: { type: 'ack' | 'nack' | 'connected' | 'disconnected' | 'subscribed' | 'refused'; instance: string; version?: string; reason?: string; services?: readonly string[] }) => void)
     | undefined;
@@ -137,6 +145,17 @@ export class PushServer {
       sub.blocked = false;
       if (sub.dirty) this.send(sub);
     });
+    const auth = this.o.auth;
+    if (auth !== undefined) {
+      const header = call.metadata.get('authorization')[0];
+      const principal = auth.authenticate(bearerSecret(header === undefined ? undefined : String(header)));
+      if (principal === undefined) {
+        this.refuse(sub, GrpcStatus.UNAUTHENTICATED, header === undefined ? 'no token: expected the metadata authorization: Bearer TOKEN (controlPlane.token or tokenFile in sidecar.yaml)' : 'unknown token');
+      } else if (!mayStream(principal)) {
+        this.refuse(sub, GrpcStatus.PERMISSION_DENIED, `token "${principal.name}" (role ${principal.role}) may not open a discovery stream: expected a sidecar or admin token`);
+      }
+      sub.principal = principal;
+    }
   };
 
   /** Ends the stream with `code` (the sidecar sees the status and the message); nothing it sends counts after. */
@@ -225,6 +244,14 @@ export class PushServer {
   private onHello(sub: Subscriber, hello: Hello): void {
     const inst = hello.instance;
     if (inst === undefined) return this.refuse(sub, GrpcStatus.INVALID_ARGUMENT, 'the Hello must carry the instance');
+    const p = sub.principal;
+    if (p !== undefined) {
+      for (const service of new Set([inst.service, hello.service])) {
+        if (service !== '' && !mayActAs(p, service)) {
+          return this.refuse(sub, GrpcStatus.PERMISSION_DENIED, `token "${p.name}" may not register or identify as service ${JSON.stringify(service)}: it is for ${[...(p.services ?? [])].join(', ')}`, inst.id);
+        }
+      }
+    }
     const versionProblem = lastVersionProblem(hello.lastVersion, MAX_VERSION);
     if (versionProblem !== undefined) return this.refuse(sub, GrpcStatus.INVALID_ARGUMENT, versionProblem, inst.id);
     if (inst.address !== '') {

@@ -1,4 +1,4 @@
-import { ChannelCredentials, type ClientDuplexStream } from '@grpc/grpc-js';
+import { ChannelCredentials, Metadata, type ClientDuplexStream } from '@grpc/grpc-js';
 import {
   DiscoveryClient,
   type Certificate,
@@ -20,6 +20,11 @@ export interface ControlPlaneClientOptions {
   /** The sidecar's own service (its certificate's identity). */
   readonly service: string;
   readonly instance: Instance;
+  /**
+   * The token sent as `authorization: Bearer TOKEN` metadata, asked for at every connection (a token file
+   * is read again); undefined: none. A throw keeps the previous token (logged).
+   */
+  readonly token?: (() => string | undefined) | undefined;
   readonly subscriptions: readonly string[];
   readonly cache: ConfigCache | undefined;
   /** Applies a configuration; returns undefined when applied, else the NACK reason. */
@@ -66,11 +71,16 @@ export class ControlPlaneClient {
   /** A CSR not answered yet: sent again after a reconnect. */
   private pendingCsr: string | undefined;
   connected = false;
+  private token: string | undefined;
 
   constructor(private readonly o: ControlPlaneClientOptions) {}
 
-  /** Starts from the disk cache (if any), then connects. Never throws for an unreachable control plane. */
+  /**
+   * Starts from the disk cache (if any), then connects. Never throws for an unreachable control plane.
+   * @throws Error when the token cannot be read (controlPlane.tokenFile).
+   */
   async start(): Promise<void> {
+    this.token = this.o.token?.();
     const cache = this.o.cache;
     if (cache !== undefined) {
       try {
@@ -99,7 +109,14 @@ export class ControlPlaneClient {
       'grpc.max_reconnect_backoff_ms': 5_000,
     });
     this.client = client;
-    const call = client.stream();
+    try {
+      this.token = this.o.token?.();
+    } catch (err) {
+      this.o.logger.warn({ err: err instanceof Error ? err.message : String(err) }, 'cannot read the control-plane token; using the previous one');
+    }
+    const metadata = new Metadata();
+    if (this.token !== undefined) metadata.set('authorization', `Bearer ${this.token}`);
+    const call = client.stream(metadata);
     this.call = call;
     let gotData = false;
     call.on('data', (msg: ControlPlaneMessage) => {

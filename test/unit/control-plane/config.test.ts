@@ -110,7 +110,7 @@ services:
   });
 
   it('refuses unknown keys with a suggestion, at the top and inside a policy', () => {
-    expect(issuesOf('instanceTTL: 5s')).toEqual(['instanceTTL: expected one of the keys listen, policies, limits, store, instanceTtl, drainTime, weightInterval, services, mtls, autoscale, got unknown key "instanceTTL" (did you mean "instanceTtl"?)']);
+    expect(issuesOf('instanceTTL: 5s')).toEqual(['instanceTTL: expected one of the keys listen, policies, limits, store, instanceTtl, drainTime, weightInterval, services, mtls, autoscale, auth, got unknown key "instanceTTL" (did you mean "instanceTtl"?)']);
     expect(issuesOf('store: { path: x.json }')).toEqual(['store.path: expected one of the keys file, got unknown key "path"']);
     expect(issuesOf('services: { orders: { timeoutMs: 2000 } }')[0]).toMatch(/^services\.orders\.timeoutMs: expected one of the keys lb, .*got unknown key "timeoutMs" \(did you mean "timeout"\? durations are written with a unit/);
   });
