@@ -3,21 +3,31 @@ import { join } from 'node:path';
 
 const repoRoot = new URL('../../', import.meta.url).pathname;
 
-export interface CtlRun {
+export interface CommandRun {
   readonly status: number | null;
   readonly stdout: string;
   readonly stderr: string;
 }
 
+/** What `runCtl` gives back (the same as any `outrigger` run). */
+export type CtlRun = CommandRun;
+
+export interface CommandOptions {
+  readonly cwd?: string | undefined;
+  readonly env?: Record<string, string> | undefined;
+  /** Written to its stdin, which is then closed (empty by default). */
+  readonly input?: string | undefined;
+}
+
 /**
- * `outrigger ctl ARGS` as a real process (needs `npm run build`; no --server added). OUTRIGGER_NO_REEXEC
- * skips bin/outrigger.js's re-exec. Asynchronous rather than spawnSync so that independent checks run side
- * by side: each run costs ~0.3 s of process start.
+ * `outrigger ARGS` as a real process, to completion (needs `npm run build`; killed after 15 s: a command that
+ * should not start anything must end). OUTRIGGER_NO_REEXEC skips bin/outrigger.js's re-exec. Asynchronous
+ * rather than spawnSync so that independent checks run side by side: each run costs ~0.3 s of process start.
  */
-export function runCtl(args: readonly string[], options: { env?: Record<string, string>; input?: string } = {}): Promise<CtlRun> {
+export function runOutrigger(args: readonly string[], options: CommandOptions = {}): Promise<CommandRun> {
   return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, [join(repoRoot, 'bin/outrigger.js'), 'ctl', ...args], {
-      cwd: repoRoot,
+    const child = spawn(process.execPath, [join(repoRoot, 'bin/outrigger.js'), ...args], {
+      cwd: options.cwd ?? repoRoot,
       env: { ...process.env, OUTRIGGER_CONTROL_PLANE: '', OUTRIGGER_NO_REEXEC: '1', ...options.env },
       stdio: ['pipe', 'pipe', 'pipe'],
       timeout: 15_000,
@@ -30,4 +40,9 @@ export function runCtl(args: readonly string[], options: { env?: Record<string, 
     child.on('close', (status) => resolve({ status, stdout, stderr }));
     child.stdin.end(options.input ?? '');
   });
+}
+
+/** `outrigger ctl ARGS` (no --server added). */
+export function runCtl(args: readonly string[], options: { env?: Record<string, string>; input?: string } = {}): Promise<CtlRun> {
+  return runOutrigger(['ctl', ...args], options);
 }

@@ -12,35 +12,15 @@ import { afterAll, describe, expect, it } from 'vitest';
 import { COMMANDS } from '../../cli/src/commands.js';
 import { spawnControlPlane } from '../helpers/control-plane.js';
 import { freePort, waitFor } from '../helpers/net.js';
+import { runOutrigger, type CommandRun } from '../helpers/ctl.js';
 
 const repoRoot = new URL('../../', import.meta.url).pathname;
 const bin = join(repoRoot, 'bin/outrigger.js');
 const version = (JSON.parse(readFileSync(join(repoRoot, 'package.json'), 'utf8')) as { version: string }).version;
 const temp = mkdtempSync(join(tmpdir(), 'outrigger-cli-'));
 
-interface Run {
-  readonly status: number | null;
-  readonly stdout: string;
-  readonly stderr: string;
-}
-
-/** `outrigger ARGS` to completion (killed after 15 s: a command that should not start anything must end). */
-function run(args: readonly string[], options: { cwd?: string; env?: Record<string, string> } = {}): Promise<Run> {
-  return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, [bin, ...args], {
-      cwd: options.cwd ?? repoRoot,
-      env: { ...process.env, OUTRIGGER_CONTROL_PLANE: '', OUTRIGGER_NO_REEXEC: '1', ...options.env },
-      stdio: ['ignore', 'pipe', 'pipe'],
-      timeout: 15_000,
-    });
-    let stdout = '';
-    let stderr = '';
-    child.stdout.on('data', (d: Buffer) => (stdout += d.toString()));
-    child.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
-    child.on('error', reject);
-    child.on('close', (status) => resolve({ status, stdout, stderr }));
-  });
-}
+/** `outrigger ARGS` to completion. */
+const run = (args: readonly string[], options: { cwd?: string; env?: Record<string, string> } = {}): Promise<CommandRun> => runOutrigger(args, options);
 
 afterAll(() => rmSync(temp, { recursive: true, force: true }));
 

@@ -8,75 +8,18 @@ import { Outcome } from '../../../sidecar/src/health/outlier/detector.js';
 import { Call, type Route } from '../../../sidecar/src/proxy/call.js';
 import {
   UpstreamError,
-  type BodyConsumer,
   type DetachedSocket,
-  type Downstream,
-  type ExchangeObserver,
-  type ResponseFraming,
   type UpstreamHandler,
   type UpstreamLink,
   type UpstreamPoolLike,
 } from '../../../sidecar/src/proxy/exchange.js';
-import { defaultParseLimits, parseRequestHead, parseResponseHead, type RequestHead } from '../../../sidecar/src/proxy/http1/parser.js';
+import { defaultParseLimits, parseResponseHead } from '../../../sidecar/src/proxy/http1/parser.js';
 import { BreakerFactory } from '../../../sidecar/src/resilience/breaker.js';
 import { ServiceGuard } from '../../../sidecar/src/resilience/guard.js';
 import { TrafficStats } from '../../../sidecar/src/telemetry/stats.js';
 import { FakeClock } from '../../helpers/fake-clock.js';
+import { FakeDownstream } from '../../helpers/fake-downstream.js';
 
-/** The client side of a call, recording what the call answered. */
-class FakeDownstream implements Downstream {
-  observer: ExchangeObserver | undefined;
-  readonly head: RequestHead;
-  readonly hasBody: boolean;
-  readonly remoteAddress = '10.1.1.1';
-  readonly peer = undefined;
-  status = 0;
-  headerBlock = '';
-  framing: ResponseFraming | undefined;
-  body = '';
-  ended = false;
-  destroyed = false;
-  error: { status: number; reason: string } | undefined;
-  private bodyParts: Buffer[];
-
-  constructor(raw: string, body: string[] = []) {
-    const buf = Buffer.from(raw, 'latin1');
-    this.head = parseRequestHead(buf, 0, buf.length, defaultParseLimits)!;
-    this.hasBody = this.head.contentLength > 0 || this.head.chunked;
-    this.bodyParts = body.map((b) => Buffer.from(b));
-  }
-
-  setBodyConsumer(consumer: BodyConsumer): void {
-    for (const p of this.bodyParts) consumer.onBodyData(p);
-    this.bodyParts = [];
-    consumer.onBodyEnd();
-  }
-  clearBodyConsumer(): void {}
-  resumeBody(): void {}
-  writeHead(status: number, _reason: string, headerBlock: string, framing: ResponseFraming): void {
-    this.status = status;
-    this.headerBlock = headerBlock;
-    this.framing = framing;
-  }
-  write(chunk: Buffer): boolean {
-    this.body += chunk.toString();
-    return true;
-  }
-  end(): void {
-    this.ended = true;
-  }
-  sendError(status: number, reason: string): void {
-    this.status = status;
-    this.error = { status, reason };
-    this.ended = true;
-  }
-  destroy(): void {
-    this.destroyed = true;
-  }
-  detach(): DetachedSocket {
-    throw new Error('no upgrade in these tests');
-  }
-}
 
 /** An upstream connection the test answers by hand. */
 class FakeLink implements UpstreamLink {
@@ -327,6 +270,6 @@ describe('Call (fake clock, fake sockets)', () => {
     t.call(new FakeDownstream(GET));
     const second = new FakeDownstream(GET);
     t.call(second);
-    expect(second.error).toEqual({ status: 503, reason: 'overloaded' });
+    expect(second.error).toEqual({ status: 503, reason: 'overloaded', headers: { 'retry-after': '1' } });
   });
 });
