@@ -1,5 +1,5 @@
 import type { AuthorizationConfig, IdempotencyConfig } from '../../../common/src/config/types.js';
-import { withoutQuery } from '../../../common/src/logger.js';
+import { withoutQuery, type AccessLogEntry } from '../../../common/src/logger.js';
 import { Authorizer } from './authz.js';
 import type { ProxyErrorReason } from '../../../common/src/errors.js';
 import { Endpoint } from '../core/endpoint.js';
@@ -112,25 +112,7 @@ export class InboundProxy {
     const who = ex.peer === undefined ? 'a caller without a mesh identity' : `service "${ex.peer}"`;
     const path = withoutQuery(ex.head.target);
     ex.sendError(403, 'forbidden', `the authorization policy of service "${this.route.service}" does not allow ${who} to ${ex.head.method} ${path}`);
-    const elapsed = this.deps.clock.now() - start;
-    this.route.stats.record(403, elapsed / 1000);
-    const log = this.deps.accessLog;
-    if (log.active) {
-      log.write({
-        direction: 'inbound',
-        service: this.route.service,
-        method: ex.head.method,
-        path: ex.head.target,
-        status: 403,
-        endpoint: undefined,
-        durationMs: Math.round(elapsed * 1000) / 1000,
-        requestId: headerValue(ex.head.headers, 'x-request-id'),
-        error: 'forbidden',
-        attempts: 0,
-        peer: ex.peer,
-        authz: 'deny',
-      });
-    }
+    this.ownAnswer(ex.head, 403, 'forbidden', start, { peer: ex.peer, authz: 'deny' });
   }
 
   /** Turns the replay store on (kept across reloads that change its limits) or off (its entries dropped). */
@@ -150,6 +132,17 @@ export class InboundProxy {
 
   /** Counts and logs an answer the replay store made itself (a replay, 409 or 422). */
   private readonly answered = (head: RequestHead, status: number, reason: ProxyErrorReason | undefined, start: number): void => {
+    this.ownAnswer(head, status, reason, start, { replayed: reason === undefined ? true : undefined });
+  };
+
+  /** Counts an answer the sidecar made itself (no attempt reached the app) and writes its access-log line. */
+  private ownAnswer(
+    head: RequestHead,
+    status: number,
+    reason: ProxyErrorReason | undefined,
+    start: number,
+    extra: Pick<AccessLogEntry, 'replayed' | 'peer' | 'authz'>,
+  ): void {
     const elapsed = this.deps.clock.now() - start;
     this.route.stats.record(status, elapsed / 1000);
     const log = this.deps.accessLog;
@@ -165,10 +158,10 @@ export class InboundProxy {
         requestId: headerValue(head.headers, 'x-request-id'),
         error: reason,
         attempts: 0,
-        replayed: reason === undefined ? true : undefined,
+        ...extra,
       });
     }
-  };
+  }
 
   private makeRoute(o: InboundOptions, upstream: UpstreamSettings): AppRoute {
     return new AppRoute(o.service, o.target, this.metrics.trafficStats('inbound', o.service), o.timeoutMs, o.maxConcurrent, upstream, this.pools, this.release);
