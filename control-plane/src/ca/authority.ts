@@ -1,7 +1,7 @@
 import { randomBytes, webcrypto, X509Certificate } from 'node:crypto';
-import * as x509 from '@peculiar/x509';
 import type { Clock } from '../../../common/src/clock.js';
 import { spiffeId } from '../../../common/src/security/spiffe.js';
+import { pemOf, x509 } from '../../../common/src/security/x509.js';
 
 /**
  * The mesh's certificate authority: an ECDSA P-256 key and a self-signed CA certificate, and the issuing
@@ -11,8 +11,6 @@ import { spiffeId } from '../../../common/src/security/spiffe.js';
  * `spiffe://<trust domain>/service/<name>` of the service the caller is entitled to (what the CSR itself
  * asks for is ignored).
  */
-
-x509.cryptoProvider.set(webcrypto as unknown as Parameters<typeof x509.cryptoProvider.set>[0]);
 
 const EC_P256 = { name: 'ECDSA', namedCurve: 'P-256' } as const;
 const SIGNING = { name: 'ECDSA', hash: 'SHA-256' } as const;
@@ -47,10 +45,6 @@ export interface IssuedCertificate {
   readonly serial: string;
 }
 
-function pemOf(label: string, der: ArrayBuffer): string {
-  const b64 = Buffer.from(der).toString('base64');
-  return `-----BEGIN ${label}-----\n${(b64.match(/.{1,64}/g) ?? []).join('\n')}\n-----END ${label}-----\n`;
-}
 
 function derOf(pem: string, label: string): Buffer {
   const m = new RegExp(`-----BEGIN ${label}-----([\\s\\S]+?)-----END ${label}-----`).exec(pem);

@@ -1,13 +1,11 @@
 import { webcrypto } from 'node:crypto';
-import * as x509 from '@peculiar/x509';
 import { spiffeId } from '../../../common/src/security/spiffe.js';
+import { pemOf, x509 } from '../../../common/src/security/x509.js';
 
 /**
  * The sidecar's half of certificate issuing: a fresh ECDSA P-256 key pair and a PKCS#10 request signed by
  * it. The private key stays in this process; only the CSR goes to the control plane.
  */
-
-x509.cryptoProvider.set(webcrypto as unknown as Parameters<typeof x509.cryptoProvider.set>[0]);
 
 const EC_P256 = { name: 'ECDSA', namedCurve: 'P-256' } as const;
 
@@ -26,7 +24,6 @@ export async function createKeyAndCsr(trustDomain: string, service: string): Pro
     signingAlgorithm: { name: 'ECDSA', hash: 'SHA-256' },
     extensions: [new x509.SubjectAlternativeNameExtension([{ type: 'url', value: spiffeId(trustDomain, service) }])],
   });
-  const pkcs8 = Buffer.from(await webcrypto.subtle.exportKey('pkcs8', keys.privateKey)).toString('base64');
-  const keyPem = `-----BEGIN PRIVATE KEY-----\n${(pkcs8.match(/.{1,64}/g) ?? []).join('\n')}\n-----END PRIVATE KEY-----\n`;
+  const keyPem = pemOf('PRIVATE KEY', await webcrypto.subtle.exportKey('pkcs8', keys.privateKey));
   return { keyPem, csrPem: csr.toString('pem') + '\n' };
 }
