@@ -87,6 +87,7 @@ export class ControlPlane {
         logger.info({ service, serial: c.serial, notAfter: new Date(c.notAfter).toISOString() }, 'certificate issued');
         return { certPem: c.certPem, caPem: c.caPem, notAfter: c.notAfter, trustDomain: ca.trustDomain };
       },
+      meshMode: config.mtls.mode,
       wallNow: () => clock.wallNow(),
       now: () => clock.now(),
       auth,

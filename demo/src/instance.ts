@@ -83,9 +83,9 @@ export async function runInstance(o: InstanceOptions): Promise<RunningInstance> 
       `instance: ${id}`,
       `admin: { listen: 127.0.0.1:${adminPort} }`,
       `outbound: { listen: 127.0.0.1:${outboundPort} }`,
-      // Other sidecars reach this instance over mutual TLS (certificates from the control plane); permissive so
-      // that a plaintext curl straight to an instance still answers while you explore.
-      `inbound: { listen: ${o.host ?? '127.0.0.1'}:${o.port}, target: http://127.0.0.1:${appPort}, mtls: permissive }`,
+      // Other sidecars reach this instance over mutual TLS (certificates from the control plane): its inbound
+      // listener follows the mesh-wide mode, strict by default, so only mesh sidecars are served.
+      `inbound: { listen: ${o.host ?? '127.0.0.1'}:${o.port}, target: http://127.0.0.1:${appPort} }`,
       `controlPlane: { addresses: [${o.controlPlane}], subscribe: [${o.calls ?? ''}], capacity: ${o.capacity ?? 20}, reportInterval: 1s${existsSync(tokenFile) ? `, tokenFile: ${JSON.stringify(tokenFile)}` : ''} }`,
       'log: { level: warn, accessLog: { enabled: false } }',
       'services: {}',

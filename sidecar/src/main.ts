@@ -13,16 +13,16 @@ import { HealthSupervisor } from './health/supervisor.js';
 import type { ControlPlaneClient } from './discovery/client.js';
 import { defaultAdvertise } from './discovery/advertise.js';
 import { OnDemandResolver } from './discovery/on-demand.js';
-import type { EndpointReport, LoadReport } from '../../proto/gen/outrigger/v1/discovery.js';
+import type { Certificate, EndpointReport, LoadReport } from '../../proto/gen/outrigger/v1/discovery.js';
 import { parseHostPort } from '../../common/src/listen.js';
 import { type ConfigStatus, createAdminServer } from './admin/server.js';
 import { InboundProxy } from './proxy/inbound.js';
 import { closeServer, listen } from '../../common/src/listen.js';
 import { Http1Listener, type ListenerOptions } from './proxy/http1/server.js';
-import type { InboundTls, MeshCredentials } from './proxy/tls/mesh-tls.js';
+import type { InboundTls, MeshCredentials, MtlsMode } from './proxy/tls/mesh-tls.js';
 import type { MeshIdentity } from './identity/identity.js';
 import { httpSettings, type HttpSettings } from './proxy/settings.js';
-import { OutboundProxy } from './proxy/outbound.js';
+import { OutboundProxy, type MeshOutbound } from './proxy/outbound.js';
 import { PoolRegistry } from './proxy/pools.js';
 import { TcpProxy } from './proxy/tcp/tcp-proxy.js';
 import { AccessLog, createAccessLogger, createLogger, flushLogger, type Logger } from '../../common/src/logger.js';
@@ -96,6 +96,10 @@ export class Sidecar {
   /** This sidecar's mesh certificate, kept and renewed through the control plane. */
   private identity: MeshIdentity | undefined;
   private meshCredentials: MeshCredentials | undefined;
+  /** What outbound connections to mesh endpoints present (requests and health checks). */
+  private meshOutbound: MeshOutbound | undefined;
+  /** The control plane's mesh-wide mode (from its certificates), for an inbound listener in mode `mesh`. */
+  private meshMode: MtlsMode | undefined;
   /** The inbound listener's mutual-TLS settings; one object while mode and credentials stay. */
   private inboundTls: InboundTls | undefined;
   private lastReport = { at: 0, inbound: 0, errors: 0, seconds: 0, cpu: process.cpuUsage(), buckets: new Float64Array(LATENCY_BUCKETS) };
@@ -137,6 +141,7 @@ export class Sidecar {
       onActiveCheckEvent: (e) => this.logger.warn(e, e.type === 'ejected' ? 'endpoint failed its health checks' : 'endpoint passed its health checks again'),
       onOutlierEvent: ({ cluster, ...rest }) => this.logger.warn({ service: cluster, ...rest }, rest.type === 'ejected' ? 'outlier ejected' : 'outlier re-admitted'),
       onEject: (cluster) => this.metrics.countEjection(cluster.name),
+      mesh: () => this.meshOutbound,
     });
     this.clusters.apply(config.services);
     this.syncGuards();
@@ -182,7 +187,7 @@ export class Sidecar {
       config: () => this.config,
       configStatus: () => this.configStatus(),
       // A strict inbound listener serves nobody until the sidecar has its certificate.
-      ready: () => this.isReady && !this.stopping && (this.config.inbound?.mtls !== 'strict' || this.meshCredentials !== undefined),
+      ready: () => this.isReady && !this.stopping && (this.inboundMode() !== 'strict' || this.meshCredentials !== undefined),
       circuits: () => this.circuits(),
       metrics: this.metrics,
     });
@@ -201,7 +206,7 @@ export class Sidecar {
 
   /** The inbound listener's options: the shared HTTP settings, with mutual TLS when its mode asks for it. */
   private inboundListenerOptions(): ListenerOptions {
-    const mode = this.config.inbound?.mtls ?? 'off';
+    const mode = this.inboundMode();
     if (mode === 'off') return this.http.listener;
     const t = this.inboundTls;
     if (t === undefined || t.mode !== mode || t.credentials !== this.meshCredentials) {
@@ -210,10 +215,32 @@ export class Sidecar {
     return { ...this.http.listener, tls: this.inboundTls };
   }
 
+  /**
+   * The inbound listener's mode in force: its own, or for `mesh` the control plane's mesh-wide mode, strict
+   * until the control plane has told it (with the first certificate).
+   */
+  private inboundMode(): MtlsMode {
+    const mode = this.config.inbound?.mtls ?? 'off';
+    return mode === 'mesh' ? (this.meshMode ?? 'strict') : mode;
+  }
+
+  /** A Certificate message: the mesh-wide mode it carries may change what the inbound listener takes. */
+  private onCertificate(c: Certificate): void {
+    if (c.error === '') {
+      const mode = meshModeOf(c.mode);
+      const changed = this.meshMode !== undefined && this.meshMode !== mode;
+      this.meshMode = mode;
+      if (changed && this.meshCredentials !== undefined) this.servers.inbound?.configure(this.inboundListenerOptions());
+    }
+    this.identity?.onCertificate(c);
+    if (this.identity !== undefined) this.metrics.setCertificateNotAfter(this.identity.notAfter);
+  }
+
   /** The first certificate arrived: mesh endpoints are reached over TLS, the inbound listener requires it. */
   private installCredentials(credentials: MeshCredentials): void {
     this.meshCredentials = credentials;
-    this.outbound.setMesh({ credentials, refused: (r) => this.metrics.countTlsRefused('outbound', r) });
+    this.meshOutbound = { credentials, refused: (r) => this.metrics.countTlsRefused('outbound', r) };
+    this.outbound.setMesh(this.meshOutbound);
     this.servers.inbound?.configure(this.inboundListenerOptions());
   }
 
@@ -254,10 +281,7 @@ export class Sidecar {
       currentVersion: () => this.pushed?.version ?? '',
       onConnected: (c) => this.metrics.setControlPlaneConnected(c),
       onAnswered: onDemand === undefined ? undefined : (names) => onDemand.answered(names),
-      onCertificate: (c) => {
-        this.identity?.onCertificate(c);
-        if (this.identity !== undefined) this.metrics.setCertificateNotAfter(this.identity.notAfter);
-      },
+      onCertificate: (c) => this.onCertificate(c),
       loadReport: () => this.loadReport(),
       reportIntervalMs: cp.reportIntervalMs,
       random: this.random,
@@ -266,15 +290,22 @@ export class Sidecar {
     });
     // Every sidecar with a control plane gets a mesh certificate: its outbound side presents it to mesh
     // endpoints, its inbound side (when `inbound.mtls` is on) requires one from callers.
-    const { MeshIdentity } = await import('./identity/identity.js');
+    const [{ MeshIdentity }, { IdentityCache }] = await Promise.all([import('./identity/identity.js'), import('./identity/cache.js')]);
     this.identity = new MeshIdentity({
       service: cfg.service,
+      // Beside the configuration cache: a restart while the control plane is down keeps mutual TLS.
+      cache: cp.cacheFile === undefined ? undefined : new IdentityCache(`${cp.cacheFile}.identity`),
       request: (csr) => this.controlPlane?.requestCertificate(csr),
       onCredentials: (c) => this.installCredentials(c),
       clock: this.clock,
       timers: this.timers,
       logger: this.logger,
     });
+    const restored = await this.identity.restore();
+    if (restored !== undefined) {
+      this.meshMode = meshModeOf(restored.mode);
+      this.servers.inbound?.configure(this.inboundListenerOptions());
+    }
     await this.identity.renew();
     await this.controlPlane.start();
     this.outbound.resolver = onDemand;
@@ -581,4 +612,9 @@ export class Sidecar {
     this.logger.info('sidecar stopped');
     await flushLogger(this.accessLogger);
   }
+}
+
+/** The mesh-wide mode a control plane sent ("" from one that predates it: strict). */
+function meshModeOf(mode: string): MtlsMode {
+  return mode === 'permissive' || mode === 'off' ? mode : 'strict';
 }

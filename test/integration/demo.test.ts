@@ -102,7 +102,9 @@ describe('demo instance', () => {
   });
 
   it('registers through its sidecar, restarts a killed app, and takes app and sidecar with it when killed', async () => {
-    cp = await spawnControlPlane('instanceTtl: 3s\ndrainTime: 0s\n');
+    // The instance's inbound listener follows the mesh-wide mode: permissive here, so the test can reach it
+    // in plaintext (the default, strict, is covered by the mTLS tests).
+    cp = await spawnControlPlane('instanceTtl: 3s\ndrainTime: 0s\nmtls: { mode: permissive }\n');
     const runDir = mkdtempSync(join(tmpdir(), 'outrigger-demo-instance-'));
     dirs.push(runDir);
     const port = await freePort();

@@ -1,7 +1,8 @@
 /**
  * Automatic mutual TLS between sidecars, end to end with real processes: the control plane runs the mesh
  * CA, each sidecar gets a certificate for its service over the discovery stream, and a service whose
- * inbound listener is strict is reached over mutual TLS only; its app learns the caller's service.
+ * inbound listener is strict (the mesh-wide default it follows) is reached over mutual TLS only, active
+ * health checks included; its app learns the caller's service.
  */
 import { execFile } from 'node:child_process';
 import { existsSync, statSync } from 'node:fs';
@@ -16,6 +17,8 @@ describe('mutual TLS between sidecars, certificates from the control plane', () 
   let cp: ControlPlaneProcess;
   let app: Upstream;
   const seen: { client: string | undefined }[] = [];
+  /** Active health checks that reached the app: the caller's service its sidecar vouched for. */
+  const checks: (string | undefined)[] = [];
   let inventory: SidecarProcess;
   let web: SidecarProcess;
   let inboundAddr = '';
@@ -26,10 +29,16 @@ describe('mutual TLS between sidecars, certificates from the control plane', () 
   beforeAll(async () => {
     // inventory takes GET from web, except under /admin; everything else is refused.
     cp = await spawnControlPlane(
-      'instanceTtl: 5s\nservices:\n  inventory:\n    authorization:\n      default: deny\n      rules:\n' +
+      'instanceTtl: 5s\nservices:\n  inventory:\n    healthCheck: { http: { path: /healthz }, interval: 300ms, timeout: 2s }\n' +
+        '    authorization:\n      default: deny\n      rules:\n' +
         '        - { action: deny, from: [web], paths: [/admin] }\n        - { from: [web], methods: [GET] }\n',
     );
     app = await startUpstream((req, res) => {
+      if (req.url === '/healthz') {
+        checks.push(req.headers['x-outrigger-client-service'] as string | undefined);
+        res.end('ok');
+        return;
+      }
       seen.push({ client: req.headers['x-outrigger-client-service'] as string | undefined });
       res.end('inventory says hi');
     });
@@ -38,7 +47,8 @@ describe('mutual TLS between sidecars, certificates from the control plane', () 
     invAdmin = `127.0.0.1:${pi.admin}`;
     inventory = await spawnSidecar(
       `service: inventory\ninstance: inv-1\nadmin: { listen: ${invAdmin} }\noutbound: { listen: 127.0.0.1:${pi.outbound} }\n` +
-        `inbound: { listen: ${inboundAddr}, target: http://${app.address}, mtls: strict }\n` +
+        // No `mtls`: the listener follows the control plane's mesh-wide mode, strict by default.
+        `inbound: { listen: ${inboundAddr}, target: http://${app.address} }\n` +
         `controlPlane: { addresses: [${cp.grpc}] }\nlog: { level: info, accessLog: { enabled: true } }\nservices: {}\n`,
       pi.admin,
     );
@@ -82,6 +92,13 @@ describe('mutual TLS between sidecars, certificates from the control plane', () 
     // The control plane marks the registered endpoint as a mesh endpoint.
     const clusters = JSON.parse((await send(webAdmin, { path: '/config?format=json' })).body) as { services: Record<string, { endpoints: { address: string; mesh?: boolean }[] }> };
     expect(clusters.services['inventory']?.endpoints).toEqual([expect.objectContaining({ address: inboundAddr, mesh: true })]);
+  });
+
+  it('the caller\'s active health checks reach the strict service over mutual TLS, and keep it eligible', async () => {
+    await waitFor(() => checks.length >= 3, 10_000);
+    expect(new Set(checks)).toEqual(new Set(['web']));
+    const clusters = JSON.parse((await send(webAdmin, { path: '/clusters' })).body) as { clusters: { service: string; endpoints: { eligible: boolean; health: string[] }[] }[] };
+    expect(clusters.clusters.find((c) => c.service === 'inventory')?.endpoints).toEqual([expect.objectContaining({ eligible: true, health: [] })]);
   });
 
   it('plaintext straight to the strict inbound listener gets 403 mtls-required, counted; the app never sees it', async () => {

@@ -467,7 +467,7 @@ const idempotencySchema = strict({
 
 /** The sidecar's file (sidecar.yaml). Parses to SidecarConfig, `instance` defaulted from the host name. */
 /** How an inbound listener takes traffic from other sidecars. */
-export const MTLS_MODES = ['strict', 'permissive', 'off'] as const;
+export const MTLS_MODES = ['strict', 'permissive', 'off', 'mesh'] as const;
 
 export const sidecarSchema = strict({
   service: serviceName(),
@@ -481,8 +481,9 @@ export const sidecarSchema = strict({
     target: httpUrl(),
     maxConcurrent: int(1).default(256),
     idempotency: idempotencySchema.optional(),
-    // Mutual TLS from other sidecars (needs a control plane, which issues the certificates).
-    mtls: z.enum(MTLS_MODES, { error: `expected one of ${MTLS_MODES.join(' | ')}` }).default('off'),
+    // Mutual TLS from other sidecars (needs a control plane, which issues the certificates). Absent: mesh
+    // (the control plane's mesh-wide mode) with a control plane, off without one.
+    mtls: z.enum(MTLS_MODES, { error: `expected one of ${MTLS_MODES.join(' | ')}` }).optional(),
   }).optional(),
   outbound: strict({ listen: listenAddress().default(DEFAULT_OUTBOUND_LISTEN) }).prefault({}),
   controlPlane: strict({
@@ -567,6 +568,15 @@ export const sidecarSchema = strict({
         });
       }
     }
+    if (c.controlPlane === undefined && c.inbound?.mtls === 'mesh') {
+      ctx.addIssue({
+        code: 'custom',
+        path: ['inbound', 'mtls'],
+        message: 'expected strict, permissive or off (mesh follows the control plane, and there is no controlPlane)',
+        input: 'mesh',
+        params: { fromRoot: true } satisfies IssueParams,
+      });
+    }
     // Without a control plane, nobody else can supply endpoints. The sidecar's own service may be listed
     // without any (for its inbound policy, such as `authorization`).
     if (c.controlPlane === undefined) {
@@ -587,7 +597,7 @@ export const sidecarSchema = strict({
       service: c.service,
       instance: c.instance ?? `${c.service}-${hostname()}-${parseHostPort(c.inbound?.listen ?? DEFAULT_INBOUND_LISTEN).port}`,
       admin: c.admin,
-      inbound: c.inbound,
+      inbound: c.inbound === undefined ? undefined : { ...c.inbound, mtls: c.inbound.mtls ?? (c.controlPlane === undefined ? 'off' : 'mesh') },
       outbound: c.outbound,
       controlPlane:
         c.controlPlane === undefined

@@ -149,8 +149,11 @@ export interface SidecarConfig {
     readonly target: string; // URL of the local app, e.g. http://127.0.0.1:8080
     readonly maxConcurrent: number; // default 256
     readonly idempotency?: IdempotencyConfig | undefined; // absent: off
-    /** Mutual TLS from other sidecars: strict (required), permissive (TLS or plaintext), off (default). */
-    readonly mtls: 'strict' | 'permissive' | 'off';
+    /**
+     * Mutual TLS from other sidecars: strict (required), permissive (TLS or plaintext), off, or mesh (the
+     * control plane's mesh-wide mode; the default with a control plane, else off).
+     */
+    readonly mtls: 'strict' | 'permissive' | 'off' | 'mesh';
   } | undefined;
   readonly outbound: { readonly listen: string }; // default 127.0.0.1:15001
   readonly controlPlane?: {

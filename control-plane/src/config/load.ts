@@ -107,6 +107,7 @@ export function validateControlPlaneConfig(value: unknown, file: string, baseDir
     drainTimeMs: parsed.drainTime,
     weightIntervalMs: parsed.weightInterval,
     mtls: {
+      mode: parsed.mtls.mode,
       trustDomain: parsed.mtls.trustDomain,
       certTtlMs: parsed.mtls.certTtl,
       ...(parsed.mtls.ca !== undefined ? { ca: { certFile: resolve(parsed.mtls.ca.certFile), keyFile: resolve(parsed.mtls.ca.keyFile) } } : {}),

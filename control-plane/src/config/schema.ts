@@ -205,6 +205,8 @@ export const controlPlaneSchema = strict({
   // The mesh certificate authority: the trust domain of service identities, how long issued certificates
   // live, and the CA's own certificate and key (files; absent: generated on first start beside the state).
   mtls: strict({
+    // The mesh-wide mode of the inbound listeners that set none (`inbound.mtls: mesh`, their default).
+    mode: z.enum(['strict', 'permissive', 'off'], { error: 'expected one of strict | permissive | off' }).default('strict'),
     trustDomain: z
       .string({ error: 'expected a trust domain such as outrigger.local' })
       .regex(/^[a-z0-9]([a-z0-9._-]{0,253}[a-z0-9])?$/, { error: 'expected a trust domain of lower-case letters, digits, ".", "-" and "_"' })

@@ -41,6 +41,8 @@ export interface ControlPlaneConfig {
   readonly weightIntervalMs: number; // default 5s
   /** The mesh CA: trust domain, lifetime of issued certificates, and the CA's files (absent: generated). */
   readonly mtls: {
+    /** The mesh-wide mode of the inbound listeners that follow it (their default). */
+    readonly mode: 'strict' | 'permissive' | 'off'; // default strict
     readonly trustDomain: string; // default outrigger.local
     readonly certTtlMs: number; // default 24h
     /** Resolved against the directory of cp.yaml. */

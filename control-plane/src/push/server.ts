@@ -2,7 +2,8 @@ import type { ServerDuplexStream } from '@grpc/grpc-js';
 import { status as GrpcStatus } from '@grpc/grpc-js';
 import type { ControlPlaneMessage, Hello, Instance, LoadReport, SidecarMessage } from '../../../proto/gen/outrigger/v1/discovery.js';
 import type { Timers } from '../../../common/src/timers.js';
-import { MAX_VERSION } from '../registry/store.js';
+import { validate } from '../../../common/src/config/load.js';
+import { instanceSchema, MAX_VERSION } from '../registry/store.js';
 import { bearerSecret, mayActAs, mayStream, type Authenticator, type Principal } from '../auth/tokens.js';
 
 /** What the push layer needs from the registry. */
@@ -47,6 +48,8 @@ class Subscriber {
   deregistered = false;
   /** This stream registered its instance and holds its id (see PushServer.owners). */
   owns = false;
+  /** Its instance takes mutual TLS and is registered once the stream's first certificate is issued. */
+  awaitingCertificate = false;
   /** Refused: the stream got its status, nothing it sends counts any more. */
   closed = false;
   /** The token the stream was opened with (undefined when authentication is off). */
@@ -87,6 +90,8 @@ export interface PushServerOptions {
    * answered with an error.
    */
   readonly issueCertificate?: ((csrPem: string, service: string) => Promise<IssuedForStream>) | undefined;
+  /** The mesh-wide mode of inbound listeners that follow it (`Instance.mtls` "mesh"); default strict. */
+  readonly meshMode?: 'strict' | 'permissive' | 'off' | undefined;
   /**
    * Tokens: a stream must carry `authorization: Bearer SECRET` metadata of a sidecar or admin token, and a
    * sidecar token scoped to services may only register or identify as one of them. Undefined: no checks.
@@ -218,10 +223,15 @@ export class PushServer {
     }
   }
 
+  private get meshMode(): 'strict' | 'permissive' | 'off' {
+    return this.o.meshMode ?? 'strict';
+  }
+
   /** Signs a certificate for the service of the stream's Hello (never for a name the CSR asks for). */
   private issue(sub: Subscriber, csrPem: string): void {
     const service = sub.hello?.instance?.service || sub.hello?.service || '';
-    const answer = (certificate: { certPem: string; caPem: string; notAfterMs: number; trustDomain: string; error: string }): void => {
+    const mode = this.meshMode;
+    const answer = (certificate: { certPem: string; caPem: string; notAfterMs: number; trustDomain: string; error: string; mode: string }): void => {
       if (!this.subscribers.has(sub)) return;
       try {
         sub.call.write({ msg: { $case: 'certificate', certificate } });
@@ -231,19 +241,36 @@ export class PushServer {
     };
     const issue = this.o.issueCertificate;
     if (issue === undefined || service === '') {
-      answer({ certPem: '', caPem: '', notAfterMs: 0, trustDomain: '', error: issue === undefined ? 'this control plane issues no certificates' : 'no service to issue a certificate for' });
+      answer({ certPem: '', caPem: '', notAfterMs: 0, trustDomain: '', error: issue === undefined ? 'this control plane issues no certificates' : 'no service to issue a certificate for', mode });
       return;
     }
     issue(csrPem, service).then(
-      (c) => answer({ certPem: c.certPem, caPem: c.caPem, notAfterMs: c.notAfter, trustDomain: c.trustDomain, error: '' }),
-      (err: unknown) => answer({ certPem: '', caPem: '', notAfterMs: 0, trustDomain: '', error: err instanceof Error ? err.message : String(err) }),
+      (c) => {
+        answer({ certPem: c.certPem, caPem: c.caPem, notAfterMs: c.notAfter, trustDomain: c.trustDomain, error: '', mode });
+        this.registerAwaited(sub);
+      },
+      (err: unknown) => answer({ certPem: '', caPem: '', notAfterMs: 0, trustDomain: '', error: err instanceof Error ? err.message : String(err), mode }),
     );
   }
 
+  /** The stream's sidecar got its first certificate: its instance, held back until now, is registered. */
+  private registerAwaited(sub: Subscriber): void {
+    const inst = sub.hello?.instance;
+    if (!sub.awaitingCertificate || inst === undefined || !this.subscribers.has(sub) || sub.deregistered) return;
+    sub.awaitingCertificate = false;
+    try {
+      this.source.register(inst);
+    } catch {
+      // validated at Hello; nothing else can make it fail
+    }
+  }
+
   /** Validates everything first: a refused Hello changes nothing (no registration, version or subscriber). */
-  private onHello(sub: Subscriber, hello: Hello): void {
-    const inst = hello.instance;
-    if (inst === undefined) return this.refuse(sub, GrpcStatus.INVALID_ARGUMENT, 'the Hello must carry the instance');
+  private onHello(sub: Subscriber, received: Hello): void {
+    if (received.instance === undefined) return this.refuse(sub, GrpcStatus.INVALID_ARGUMENT, 'the Hello must carry the instance');
+    // An instance that follows the mesh-wide mode is registered with that mode.
+    const hello = received.instance.mtls === 'mesh' ? { ...received, instance: { ...received.instance, mtls: this.meshMode } } : received;
+    const inst = hello.instance!;
     const p = sub.principal;
     if (p !== undefined) {
       for (const service of new Set([inst.service, hello.service])) {
@@ -274,12 +301,17 @@ export class PushServer {
           return this.refuse(sub, GrpcStatus.ALREADY_EXISTS, `${inst.address} is registered for ${inst.service} by another connected sidecar (instance ${o.id})`, inst.id);
         }
       }
+      // Callers reach a mesh instance over mutual TLS: it is published once its sidecar has a certificate
+      // (the first one this stream is issued), not before, when its listener could only refuse them.
+      const awaitCertificate = (inst.mtls === 'strict' || inst.mtls === 'permissive') && this.o.issueCertificate !== undefined;
       try {
-        this.source.register(inst);
+        if (awaitCertificate) validate(instanceSchema, inst, `registration of ${inst.id}`);
+        else this.source.register(inst);
       } catch (err) {
         return this.refuse(sub, GrpcStatus.INVALID_ARGUMENT, `invalid instance: ${err instanceof Error ? err.message : String(err)}`, inst.id);
       }
       sub.owns = true;
+      sub.awaitingCertificate = awaitCertificate;
       this.owners.set(inst.id, sub);
     }
     if (hello.lastVersion !== '') this.source.advanceVersion(Number(hello.lastVersion));
@@ -295,7 +327,7 @@ export class PushServer {
    * state lost) is registered again. A stream that registered nothing touches nothing.
    */
   private heartbeat(sub: Subscriber, id: string): void {
-    if (!sub.owns || this.source.heartbeat(id) || sub.deregistered) return;
+    if (!sub.owns || sub.awaitingCertificate || this.source.heartbeat(id) || sub.deregistered) return;
     const inst = sub.hello?.instance;
     if (inst !== undefined) {
       try {

@@ -1,5 +1,5 @@
-import { mkdir, open, readFile, rename } from 'node:fs/promises';
-import { dirname } from 'node:path';
+import { readFile } from 'node:fs/promises';
+import { writeFileAtomic } from '../../../common/src/atomic-file.js';
 import type { PushedService } from '../main.js';
 
 /** The last configuration applied from the control plane, as kept on disk. */
@@ -15,17 +15,8 @@ export interface CachedConfig {
 export class ConfigCache {
   constructor(readonly file: string) {}
 
-  async save(config: CachedConfig): Promise<void> {
-    await mkdir(dirname(this.file), { recursive: true });
-    const tmp = `${this.file}.${process.pid}.tmp`;
-    const handle = await open(tmp, 'w');
-    try {
-      await handle.writeFile(JSON.stringify(config));
-      await handle.sync();
-    } finally {
-      await handle.close();
-    }
-    await rename(tmp, this.file);
+  save(config: CachedConfig): Promise<void> {
+    return writeFileAtomic(this.file, JSON.stringify(config));
   }
 
   /** The cached configuration, or undefined when there is none; a damaged file is reported, not used. */

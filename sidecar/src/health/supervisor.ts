@@ -3,6 +3,7 @@ import type { Clock } from '../../../common/src/clock.js';
 import type { Endpoint } from '../core/endpoint.js';
 import type { Random } from '../../../common/src/random.js';
 import type { Timers } from '../../../common/src/timers.js';
+import type { MeshOutbound } from '../proxy/outbound.js';
 import { ActiveHealthChecker, type ActiveCheckEvent, type ActiveCheckStatus } from './active/index.js';
 import { OutlierDetector, type EjectionReason, type OutlierEvent, type OutlierStatus } from './outlier/detector.js';
 
@@ -13,6 +14,8 @@ export interface HealthSupervisorDeps {
   readonly onActiveCheckEvent: (event: ActiveCheckEvent) => void;
   readonly onOutlierEvent: (event: OutlierEvent) => void;
   readonly onEject: (cluster: Cluster, endpoint: Endpoint, reason: EjectionReason) => void;
+  /** This sidecar's mesh credentials once it has a certificate: HTTP checks of mesh endpoints use them. */
+  readonly mesh?: (() => MeshOutbound | undefined) | undefined;
 }
 
 interface ClusterHealth {
@@ -61,6 +64,11 @@ export class HealthSupervisor {
         // A passing active check ends an outlier ejection (Envoy's successful_active_health_check_uneject_host).
         onPass: (ep) => {
           if (ep.flags !== 0) detector.unejectAfterActiveCheck(ep);
+        },
+        // The peer must prove to be this cluster's service, as for requests.
+        mesh: () => {
+          const m = d.mesh?.();
+          return m === undefined ? undefined : { credentials: m.credentials, service: cluster.name, refused: m.refused };
         },
       });
       checker.start();

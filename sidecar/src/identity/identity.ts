@@ -6,6 +6,7 @@ import { DEFAULT_TRUST_DOMAIN } from '../../../common/src/security/spiffe.js';
 import type { Certificate } from '../../../proto/gen/outrigger/v1/discovery.js';
 import { MeshCredentials } from '../proxy/tls/mesh-tls.js';
 import { createKeyAndCsr } from './csr.js';
+import type { CachedIdentity, IdentityCache } from './cache.js';
 
 /**
  * The sidecar's mesh identity: it makes a key, asks the control plane to sign a certificate for its service
@@ -19,6 +20,8 @@ export interface MeshIdentityOptions {
   readonly request: (csrPem: string) => void;
   /** The first credentials, once (later renewals rotate them in place). */
   readonly onCredentials: (credentials: MeshCredentials) => void;
+  /** Keeps each installed certificate and key on disk, and gives the last one back at start. */
+  readonly cache?: IdentityCache | undefined;
   readonly clock: Clock;
   readonly timers: Timers;
   readonly logger: Logger;
@@ -42,6 +45,29 @@ export class MeshIdentity {
 
   get current(): MeshCredentials | undefined {
     return this.credentials;
+  }
+
+  /**
+   * Installs the cached certificate when it is still valid (a restart while the control plane is down).
+   * The sidecar still asks for a fresh one. @returns the cached identity used, if any.
+   */
+  async restore(): Promise<CachedIdentity | undefined> {
+    const cache = this.o.cache;
+    if (cache === undefined || this.credentials !== undefined) return undefined;
+    let cached: CachedIdentity | undefined;
+    try {
+      cached = await cache.load(this.o.clock.wallNow());
+      if (cached === undefined) return undefined;
+      if (!new X509Certificate(cached.certPem).publicKey.equals(createPublicKey(cached.keyPem))) throw new Error('its certificate does not match its key');
+      this.credentials = new MeshCredentials(cached.trustDomain, { certPem: cached.certPem, keyPem: cached.keyPem, caPem: cached.caPem });
+    } catch (err) {
+      this.o.logger.warn({ file: cache.file, err: err instanceof Error ? err.message : String(err) }, 'the cached mesh certificate cannot be used; waiting for the control plane');
+      return undefined;
+    }
+    this.notAfter = cached.notAfter;
+    this.o.onCredentials(this.credentials);
+    this.o.logger.info({ file: cache.file, notAfter: new Date(cached.notAfter).toISOString() }, 'mesh certificate restored from the cache');
+    return cached;
   }
 
   /** Makes a new key and asks for a certificate for it. */
@@ -88,6 +114,12 @@ export class MeshIdentity {
     }
     this.pendingKey = undefined;
     this.notAfter = Number(c.notAfterMs);
+    const cache = this.o.cache;
+    if (cache !== undefined) {
+      cache.save({ trustDomain: c.trustDomain, ...material, notAfter: this.notAfter, mode: c.mode }).catch((err: unknown) => {
+        this.o.logger.warn({ file: cache.file, err: err instanceof Error ? err.message : String(err) }, 'could not keep the mesh certificate on disk');
+      });
+    }
     const renewIn = Math.max(MIN_RENEW_MS, (this.notAfter - this.o.clock.wallNow()) / 2);
     this.o.logger.info({ service: this.o.service, notAfter: new Date(this.notAfter).toISOString(), renewInMs: Math.round(renewIn) }, 'mesh certificate installed');
     this.schedule(renewIn);

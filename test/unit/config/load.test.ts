@@ -111,7 +111,7 @@ describe('parseSidecarConfig: the complete example', () => {
       service: 'catalog',
       instance: 'catalog-1',
       admin: { listen: '127.0.0.1:15000' },
-      inbound: { listen: '0.0.0.0:15006', target: 'http://127.0.0.1:8080', maxConcurrent: 256, mtls: 'off' },
+      inbound: { listen: '0.0.0.0:15006', target: 'http://127.0.0.1:8080', maxConcurrent: 256, mtls: 'mesh' },
       outbound: { listen: '127.0.0.1:15001' },
       controlPlane: { addresses: ['127.0.0.1:15010'], subscribe: [], weight: 1, capacity: 100, reportIntervalMs: 5_000, resolveTimeoutMs: 1_000 },
       services: {
@@ -264,6 +264,17 @@ describe('parseSidecarConfig: minimal config', () => {
     expect(c.instance).toBe(`web-${hostname()}-18080`);
     expect(c.inbound).toEqual({ listen: '0.0.0.0:18080', target: 'http://localhost:3000', maxConcurrent: 256, mtls: 'off' });
     expect(parseSidecarConfig(`service: web\ninbound: { target: http://127.0.0.1:8080 }\n`, 'x.yaml').inbound?.listen).toBe('0.0.0.0:15006');
+  });
+
+  it('inbound.mtls follows the mesh-wide mode with a control plane, is off without one, and mesh needs one', () => {
+    const inbound = 'inbound: { target: http://127.0.0.1:8080 }\n';
+    expect(parseSidecarConfig(`service: web\n${inbound}controlPlane: { addresses: [127.0.0.1:15010] }\n`, 'x.yaml').inbound?.mtls).toBe('mesh');
+    expect(parseSidecarConfig(`service: web\n${inbound}`, 'x.yaml').inbound?.mtls).toBe('off');
+    expect(parseSidecarConfig(`service: web\ninbound: { target: http://127.0.0.1:8080, mtls: permissive }\ncontrolPlane: { addresses: [127.0.0.1:15010] }\n`, 'x.yaml').inbound?.mtls).toBe('permissive');
+    expect(issuesOf(`service: web\ninbound: { target: http://127.0.0.1:8080, mtls: mesh }\n`)).toEqual([
+      'inbound.mtls: expected strict, permissive or off (mesh follows the control plane, and there is no controlPlane), got "mesh"',
+    ]);
+    expect(issuesOf(`service: web\ninbound: { target: http://127.0.0.1:8080, mtls: on }\n`)).toEqual(['inbound.mtls: expected one of strict | permissive | off | mesh, got "on"']);
   });
 
   it('reads inbound.idempotency: present means on, sizes with binary units, errors naming the key', () => {

@@ -41,7 +41,7 @@ describe('parseControlPlaneConfig', () => {
         policies: { allowNonLoopbackListen: false },
         limits: { maxReplicas: 50 },
         store: { file: 'outrigger-state.json' },
-        mtls: { trustDomain: 'outrigger.local', certTtlMs: 86_400_000 },
+        mtls: { mode: 'strict', trustDomain: 'outrigger.local', certTtlMs: 86_400_000 },
         instanceTtlMs: 10_000,
         drainTimeMs: 5_000,
         weightIntervalMs: 5_000,

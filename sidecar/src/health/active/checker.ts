@@ -5,6 +5,7 @@ import type { Random } from '../../../../common/src/random.js';
 import type { TimerHandle, Timers } from '../../../../common/src/timers.js';
 import type { HealthCheckConfig } from '../../../../common/src/config/types.js';
 import { proberFor, type ProbeResult, type Prober } from './probe.js';
+import type { UpstreamTls } from '../../proxy/tls/mesh-tls.js';
 
 /** Each wait between checks is intervalMs × (1 ± JITTER). */
 export const JITTER = 0.1;
@@ -31,6 +32,8 @@ export interface ActiveHealthCheckerDeps {
   readonly log?: ((event: ActiveCheckEvent) => void) | undefined;
   /** Called for every passing check (the outlier detector un-ejects on it, as Envoy does by default). */
   readonly onPass?: ((endpoint: Endpoint) => void) | undefined;
+  /** Mutual TLS for HTTP checks of mesh endpoints (undefined while this sidecar has no certificate). */
+  readonly mesh?: (() => UpstreamTls | undefined) | undefined;
 }
 
 /** Read-only view of one endpoint's active checks (admin endpoint). */
@@ -150,7 +153,7 @@ export class ActiveHealthChecker {
     const key = probeKey(hc);
     if (key !== this.key) {
       this.key = key;
-      this.prober = this.deps.prober ?? proberFor(hc, { timers: this.deps.timers });
+      this.prober = this.deps.prober ?? proberFor(hc, { timers: this.deps.timers, mesh: this.deps.mesh });
       for (const s of this.states.values()) {
         s.epoch++;
         s.successes = 0;

@@ -3,6 +3,7 @@ const { request: httpRequest } = process.getBuiltinModule('node:http');
 import { connect as http2Connect, type IncomingHttpHeaders, type IncomingHttpStatusHeader } from 'node:http2';
 import { connect as netConnect } from 'node:net';
 import type { Endpoint } from '../../core/endpoint.js';
+import { connectMesh, type UpstreamTls } from '../../proxy/tls/mesh-tls.js';
 import { systemTimers, type Timers } from '../../../../common/src/timers.js';
 import type { HealthCheckConfig } from '../../../../common/src/config/types.js';
 import {
@@ -31,6 +32,11 @@ export type Prober = (endpoint: Endpoint, timeoutMs: number) => Promise<ProbeRes
 export interface ProberDeps {
   /** Schedules the per-check deadline; default systemTimers (unref'd). */
   readonly timers?: Timers | undefined;
+  /**
+   * Mutual TLS for endpoints marked `mesh` (a sidecar's inbound listener): what to present and whom to
+   * expect, or undefined while this sidecar has no certificate (the check then goes in plaintext).
+   */
+  readonly mesh?: (() => UpstreamTls | undefined) | undefined;
 }
 
 export type HttpCheckConfig = NonNullable<HealthCheckConfig['http']>;
@@ -83,12 +89,14 @@ export function httpProber(cfg: HttpCheckConfig, deps: ProberDeps = {}): Prober 
   const expectedText = cfg.expectedStatuses.join('|');
   return (endpoint, timeoutMs) => {
     const { promise, settle } = settleOnce();
+    // A mesh endpoint (a sidecar's inbound listener) is checked over mutual TLS, as requests reach it.
+    const tls = endpoint.mesh ? deps.mesh?.() : undefined;
     const req = httpRequest({
       host: endpoint.host,
       port: endpoint.port,
       method: 'GET',
       path: cfg.path,
-      agent: false,
+      ...(tls === undefined ? { agent: false } : { createConnection: () => connectMesh(endpoint.host, endpoint.port, tls) }),
       headers: {
         host: cfg.host ?? endpoint.address,
         'user-agent': HEALTH_CHECK_USER_AGENT,
