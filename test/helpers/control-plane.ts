@@ -1,4 +1,6 @@
+import { ChannelCredentials } from '@grpc/grpc-js';
 import { spawn, type ChildProcess } from 'node:child_process';
+import { DiscoveryClient } from '../../proto/gen/outrigger/v1/discovery.js';
 import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -8,6 +10,18 @@ import { ADMIN_AUTH, TEST_AUTH_YAML } from './tokens.js';
 /** `send` to the control plane's HTTP API with the test admin token (a test's own authorization header wins). */
 export function sendApi(address: string, options: Parameters<typeof send>[1] = {}): Promise<Reply> {
   return send(address, { ...options, headers: { ...ADMIN_AUTH, ...options.headers } });
+}
+
+/** gRPC addresses of test control planes with TLS on → the CA file their certificate chains to. */
+const grpcCa = new Map<string, string>();
+
+/**
+ * A discovery client for a test control plane's gRPC address: TLS pinned to its mesh CA (as a sidecar with
+ * controlPlane.caFile), plaintext for a control plane with TLS disabled or an address not spawned here.
+ */
+export function discoveryClient(grpc: string): DiscoveryClient {
+  const caFile = grpcCa.get(grpc);
+  return new DiscoveryClient(grpc, caFile === undefined ? ChannelCredentials.createInsecure() : ChannelCredentials.createSsl(readFileSync(caFile)));
 }
 
 export interface ControlPlaneProcess {
@@ -89,5 +103,6 @@ export async function spawnControlPlane(extraYaml = '', dir = mkdtempSync(join(t
   };
   (proc as { child: ChildProcess }).child = start();
   await ready();
+  if (caFile !== undefined) grpcCa.set(proc.grpc, caFile);
   return proc;
 }

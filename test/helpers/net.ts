@@ -124,7 +124,8 @@ export function send(
         path: options.path ?? '/',
         headers: options.headers,
         agent: false,
-        ...(tls === undefined ? {} : { ca: tls.caPem }),
+        // servername '': the certificate is checked against the address, not a Host header a test sets.
+        ...(tls === undefined ? {} : { ca: tls.caPem, servername: '' }),
       },
       (res) => {
         const chunks: Buffer[] = [];
