@@ -88,6 +88,8 @@ describe('control plane tokens and roles', () => {
     const cookie = String(r.headers['set-cookie']?.[0]);
     expect(cookie).toContain('HttpOnly');
     expect(cookie).toContain('SameSite=Strict');
+    // Served over HTTPS: the browser keeps it off plain HTTP.
+    expect(cookie).toContain('; Secure');
     const pair = cookie.split(';')[0]!;
     expect((await send(cp.http, { path: '/', headers: { cookie: pair } })).status).toBe(200);
     expect((await send(cp.http, { path: '/api/dashboard', headers: { cookie: pair } })).status).toBe(200);
