@@ -22,7 +22,7 @@ import { discoveryClient, sendApi, spawnControlPlane, type ControlPlaneProcess }
 import { runCtl } from '../helpers/ctl.js';
 import { captureLogger } from '../helpers/logger.js';
 import { freePort, waitFor } from '../helpers/net.js';
-import { ports } from '../helpers/sidecar.js';
+import { ports, spawnSidecar } from '../helpers/sidecar.js';
 import { TEST_ADMIN_TOKEN, TEST_SIDECAR_TOKEN } from '../helpers/tokens.js';
 
 const dir = mkdtempSync(join(tmpdir(), 'outrigger-cp-tls-'));
@@ -155,6 +155,25 @@ describe("the control plane's TLS", () => {
     await wrong.sidecar.stop();
     // It never opened a stream: the wrong token was not even sent.
     expect(cp.stdout).not.toContain('wrong-token');
+  });
+
+  it('a sidecar process bootstraps with its token file and prints nothing on stderr (no warning about the IP address as TLS server name)', async () => {
+    const p = await ports();
+    const tokenFile = join(dir, 'sidecar.token');
+    writeFileSync(tokenFile, `${TEST_SIDECAR_TOKEN}\n`);
+    const proc = await spawnSidecar(
+      `service: process-bootstrap\nadmin: { listen: 127.0.0.1:${p.admin} }\noutbound: { listen: 127.0.0.1:${p.outbound} }\n` +
+        `controlPlane: { addresses: [${cp.grpc}], subscribe: [inventory], tokenFile: ${tokenFile} }\nlog: { level: info }\nservices: {}\n`,
+      p.admin,
+    );
+    try {
+      await waitFor(async () => (await connectedServices(cp)).includes('process-bootstrap'), 10_000);
+      expect(proc.stdout).toContain('control plane CA pinned');
+    } finally {
+      await proc.stop();
+    }
+    expect(proc.stderr).not.toContain('DEP0123');
+    expect(proc.stderr).not.toContain('Warning');
   });
 
   it('join-token bootstrap: a control plane in the middle that swaps the CA is refused, and never gets a stream', async () => {

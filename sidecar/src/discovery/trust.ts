@@ -4,6 +4,7 @@ import { readFileSync } from 'node:fs';
 import { DiscoveryClient, type GetCAResponse } from '../../../proto/gen/outrigger/v1/discovery.js';
 import { verifyCa } from '../../../common/src/security/ca-signature.js';
 import type { Logger } from '../../../common/src/logger.js';
+import { quietIpServernameWarning } from './ip-servername.js';
 
 /**
  * How the sidecar trusts the control plane's TLS (docs/security.md "The control plane's TLS"):
@@ -67,6 +68,7 @@ export class ControlPlaneTrust {
       this.source = 'plaintext';
       return;
     }
+    quietIpServernameWarning();
     if (this.caFile !== undefined) {
       const key = o.caFile !== undefined ? 'controlPlane.caFile' : 'OUTRIGGER_CA_FILE';
       let pem: string;
