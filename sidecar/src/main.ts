@@ -257,6 +257,7 @@ export class Sidecar {
       // The file's token section in force (a reload may change it), read at each connection.
       token,
       credentials: (address) => trust.credentials(address),
+      onUntrusted: () => trust.untrusted(),
       subscriptions: [...this.upstreamNames()],
       cache: cp.cacheFile === undefined ? undefined : new ConfigCache(cp.cacheFile),
       apply: (version, services, source) => this.applyPushed(version, services, source),

@@ -32,6 +32,8 @@ export interface ControlPlaneClientOptions {
    * tried again on the reconnect backoff; nothing is sent to that control plane meanwhile.
    */
   readonly credentials?: ((address: string) => Promise<ChannelCredentials>) | undefined;
+  /** The control plane's certificate did not verify (trust.ts drops a bootstrapped CA to fetch it again). */
+  readonly onUntrusted?: (() => void) | undefined;
   readonly subscriptions: readonly string[];
   readonly cache: ConfigCache | undefined;
   /** Applies a configuration; returns undefined when applied, else the NACK reason. */
@@ -161,8 +163,9 @@ export class ControlPlaneClient {
       if (this.call !== call) return;
       this.call = undefined;
       // A certificate the pinned CA did not sign (or for another name): say so, it will not go away by itself.
-      if (!gotData && err !== undefined && /certificate|self[- ]signed|unable to verify|altname|ssl|tls/i.test(err.message)) {
+      if (!gotData && err !== undefined && /certificate|self[- ]signed|unable to verify|altname/i.test(err.message)) {
         this.o.logger.error({ address, err: err.message }, 'control plane TLS: the control plane\'s certificate is not trusted (is controlPlane.caFile the CA of this control plane?)');
+        this.o.onUntrusted?.();
       }
       this.stopTimers();
       this.setConnected(false, address, err);

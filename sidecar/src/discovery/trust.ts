@@ -96,6 +96,15 @@ export class ControlPlaneTrust {
     return ChannelCredentials.createSsl(Buffer.from(this.caPem));
   }
 
+  /**
+   * The control plane's certificate did not verify against the pinned CA: a CA pinned by bootstrap is
+   * dropped, so the next connection fetches and checks it again (the control plane may have a new CA, e.g.
+   * after its state was lost). A CA from a file stays: the operator chose it.
+   */
+  untrusted(): void {
+    if (this.source === 'bootstrap') this.caPem = undefined;
+  }
+
   /** The CA certificate from `Discovery.GetCA`, once its signature matches the token. */
   private async bootstrap(address: string): Promise<string> {
     const token = this.o.token();
