@@ -176,7 +176,8 @@ export class AdminClient {
           2,
         );
       }
-      throw new CtlError(`cannot reach the control plane at ${this.server} (${reason(err)})`, 2);
+      const hint = url.protocol === 'http:' && code === 'ECONNRESET' ? '; the control plane serves HTTPS unless its cp.yaml says tls: { enabled: false }: give HOST:PORT or https://' : '';
+      throw new CtlError(`cannot reach the control plane at ${this.server} (${reason(err)}${hint})`, 2);
     }
     let reply: Reply;
     try {
