@@ -15,11 +15,12 @@
 // exit, on error, on Ctrl-C and when the overall time limit (default 180 s) runs out.
 import { spawn, spawnSync } from 'node:child_process';
 import fs from 'node:fs';
-import http from 'node:http';
+import { randomBytes } from 'node:crypto';
+import https from 'node:https';
 import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
-import { credentials } from '@grpc/grpc-js';
+import { credentials, Metadata } from '@grpc/grpc-js';
 import { cpuModel, freePorts, gitState } from './lib.mjs';
 
 const BENCH_DIR = path.dirname(fileURLToPath(import.meta.url));
@@ -29,6 +30,12 @@ const RUN_DIR = path.join(WORK_DIR, 'control-plane');
 const HOST = '127.0.0.1';
 const BIN = path.join(REPO_DIR, 'bin', 'outrigger.js');
 const GEN = path.join(REPO_DIR, 'dist', 'proto', 'gen', 'outrigger', 'v1', 'discovery.js');
+// The control plane runs as it does by default: tokens required, both listeners TLS with a certificate from
+// its mesh CA (generated beside its state). This process holds an admin token (it may open streams as any
+// service) and pins that CA, as a sidecar with controlPlane.caFile does.
+const TOKEN = randomBytes(24).toString('base64url');
+const CA_FILE = path.join(RUN_DIR, 'mesh-ca.crt');
+const caPem = () => fs.readFileSync(CA_FILE);
 
 // Targets (informational: they print PASS/MISS, they do not fail the run).
 const GOALS = { p99Ms: 1000, rssMb: 300 };
@@ -126,6 +133,7 @@ function cpYaml(opts, grpcPort, httpPort) {
     `listen: { grpc: ${HOST}:${grpcPort}, http: ${HOST}:${httpPort} }`,
     `store: { file: ${path.join(RUN_DIR, 'state.json')} }`,
     `instanceTtl: ${opts.ttlSec}s`,
+    `auth: { tokens: [ { name: bench, secret: ${TOKEN}, role: admin } ] }`,
     'services:',
   ];
   for (let s = 0; s < opts.services; s++) {
@@ -263,13 +271,15 @@ const monoUs = () => Number(process.hrtime.bigint() / 1000n);
 // ---------------------------------------------------------------------------------------------
 // Admin API (one keep-alive connection)
 
-const agent = new http.Agent({ keepAlive: true, maxSockets: 2 });
+let agent; // an https.Agent pinned to the CA, made once the control plane wrote it
 
 function api(port, method, urlPath, body, timeoutMs = 10_000) {
   return new Promise((resolve, reject) => {
     const payload = body === undefined ? undefined : JSON.stringify(body);
-    const req = http.request(
-      { host: HOST, port, method, path: urlPath, agent, timeout: timeoutMs, headers: payload ? { 'content-type': 'application/json', 'content-length': Buffer.byteLength(payload) } : {} },
+    agent ??= new https.Agent({ keepAlive: true, maxSockets: 2, ca: caPem() });
+    const headers = { authorization: `Bearer ${TOKEN}`, ...(payload ? { 'content-type': 'application/json', 'content-length': Buffer.byteLength(payload) } : {}) };
+    const req = https.request(
+      { host: HOST, port, method, path: urlPath, agent, timeout: timeoutMs, headers },
       (res) => {
         const chunks = [];
         res.on('data', (c) => chunks.push(c));
@@ -394,7 +404,7 @@ function openFleet(opts, gen, grpcAddress) {
   const clients = [];
   for (let c = 0; c < opts.channels; c++) {
     clients.push(
-      new DiscoveryClient(grpcAddress, credentials.createInsecure(), {
+      new DiscoveryClient(grpcAddress, credentials.createSsl(caPem()), {
         // Each client its own HTTP/2 connection (grpc-js shares subchannels between equal channels otherwise).
         'grpc.use_local_subchannel_pool': 1,
         'grpc.keepalive_time_ms': 60_000,
@@ -411,7 +421,9 @@ function openFleet(opts, gen, grpcAddress) {
   const t0 = performance.now();
   for (let i = 0; i < opts.sidecars; i++) {
     const subs = subscriptionsOf(opts, i);
-    const call = clients[i % opts.channels].makeBidiStreamRequest(method.path, method.requestSerialize, deserialize);
+    const metadata = new Metadata();
+    metadata.set('authorization', `Bearer ${TOKEN}`);
+    const call = clients[i % opts.channels].makeBidiStreamRequest(method.path, method.requestSerialize, deserialize, metadata);
     const st = { i, subs, call, firstAckAt: undefined, version: 0, log: [], nextHeartbeat: Infinity, jitter: rand() };
     streams.push(st);
     for (const s of subs) subscribersOf[s].push(st);
@@ -450,8 +462,8 @@ function openFleet(opts, gen, grpcAddress) {
       fatal ??= new Error(`the control plane ended the stream of sidecar ${i}`);
     });
     const instance = opts.register
-      ? { service: `sim-${i}`, id: `sim-${i}-15006`, address: sidecarAddress(i), weight: 0, capacity: 0, zone: '' }
-      : { service: `sim-${i}`, id: `sim-${i}-15006`, address: '', weight: 0, capacity: 0, zone: '' };
+      ? { service: `sim-${i}`, id: `sim-${i}-15006`, address: sidecarAddress(i), weight: 0, capacity: 0, zone: '', mtls: 'off' }
+      : { service: `sim-${i}`, id: `sim-${i}-15006`, address: '', weight: 0, capacity: 0, zone: '', mtls: 'off' };
     call.write({ msg: { $case: 'hello', hello: { instance, subscriptions: subs.map(serviceName), lastVersion: '' } } });
   }
   // Heartbeats every TTL/3 per stream (phase spread by a per-stream jitter), checked every 250 ms.
@@ -934,7 +946,7 @@ async function main() {
     clearTimeout(deadline);
     if (sampler) clearInterval(sampler);
     fleet?.close();
-    agent.destroy();
+    agent?.destroy();
     await stopControlPlane(3_000);
   }
 }

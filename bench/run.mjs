@@ -699,6 +699,15 @@ store: { file: ${path.join(dir, 'state.json')} }
 }
 
 /**
+ * How a pair's sidecar reaches the control plane: the sidecar token it generated and its mesh CA, both beside
+ * its state (its gRPC is TLS, the default).
+ */
+function pairControlPlaneKeys() {
+  const dir = path.join(RUN_DIR, 'control-plane');
+  return `tokenFile: ${path.join(dir, 'sidecar.token')}, caFile: ${path.join(dir, 'mesh-ca.crt')}`;
+}
+
+/**
  * A sidecar pair's callee: registers `service` with the control plane, its inbound listener (mTLS
  * `mtls`) in front of one backend. Its outbound listener is unused but needs a port of its own.
  */
@@ -708,7 +717,7 @@ instance: ${service}-1
 admin: { listen: ${HOST}:${p.calleeAdmin} }
 outbound: { listen: ${HOST}:${p.calleeOut} }
 inbound: { listen: ${HOST}:${p.calleeIn}, target: http://${HOST}:${backendPort}, mtls: ${mtls} }
-controlPlane: { addresses: [${HOST}:${cpGrpcPort}] }
+controlPlane: { addresses: [${HOST}:${cpGrpcPort}], ${pairControlPlaneKeys()} }
 log: { level: warn, accessLog: { enabled: false } }
 services: {}
 `;
@@ -719,7 +728,7 @@ function pairCallerYaml(service, p, cpGrpcPort) {
   return `service: bench-caller
 admin: { listen: ${HOST}:${p.callerAdmin} }
 outbound: { listen: ${HOST}:${p.callerOut} }
-controlPlane: { addresses: [${HOST}:${cpGrpcPort}], subscribe: [${service}] }
+controlPlane: { addresses: [${HOST}:${cpGrpcPort}], subscribe: [${service}], ${pairControlPlaneKeys()} }
 log: { level: warn, accessLog: { enabled: false } }
 services: {}
 `;
@@ -774,7 +783,8 @@ async function startControlPlane(grpcPort, httpPort) {
   fs.writeFileSync(cfg, controlPlaneYaml(dir, grpcPort, httpPort));
   const child = startChild('control-plane', process.execPath, [cli, 'control-plane', '--config', cfg], { env: nodeEnv(), cwd: REPO_DIR });
   try {
-    await waitFor200(child, httpPort, '/healthz', 15_000, 'localhost');
+    // HTTPS (the default): ready once it listens, which it does after writing its tokens and CA.
+    await waitForListen(child, httpPort, 15_000);
   } catch (err) {
     await stopChild(child);
     throw err;

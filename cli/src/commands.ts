@@ -81,7 +81,8 @@ export const COMMANDS: readonly Command[] = [
       "Prints this outrigger's version, then the version of the control plane at --server when it answers\n" +
       'within a second (when it does not, says so; the exit status is 0 either way).',
     options: {
-      server: { type: 'string', value: HOST_PORT, help: "the control plane's HTTP address (default: $OUTRIGGER_CONTROL_PLANE, else 127.0.0.1:15080)" },
+      server: { type: 'string', value: HOST_PORT, help: "the control plane's HTTP address, https (default: $OUTRIGGER_CONTROL_PLANE, else 127.0.0.1:15080)" },
+      'ca-file': { type: 'string', value: 'FILE', help: "the mesh CA its certificate chains to (default: $OUTRIGGER_CA_FILE, else ./outrigger-data/mesh-ca.crt if it exists)" },
       client: { type: 'boolean', help: 'print only the version of this outrigger' },
     },
     run: async (a) => (await import('./version.js')).runVersion(a),

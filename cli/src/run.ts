@@ -80,7 +80,7 @@ export async function runControlPlane(args: Args): Promise<void> {
   }
   if (loaded.file === undefined) {
     process.stderr.write(
-      `outrigger: no --config given: running on defaults (gRPC ${cp.grpcAddress}, admin API and dashboard http://${cp.httpAddress}/), ` +
+      `outrigger: no --config given: running on defaults (gRPC ${cp.grpcAddress}, admin API and dashboard ${cp.config.tls.enabled ? 'https' : 'http'}://${cp.httpAddress}/), ` +
         `state in ${resolve(loaded.config.store.file)}\n`,
     );
   }

@@ -1,4 +1,5 @@
-import type { Server } from 'node:http';
+import type { Server as HttpServer } from 'node:http';
+import type { Server as HttpsServer } from 'node:https';
 import type { AddressInfo, Server as NetServer } from 'node:net';
 
 export interface HostPort {
@@ -29,7 +30,7 @@ export function listen(server: NetServer, address: string): Promise<string> {
 }
 
 /** Stops accepting, lets requests in flight finish for up to `graceMs`, then cuts what is left. */
-export function closeServer(server: Server, graceMs: number): Promise<void> {
+export function closeServer(server: HttpServer | HttpsServer, graceMs: number): Promise<void> {
   return new Promise((resolve) => {
     if (!server.listening) {
       resolve();

@@ -1,11 +1,10 @@
 import { Server, ServerCredentials } from '@grpc/grpc-js';
-import type { Server as HttpServer } from 'node:http';
-import { DiscoveryService } from '../../proto/gen/outrigger/v1/discovery.js';
+import { DiscoveryService, type DiscoveryServer } from '../../proto/gen/outrigger/v1/discovery.js';
 import { systemClock, type Clock } from '../../common/src/clock.js';
 import { systemTimers, type Timers } from '../../common/src/timers.js';
 import { closeServer, listen } from '../../common/src/listen.js';
 import { createLogger, type Logger } from '../../common/src/logger.js';
-import { closeDashboard, createAdminApi } from './api/http.js';
+import { closeDashboard, createAdminApi, type Server as HttpServer } from './api/http.js';
 import { ControlPlaneMetrics } from './api/metrics.js';
 import { Autoscaler, createDriver } from './autoscale/index.js';
 import { loadControlPlaneConfig } from './config/load.js';
@@ -16,7 +15,9 @@ import { FileStore } from './registry/store.js';
 import type { CertificateAuthority } from './ca/authority.js';
 import { openAuthority } from './ca/setup.js';
 import { WeightDriver } from './weights/driver.js';
-import { Authenticator } from './auth/tokens.js';
+import { Authenticator, type TokenSpec } from './auth/tokens.js';
+import { ServerTls } from './tls/server-tls.js';
+import { signCa, type CaSignature } from '../../common/src/security/ca-signature.js';
 import { openGeneratedTokens } from './auth/generated.js';
 
 export interface ControlPlaneOptions {
@@ -46,6 +47,8 @@ export class ControlPlane {
   private http: HttpServer | undefined;
   /** The mesh CA; opened at start. */
   private ca: CertificateAuthority | undefined;
+  /** The server certificate of both listeners; undefined with `tls: { enabled: false }`. */
+  private tls: ServerTls | undefined;
   private readonly weights: WeightDriver;
   grpcAddress = '';
   httpAddress = '';
@@ -57,6 +60,8 @@ export class ControlPlane {
     private readonly timers: Timers,
     /** Tokens of the HTTP API and the discovery stream; undefined: authentication is off. */
     private readonly auth: Authenticator | undefined,
+    /** The same tokens with their secrets (the CA signatures of `GetCA`); empty when authentication is off. */
+    private readonly tokens: readonly TokenSpec[],
   ) {
     this.metrics = new ControlPlaneMetrics({
       version: () => this.registry.version,
@@ -123,12 +128,18 @@ export class ControlPlane {
     }
     const logger = options.logger ?? createLogger('info', 'outrigger-control-plane');
     let auth: Authenticator | undefined;
+    let tokens: readonly TokenSpec[] = [];
     if (config.auth?.disabled === true) logger.warn({}, 'authentication is disabled (auth.disabled in cp.yaml): whoever reaches the ports may change anything');
-    else auth = new Authenticator(config.auth?.tokens ?? (await openGeneratedTokens(config.store.file, logger)));
-    const cp = new ControlPlane(config, logger, options.clock ?? systemClock, options.timers ?? systemTimers, auth);
+    else {
+      tokens = config.auth?.tokens ?? (await openGeneratedTokens(config.store.file, logger));
+      auth = new Authenticator(tokens);
+    }
+    if (!config.tls.enabled) logger.warn({}, 'TLS is disabled (tls.enabled: false in cp.yaml): tokens and configuration cross the network in clear');
+    const cp = new ControlPlane(config, logger, options.clock ?? systemClock, options.timers ?? systemTimers, auth, tokens);
     await cp.registry.restore();
     try {
       cp.ca = await openAuthority(config.mtls, config.store.file, cp.clock, cp.logger);
+      if (config.tls.enabled) cp.tls = await ServerTls.open(config, cp.ca, cp.clock, cp.timers, cp.logger);
     } catch (err) {
       await cp.registry.close();
       throw err;
@@ -142,20 +153,31 @@ export class ControlPlane {
     cp.weights.start();
     // After the registry and the listeners: new instances register through their sidecars at once.
     cp.autoscaler.start();
-    cp.logger.info({ grpc: cp.grpcAddress, http: cp.httpAddress, version: cp.registry.version }, 'control plane started');
+    cp.logger.info({ grpc: cp.grpcAddress, http: cp.httpAddress, tls: config.tls.enabled, version: cp.registry.version }, 'control plane started');
     return cp;
   }
 
   private async listen(): Promise<void> {
-    this.grpc.addService(DiscoveryService, { stream: this.push.stream });
+    const ca = this.ca;
+    if (ca === undefined) throw new Error('the mesh CA is not open yet');
+    // GetCA: the CA with one signature per token that may open a stream (join-token bootstrap).
+    const caAnswer: { caPem: string; signatures: CaSignature[] } = {
+      caPem: ca.certPem,
+      signatures: this.tokens.filter((t) => t.role === 'sidecar' || t.role === 'admin').map((t) => ({ token: t.name, hmacSha256: signCa(ca.certPem, t.secret) })),
+    };
+    const service: DiscoveryServer = { stream: this.push.stream, getCa: (_call, callback) => callback(null, caAnswer) };
+    this.grpc.addService(DiscoveryService, service);
+    const credentials = this.tls?.grpcCredentials ?? ServerCredentials.createInsecure();
     const port = await new Promise<number>((resolve, reject) => {
-      this.grpc.bindAsync(this.config.listen.grpc, ServerCredentials.createInsecure(), (err, p) => (err ? reject(new Error(`cannot listen on ${this.config.listen.grpc}: ${err.message}`)) : resolve(p)));
+      this.grpc.bindAsync(this.config.listen.grpc, credentials, (err, p) => (err ? reject(new Error(`cannot listen on ${this.config.listen.grpc}: ${err.message}`)) : resolve(p)));
     });
     this.grpcAddress = `${this.config.listen.grpc.slice(0, this.config.listen.grpc.lastIndexOf(':'))}:${port}`;
     this.http = createAdminApi(this.registry, this.push, { clock: this.clock, timers: this.timers, autoscale: () => this.autoscaler.views() }, this.autoscaler, this.metrics, {
       listen: this.config.listen.http,
-      allowedHosts: this.config.listen.allowedHosts,
-    }, this.auth);
+      // The names of the server certificate are names the API answers to.
+      allowedHosts: [...this.config.listen.allowedHosts, ...this.config.tls.serverNames],
+    }, this.auth, this.tls?.httpsOptions());
+    if (this.tls !== undefined && 'setSecureContext' in this.http) this.tls.attach(this.http);
     this.httpAddress = await listen(this.http, this.config.listen.http);
   }
 
@@ -163,6 +185,7 @@ export class ControlPlane {
     // First, while the gRPC server still runs: stopped instances deregister through their sidecars.
     await this.autoscaler.stop();
     this.weights.stop();
+    this.tls?.close();
     this.push.close();
     await new Promise<void>((resolve) => this.grpc.tryShutdown(() => resolve()));
     if (this.http) {

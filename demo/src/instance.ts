@@ -4,6 +4,7 @@ import { mkdir, rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { BIN, freePort } from './local.js';
 import { SIDECAR_TOKEN_FILE } from '../../control-plane/src/auth/generated.js';
+import { CA_CERT_FILE } from '../../control-plane/src/ca/setup.js';
 
 /**
  * `outrigger demo-instance`: one instance of a demo service as it would run in production, two processes
@@ -35,6 +36,7 @@ export interface InstanceOptions {
   /**
    * Where the sidecar config and pid files go. When it holds the control plane's sidecar.token (the demo
    * mesh runs its control plane with its state here), the sidecar sends that token; else $OUTRIGGER_TOKEN.
+   * Its mesh-ca.crt, when there, is the CA the sidecar pins; else it fetches the CA with its token.
    */
   readonly runDir: string;
   readonly restartDelayMs?: number | undefined;
@@ -76,6 +78,8 @@ export async function runInstance(o: InstanceOptions): Promise<RunningInstance> 
   const appPidFile = join(o.runDir, `${id}.app.pid`);
   const sidecarPidFile = join(o.runDir, `${id}.sidecar.pid`);
   const tokenFile = join(o.runDir, SIDECAR_TOKEN_FILE);
+  // Without it (a control plane elsewhere) the sidecar fetches the CA with its token (join-token bootstrap).
+  const caFile = join(o.runDir, CA_CERT_FILE);
   await writeFile(
     configFile,
     [
@@ -86,7 +90,7 @@ export async function runInstance(o: InstanceOptions): Promise<RunningInstance> 
       // Other sidecars reach this instance over mutual TLS (certificates from the control plane): its inbound
       // listener follows the mesh-wide mode, strict by default, so only mesh sidecars are served.
       `inbound: { listen: ${o.host ?? '127.0.0.1'}:${o.port}, target: http://127.0.0.1:${appPort} }`,
-      `controlPlane: { addresses: [${o.controlPlane}], subscribe: [${o.calls ?? ''}], capacity: ${o.capacity ?? 20}, reportInterval: 1s${existsSync(tokenFile) ? `, tokenFile: ${JSON.stringify(tokenFile)}` : ''} }`,
+      `controlPlane: { addresses: [${o.controlPlane}], subscribe: [${o.calls ?? ''}], capacity: ${o.capacity ?? 20}, reportInterval: 1s${existsSync(tokenFile) ? `, tokenFile: ${JSON.stringify(tokenFile)}` : ''}${existsSync(caFile) ? `, caFile: ${JSON.stringify(caFile)}` : ''} }`,
       'log: { level: warn, accessLog: { enabled: false } }',
       'services: {}',
       '',

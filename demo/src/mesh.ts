@@ -9,6 +9,7 @@ import { Sidecar } from '../../sidecar/src/main.js';
 import { createLogger } from '../../common/src/logger.js';
 import { BIN, freePort, probePort } from './local.js';
 import { ADMIN_TOKEN_FILE, SIDECAR_TOKEN_FILE } from '../../control-plane/src/auth/generated.js';
+import { CA_CERT_FILE } from '../../control-plane/src/ca/setup.js';
 
 /**
  * `outrigger demo` (`npm start`): a whole mesh on loopback, nothing to set up.
@@ -145,8 +146,8 @@ export async function runMesh(options: MeshOptions = {}): Promise<Mesh> {
           'service: demo-edge',
           `admin: { listen: 127.0.0.1:${ports.edgeAdmin} }`,
           `outbound: { listen: 127.0.0.1:${ports.edgeOutbound} }`,
-          // The control plane generated its tokens beside its state, in runDir.
-          `controlPlane: { addresses: [${grpc}], subscribe: [inventory], tokenFile: ${JSON.stringify(join(runDir, SIDECAR_TOKEN_FILE))} }`,
+          // The control plane generated its tokens and its mesh CA beside its state, in runDir; its gRPC is TLS.
+          `controlPlane: { addresses: [${grpc}], subscribe: [inventory], tokenFile: ${JSON.stringify(join(runDir, SIDECAR_TOKEN_FILE))}, caFile: ${JSON.stringify(join(runDir, CA_CERT_FILE))} }`,
           'log: { level: error, accessLog: { enabled: false } }',
           'services:',
           `  catalog: { listen: 127.0.0.1:${ports.catalog} }`,
@@ -159,7 +160,9 @@ export async function runMesh(options: MeshOptions = {}): Promise<Mesh> {
     // The page sets the admin token as a cookie and drops it from the address.
     const adminTokenFile = join(runDir, ADMIN_TOKEN_FILE);
     const adminToken = (await readFile(adminTokenFile, 'utf8')).trim();
-    const dashboardUrl = `http://${controlPlane.httpAddress}/?token=${adminToken}`;
+    // HTTPS with a certificate from the demo's own mesh CA (a browser warns once: the CA is runDir/mesh-ca.crt).
+    const caFile = join(runDir, CA_CERT_FILE);
+    const dashboardUrl = `https://${controlPlane.httpAddress}/?token=${adminToken}`;
 
     // Ready when both services have their minimum of instances and a request goes all the way through.
     const ready = await waitUntil(async () => {
@@ -211,10 +214,11 @@ export async function runMesh(options: MeshOptions = {}): Promise<Mesh> {
     print(ready ? 'Outrigger demo mesh is up.' : 'Outrigger demo mesh started, but not every instance is ready yet (see the dashboard).');
     print('');
     print(`  dashboard:        ${dashboardUrl}`);
+    print(`                    (HTTPS with the demo's own CA, ${caFile}: your browser asks once)`);
     print(`  send requests:    curl ${catalogUrl}items              (catalog, which asks inventory)`);
     print(`              or:   curl -H 'Host: inventory' http://127.0.0.1:${ports.edgeOutbound}/items`);
     print(`  edge sidecar:     http://127.0.0.1:${ports.edgeAdmin}/clusters  (also /circuits /metrics)`);
-    print(`  control plane:    npx outrigger ctl --server ${controlPlane.httpAddress} --token-file ${adminTokenFile} services`);
+    print(`  control plane:    npx outrigger ctl --server ${controlPlane.httpAddress} --token-file ${adminTokenFile} --ca-file ${caFile} services`);
     print(`  a gentle load of ${rps} requests/s runs through catalog.`);
     print('');
     print('Three things to try:');
@@ -222,7 +226,7 @@ export async function runMesh(options: MeshOptions = {}): Promise<Mesh> {
     print(`       kill -9 $(cat ${join(runDir, `inventory-${portOf(victim)}.app.pid`)})`);
     print('  2. Make one instance slow; least-load sends it less, its p99 and cost rise on the dashboard:');
     print(`       curl -X POST 'http://${slowApp}/knob?delayMs=400'      (back: delayMs=30)`);
-    const ctl = `npx outrigger ctl --server ${controlPlane.httpAddress} --token-file ${adminTokenFile}`;
+    const ctl = `npx outrigger ctl --server ${controlPlane.httpAddress} --token-file ${adminTokenFile} --ca-file ${caFile}`;
     print('  3. Change a policy with ctl (here least-load → round-robin); every sidecar gets it in milliseconds:');
     print(`       ${ctl} policy get inventory | sed 's/least-load/round-robin/' | ${ctl} policy set inventory -f -`);
     print('');

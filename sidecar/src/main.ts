@@ -255,7 +255,15 @@ export class Sidecar {
     if (advertise === undefined && this._addresses.inbound !== undefined) advertise = defaultAdvertise(parseHostPort(this._addresses.inbound));
     this.lastReport = { at: this.clock.now(), inbound: 0, errors: 0, seconds: 0, cpu: process.cpuUsage(), buckets: new Float64Array(LATENCY_BUCKETS) };
     // Loaded only by a sidecar that has a control plane: gRPC is the largest thing a sidecar could load.
-    const [{ ControlPlaneClient }, { ConfigCache }, { controlPlaneToken }] = await Promise.all([import('./discovery/client.js'), import('./discovery/cache.js'), import('./discovery/token.js')]);
+    const [{ ControlPlaneClient }, { ConfigCache }, { controlPlaneToken }, { ControlPlaneTrust }] = await Promise.all([
+      import('./discovery/client.js'),
+      import('./discovery/cache.js'),
+      import('./discovery/token.js'),
+      import('./discovery/trust.js'),
+    ]);
+    const token = (): string | undefined => controlPlaneToken(this.fileConfig.controlPlane ?? cp);
+    // Throws (the sidecar does not start) when controlPlane.caFile cannot be read.
+    const trust = new ControlPlaneTrust({ tls: cp.tls, caFile: cp.caFile, token, wallNow: () => this.clock.wallNow(), logger: this.logger });
     const onDemand =
       cp.resolveTimeoutMs > 0
         ? new OnDemandResolver({
@@ -274,7 +282,9 @@ export class Sidecar {
       service: cfg.service,
       instance: { service: cfg.service, id: cfg.instance, address: advertise ?? '', weight: cp.weight, capacity: cp.capacity, zone: cp.zone ?? '', mtls: cfg.inbound?.mtls ?? 'off' },
       // The file's token section in force (a reload may change it), read at each connection.
-      token: () => controlPlaneToken(this.fileConfig.controlPlane ?? cp),
+      token,
+      credentials: (address) => trust.credentials(address),
+      onUntrusted: () => trust.untrusted(),
       subscriptions: [...this.upstreamNames()],
       cache: cp.cacheFile === undefined ? undefined : new ConfigCache(cp.cacheFile),
       apply: (version, services, source) => this.applyPushed(version, services, source),

@@ -11,7 +11,7 @@ import { mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { send, waitFor } from '../helpers/net.js';
+import { send, trustHttps, waitFor } from '../helpers/net.js';
 
 const repoRoot = new URL('../../', import.meta.url).pathname;
 
@@ -77,8 +77,12 @@ describe('npm start on a fresh clone', () => {
     const startSeconds = (performance.now() - started) / 1000;
     console.log(`npm start (build + mesh) ready in ${startSeconds.toFixed(1)} s`);
     expect(stdout).toContain('Outrigger demo mesh is up.');
-    const printed = /dashboard:\s+http:\/\/([\d.]+:\d+)\/\?token=(\S+)/.exec(stdout);
+    const printed = /dashboard:\s+https:\/\/([\d.]+:\d+)\/\?token=(\S+)/.exec(stdout);
     const dashboard = printed?.[1];
+    // HTTPS with a certificate from the demo's own mesh CA, whose file it names.
+    const caFile = /HTTPS with the demo's own CA, (\S+mesh-ca\.crt):/.exec(stdout)?.[1];
+    expect(caFile, stdout).toBeDefined();
+    trustHttps(dashboard ?? '', caFile!, readFileSync(caFile!, 'utf8'));
     // The generated admin token, in the printed address.
     const auth = { authorization: `Bearer ${printed?.[2] ?? ''}` };
     const catalog = /send requests:\s+curl http:\/\/([\d.]+:\d+)\/items/.exec(stdout)?.[1];
@@ -86,7 +90,7 @@ describe('npm start on a fresh clone', () => {
     expect(catalog, stdout).toBeDefined();
     expect(stdout).toMatch(/kill -9 \$\(cat \S+\.app\.pid\)/);
     expect(stdout).toMatch(/curl -X POST 'http:\/\/127\.0\.0\.1:\d+\/knob\?delayMs=400'/);
-    expect(stdout).toMatch(/npx outrigger ctl --server \S+ --token-file \S+ policy get inventory \| sed 's\/least-load\/round-robin\/' \| npx outrigger ctl --server \S+ --token-file \S+ policy set inventory -f -/);
+    expect(stdout).toMatch(/npx outrigger ctl --server \S+ --token-file \S+ --ca-file \S+ policy get inventory \| sed 's\/least-load\/round-robin\/' \| npx outrigger ctl --server \S+ --token-file \S+ --ca-file \S+ policy set inventory -f -/);
 
     // Requests through the printed URL go catalog → inventory across two hops of sidecars.
     for (let i = 0; i < 10; i++) {

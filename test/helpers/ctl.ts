@@ -1,5 +1,6 @@
 import { spawn } from 'node:child_process';
 import { join } from 'node:path';
+import { caFileOf } from './net.js';
 
 const repoRoot = new URL('../../', import.meta.url).pathname;
 
@@ -25,10 +26,14 @@ export interface CommandOptions {
  * rather than spawnSync so that independent checks run side by side: each run costs ~0.3 s of process start.
  */
 export function runOutrigger(args: readonly string[], options: CommandOptions = {}): Promise<CommandRun> {
+  // `--server ADDRESS` of a test control plane: pin its CA, as an operator gives --ca-file.
+  const serverArg = args.indexOf('--server');
+  const server = serverArg >= 0 ? args[serverArg + 1] : (args.find((a) => a.startsWith('--server='))?.slice('--server='.length) ?? options.env?.['OUTRIGGER_CONTROL_PLANE']);
+  const caFile = server === undefined ? undefined : caFileOf(server);
   return new Promise((resolve, reject) => {
     const child = spawn(process.execPath, [join(repoRoot, 'bin/outrigger.js'), ...args], {
       cwd: options.cwd ?? repoRoot,
-      env: { ...process.env, OUTRIGGER_CONTROL_PLANE: '', OUTRIGGER_NO_REEXEC: '1', ...options.env },
+      env: { ...process.env, OUTRIGGER_CONTROL_PLANE: '', OUTRIGGER_NO_REEXEC: '1', ...(caFile === undefined ? {} : { OUTRIGGER_CA_FILE: caFile }), ...options.env },
       stdio: ['pipe', 'pipe', 'pipe'],
       timeout: 15_000,
     });

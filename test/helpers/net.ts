@@ -1,5 +1,6 @@
 import { randomInt } from 'node:crypto';
 import { createServer, request as httpRequest, type IncomingHttpHeaders, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
+import { request as httpsRequest } from 'node:https';
 import { createServer as createNetServer, type AddressInfo } from 'node:net';
 
 /** A port that was free a moment ago (bound on 127.0.0.1 and released). */
@@ -86,14 +87,36 @@ export interface Reply {
   readonly body: string;
 }
 
-/** One HTTP/1.1 request with node:http (no pooling, so each test controls its own connection). */
+/**
+ * Addresses served over HTTPS with the CA (PEM file) that signs their certificate: spawnControlPlane
+ * registers its HTTP API here, so `send` (and `runOutrigger` for `--server ADDRESS`, with
+ * $OUTRIGGER_CA_FILE) reach it over TLS pinned to that control plane's own mesh CA.
+ */
+const tlsAddresses = new Map<string, { readonly caFile: string; readonly caPem: string }>();
+
+/** Marks `address` as HTTPS with the CA in `caFile` (read now). */
+export function trustHttps(address: string, caFile: string, caPem: string): void {
+  tlsAddresses.set(address, { caFile, caPem });
+}
+
+/** The CA file of an address registered with trustHttps. */
+export function caFileOf(address: string): string | undefined {
+  return tlsAddresses.get(address)?.caFile;
+}
+
+/**
+ * One HTTP/1.1 request with node:http (no pooling, so each test controls its own connection); HTTPS pinned
+ * to the registered CA for an address registered with trustHttps (a control plane's API).
+ */
 export function send(
   address: string,
   options: { method?: string; path?: string; headers?: Record<string, string | string[]>; body?: string | Buffer; agent?: false } = {},
 ): Promise<Reply> {
   const colon = address.lastIndexOf(':');
+  const tls = tlsAddresses.get(address);
+  const request = tls === undefined ? httpRequest : httpsRequest;
   return new Promise((resolve, reject) => {
-    const req = httpRequest(
+    const req = request(
       {
         host: address.slice(0, colon),
         port: Number(address.slice(colon + 1)),
@@ -101,6 +124,8 @@ export function send(
         path: options.path ?? '/',
         headers: options.headers,
         agent: false,
+        // servername '': the certificate is checked against the address, not a Host header a test sets.
+        ...(tls === undefined ? {} : { ca: tls.caPem, servername: '' }),
       },
       (res) => {
         const chunks: Buffer[] = [];

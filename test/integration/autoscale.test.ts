@@ -17,7 +17,7 @@ import { ControlPlane } from '../../control-plane/src/main.js';
 import type { Sidecar } from '../../sidecar/src/main.js';
 import { createLogger } from '../../common/src/logger.js';
 import { runLoad, type LoadResult } from '../helpers/load.js';
-import { freePort, send, waitFor } from '../helpers/net.js';
+import { freePort, send, trustHttps, waitFor } from '../helpers/net.js';
 import { sendApi } from '../helpers/control-plane.js';
 import { TEST_ADMIN_TOKEN, TEST_AUTH_YAML } from '../helpers/tokens.js';
 import { ports, startSidecar } from '../helpers/sidecar.js';
@@ -86,7 +86,7 @@ describe('autoscaler with the process driver', () => {
     const http = await freePort();
     base = await freeRange(MAX);
     const command = [process.execPath, fixture, '--service', '{service}', '--port', '{port}', '--cp', `127.0.0.1:${grpc}`, '--admin', `127.0.0.1:${http}`,
-      '--capacity', '2', '--delay-ms', '120', '--report-interval', `${REPORT_MS}ms`, '--record', recordFile];
+      '--ca-file', join(dir, 'mesh-ca.crt'), '--capacity', '2', '--delay-ms', '120', '--report-interval', `${REPORT_MS}ms`, '--record', recordFile];
     const yaml = `
 listen: { grpc: 127.0.0.1:${grpc}, http: 127.0.0.1:${http} }
 store: { file: ${join(dir, 'state.json')} }
@@ -109,6 +109,8 @@ autoscale:
         stopGrace: 5s
 `;
     cp = await ControlPlane.start({ config: parseControlPlaneConfig(yaml, join(dir, 'cp.yaml')), logger: createLogger('warn', 'cp') });
+    // Its API is HTTPS with a certificate from the mesh CA it wrote beside its state.
+    trustHttps(cp.httpAddress, join(dir, 'mesh-ca.crt'), readFileSync(join(dir, 'mesh-ca.crt'), 'utf8'));
     const p = await ports();
     edgeOut = `127.0.0.1:${p.outbound}`;
     edge = await startSidecar(
@@ -236,7 +238,7 @@ autoscale:
     const ctl = async (...args: string[]) => {
       let stdout = '';
       let stderr = '';
-      const status = await runCtl(['--server', cp!.httpAddress, ...args], { stdout: (t) => (stdout += t), stderr: (t) => (stderr += t), env: { OUTRIGGER_TOKEN: TEST_ADMIN_TOKEN } });
+      const status = await runCtl(['--server', cp!.httpAddress, ...args], { stdout: (t) => (stdout += t), stderr: (t) => (stderr += t), env: { OUTRIGGER_TOKEN: TEST_ADMIN_TOKEN, OUTRIGGER_CA_FILE: join(dir, 'mesh-ca.crt') } });
       return { status, stdout, stderr };
     };
     const list = await ctl('autoscale');

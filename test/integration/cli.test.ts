@@ -11,7 +11,7 @@ import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import { COMMANDS } from '../../cli/src/commands.js';
 import { spawnControlPlane } from '../helpers/control-plane.js';
-import { freePort, waitFor } from '../helpers/net.js';
+import { freePort, send, trustHttps, waitFor } from '../helpers/net.js';
 import { runOutrigger, type CommandRun } from '../helpers/ctl.js';
 
 const repoRoot = new URL('../../', import.meta.url).pathname;
@@ -86,7 +86,7 @@ describe('outrigger version', () => {
     expect(flag.stdout).toBe(`outrigger ${version}\n`);
     expect(client.stdout).toBe(`outrigger ${version}\n`);
     expect(unreachable.status).toBe(0);
-    expect(unreachable.stdout).toBe(`outrigger ${version}\ncontrol plane at 127.0.0.1:${port}: not reachable (ECONNREFUSED)\n`);
+    expect(unreachable.stdout).toBe(`outrigger ${version}\ncontrol plane at 127.0.0.1:${port}: not reachable (connection refused)\n`);
   });
 
   it("shows the control plane's version, found by --server or $OUTRIGGER_CONTROL_PLANE", async () => {
@@ -122,7 +122,7 @@ describe('outrigger validate', () => {
       expect(busy).toMatchObject({ status: 0, stdout: `${file}: valid (sidecar configuration)\n` });
       // Forced to read it as a cp.yaml, the sidecar keys are unknown.
       expect(forced.status).toBe(1);
-      expect(forced.stderr).toContain(`${file}: service: expected one of the keys listen, policies, limits, store, instanceTtl, drainTime, weightInterval, services, mtls, autoscale, auth, got unknown key "service"`);
+      expect(forced.stderr).toContain(`${file}: service: expected one of the keys listen, policies, limits, store, instanceTtl, drainTime, weightInterval, services, mtls, tls, autoscale, auth, got unknown key "service"`);
     } finally {
       taken.close();
     }
@@ -203,14 +203,20 @@ describe('outrigger control-plane without --config', () => {
       await waitFor(() => stderr.includes('running on defaults'), 10_000);
       const stateFile = join(cwd, 'outrigger-data', 'state.json');
       expect(stderr).toContain(
-        `outrigger: no --config given: running on defaults (gRPC 127.0.0.1:${grpc}, admin API and dashboard http://127.0.0.1:${http}/), state in ${stateFile}\n`,
+        `outrigger: no --config given: running on defaults (gRPC 127.0.0.1:${grpc}, admin API and dashboard https://127.0.0.1:${http}/), state in ${stateFile}\n`,
       );
-      // It generated an admin token beside its state.
+      // It generated an admin token and its mesh CA beside its state; its API is HTTPS with a certificate from that CA.
       const admin = readFileSync(join(cwd, 'outrigger-data', 'admin.token'), 'utf8').trim();
-      const put = await fetch(`http://127.0.0.1:${http}/api/services/orders/policy`, { method: 'PUT', headers: { 'content-type': 'application/json', authorization: `Bearer ${admin}` }, body: JSON.stringify({ lb: 'least-load', endpoints: [{ address: '127.0.0.1:9001' }] }) });
+      const caFile = join(cwd, 'outrigger-data', 'mesh-ca.crt');
+      trustHttps(`127.0.0.1:${http}`, caFile, readFileSync(caFile, 'utf8'));
+      const put = await send(`127.0.0.1:${http}`, { method: 'PUT', path: '/api/services/orders/policy', headers: { 'content-type': 'application/json', authorization: `Bearer ${admin}` }, body: JSON.stringify({ lb: 'least-load', endpoints: [{ address: '127.0.0.1:9001' }] }) });
       expect(put.status).toBe(200);
-      const v = (await (await fetch(`http://127.0.0.1:${http}/api/version`)).json()) as { software?: string };
+      const v = JSON.parse((await send(`127.0.0.1:${http}`, { path: '/api/version' })).body) as { software?: string };
       expect(v.software).toBe(version);
+      // ctl in the same directory finds ./outrigger-data/mesh-ca.crt by itself.
+      const services = await runOutrigger(['ctl', '--server', `127.0.0.1:${http}`, '--token-file', 'outrigger-data/admin.token', 'services'], { cwd, env: { OUTRIGGER_CA_FILE: '' } });
+      expect(services.stderr).toBe('');
+      expect(services.stdout).toMatch(/^orders +least-load/m);
       await waitFor(() => existsSync(stateFile), 10_000);
       child.kill('SIGTERM');
       expect(await exited).toBe(0);

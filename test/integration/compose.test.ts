@@ -1,6 +1,6 @@
 import { execFileSync, spawn, spawnSync } from 'node:child_process';
 import { existsSync, readdirSync, readFileSync } from 'node:fs';
-import { delimiter, join } from 'node:path';
+import { delimiter, dirname, join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import { parse } from 'yaml';
 import { loadControlPlaneConfig } from '../../control-plane/src/config/load.js';
@@ -118,8 +118,14 @@ describe('docker-compose.yml', () => {
       const file = deployMounts(s).find(([, target]) => target === argFlag(args, '--config'))?.[0];
       expect(file, `${name}: --config is a mounted deploy/ file`).toBeDefined();
       const config: SidecarConfig = await loadSidecarConfig(file ?? '');
-      // The control plane is reached by its compose service name on its gRPC port.
+      // The control plane is reached by its compose service name on its gRPC port, over TLS whose certificate
+      // names it and chains to the CA the control plane keeps beside its state (its volume, mounted here).
       expect(config.controlPlane?.addresses).toContain(`control-plane:${grpcPort}`);
+      expect(cp.tls.enabled).toBe(true);
+      expect(cp.tls.serverNames).toContain('control-plane');
+      expect(config.controlPlane?.tls).toBe(true);
+      expect(config.controlPlane?.caFile).toBe(join(dirname(cp.store.file), 'mesh-ca.crt'));
+      expect(s.volumes?.map(String)).toContain(`cp-state:${dirname(cp.store.file)}:ro`);
       // Other sidecars reach this one at the app's compose name (the shared namespace) on the inbound port.
       const inbound = parseHostPort(config.inbound?.listen ?? '');
       expect(inbound.host).toBe('0.0.0.0');

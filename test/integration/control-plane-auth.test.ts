@@ -4,12 +4,12 @@
  * admin token and scoped sidecar tokens that register another service; a control plane without `auth`
  * generates an admin and a sidecar token (0600 files) that sidecars and ctl use; ctl prints one line.
  */
-import { credentials, Metadata, type ServiceError, status as GrpcStatus } from '@grpc/grpc-js';
+import { Metadata, type ServiceError, status as GrpcStatus } from '@grpc/grpc-js';
 import { readFileSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { type ControlPlaneMessage, DiscoveryClient, type Instance } from '../../proto/gen/outrigger/v1/discovery.js';
-import { spawnControlPlane, type ControlPlaneProcess } from '../helpers/control-plane.js';
+import { type ControlPlaneMessage, type Instance } from '../../proto/gen/outrigger/v1/discovery.js';
+import { discoveryClient, spawnControlPlane, type ControlPlaneProcess } from '../helpers/control-plane.js';
 import { runCtl } from '../helpers/ctl.js';
 import { send, startUpstream, waitFor, type Upstream } from '../helpers/net.js';
 import { ports, spawnSidecar, type SidecarProcess } from '../helpers/sidecar.js';
@@ -21,7 +21,7 @@ const SIDECAR_A = 'sidecar-a-token-0123456789abcdef';
 
 /** Opens a discovery stream with `token` (none when undefined), says Hello as `service`, reports how it went. */
 function hello(grpc: string, token: string | undefined, service: string, address: string): Promise<{ code: GrpcStatus; details: string; snapshots: number }> {
-  const client = new DiscoveryClient(grpc, credentials.createInsecure());
+  const client = discoveryClient(grpc);
   const metadata = new Metadata();
   if (token !== undefined) metadata.set('authorization', `Bearer ${token}`);
   const call = client.stream(metadata);
@@ -88,6 +88,8 @@ describe('control plane tokens and roles', () => {
     const cookie = String(r.headers['set-cookie']?.[0]);
     expect(cookie).toContain('HttpOnly');
     expect(cookie).toContain('SameSite=Strict');
+    // Served over HTTPS: the browser keeps it off plain HTTP.
+    expect(cookie).toContain('; Secure');
     const pair = cookie.split(';')[0]!;
     expect((await send(cp.http, { path: '/', headers: { cookie: pair } })).status).toBe(200);
     expect((await send(cp.http, { path: '/api/dashboard', headers: { cookie: pair } })).status).toBe(200);

@@ -4,12 +4,12 @@
  * from a web page (CSRF, DNS rebinding), crash it with bad input, set absurd bounds, or lose acknowledged
  * writes on kill -9.
  */
-import { credentials, Metadata, type ServiceError, status as GrpcStatus } from '@grpc/grpc-js';
+import { Metadata, type ServiceError, status as GrpcStatus } from '@grpc/grpc-js';
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { type ControlPlaneMessage, DiscoveryClient, type Instance, type SidecarMessage } from '../../proto/gen/outrigger/v1/discovery.js';
-import { sendApi, spawnControlPlane, type ControlPlaneProcess } from '../helpers/control-plane.js';
+import { type ControlPlaneMessage, type Instance, type SidecarMessage } from '../../proto/gen/outrigger/v1/discovery.js';
+import { discoveryClient, sendApi, spawnControlPlane, type ControlPlaneProcess } from '../helpers/control-plane.js';
 import { startUpstream, waitFor, type Upstream } from '../helpers/net.js';
 import { ports, spawnSidecar, type SidecarProcess } from '../helpers/sidecar.js';
 import { TEST_ADMIN_TOKEN } from '../helpers/tokens.js';
@@ -27,7 +27,7 @@ interface StreamResult {
  * pass: then it is ended by us and reported as CANCELLED with the snapshots seen).
  */
 function stream(grpc: string, messages: readonly SidecarMessage[], holdMs = 5_000): Promise<StreamResult> {
-  const client = new DiscoveryClient(grpc, credentials.createInsecure());
+  const client = discoveryClient(grpc);
   const metadata = new Metadata();
   metadata.set('authorization', `Bearer ${TEST_ADMIN_TOKEN}`);
   const call = client.stream(metadata);

@@ -122,7 +122,7 @@ describe('control plane and sidecars', () => {
     const ctl = (...args: string[]) =>
       new Promise<{ status: number | null; stdout: string; stderr: string }>((resolve) => {
         const child = spawn(process.execPath, [new URL('../../bin/outrigger.js', import.meta.url).pathname, 'ctl', '--server', cp.http, ...args], {
-          env: { ...process.env, OUTRIGGER_NO_REEXEC: '1' },
+          env: { ...process.env, OUTRIGGER_NO_REEXEC: '1', OUTRIGGER_CA_FILE: cp.caFile ?? '' },
         });
         let stdout = '';
         let stderr = '';

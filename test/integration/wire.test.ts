@@ -104,6 +104,9 @@ describe('wire contract (generated ts-proto + grpc-js stubs)', () => {
           serverDone();
         });
       },
+      getCa(_call, callback) {
+        callback(null, { caPem: '', signatures: [] });
+      },
     };
     const server = new Server();
     server.addService(DiscoveryService, impl);

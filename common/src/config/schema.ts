@@ -506,6 +506,11 @@ export const sidecarSchema = strict({
     // The token sent to the control plane (its sidecar join token); else the file holding it; else $OUTRIGGER_TOKEN.
     token: z.string({ error: 'expected the token as a string' }).regex(/^\S+$/, { error: 'expected a token without spaces' }).optional(),
     tokenFile: z.string({ error: 'expected a file path' }).min(1, { error: 'expected a non-empty file path' }).optional(),
+    // The mesh CA certificate (PEM) the control plane's TLS certificate must chain to; else $OUTRIGGER_CA_FILE;
+    // else fetched once with the token (join-token bootstrap, docs/security.md).
+    caFile: z.string({ error: 'expected a file path' }).min(1, { error: 'expected a non-empty file path' }).optional(),
+    // false: plaintext, for a control plane with `tls: { enabled: false }` (local experiments only).
+    tls: z.boolean({ error: 'expected true or false' }).default(true),
   })
     .superRefine((cp, ctx) => {
       if (cp.token !== undefined && cp.tokenFile !== undefined) {

@@ -174,6 +174,10 @@ export interface SidecarConfig {
     readonly token?: string | undefined;
     /** File holding the token (whitespace trimmed), read at start and at every reconnection. */
     readonly tokenFile?: string | undefined;
+    /** The mesh CA certificate (PEM) pinned for the control plane's TLS; absent: $OUTRIGGER_CA_FILE, else join-token bootstrap. */
+    readonly caFile?: string | undefined;
+    /** false: plaintext to a control plane with TLS disabled (default true). */
+    readonly tls: boolean;
   } | undefined;
   readonly services: Readonly<Record<string, ServiceConfig>>;
   /** The HTTP/1.1 engine's timeouts and limits (every listener and upstream pool); the schema fills in defaults. */

@@ -66,7 +66,8 @@ export function createAccessCheck(auth: Authenticator): (req: IncomingMessage, r
       url.searchParams.delete('token');
       res.writeHead(303, {
         location: `${path}${url.search}`,
-        'set-cookie': `${TOKEN_COOKIE}=${encodeURIComponent(fromQuery)}; Path=/; HttpOnly; SameSite=Strict`,
+        // Secure over HTTPS (the default): the browser never sends it over plain HTTP.
+        'set-cookie': `${TOKEN_COOKIE}=${encodeURIComponent(fromQuery)}; Path=/; HttpOnly; SameSite=Strict${(req.socket as { encrypted?: boolean }).encrypted === true ? '; Secure' : ''}`,
         'content-length': 0,
       });
       res.end();

@@ -1,4 +1,5 @@
-import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
+import { createServer, type IncomingMessage, type Server as HttpServer, type ServerResponse } from 'node:http';
+import { createServer as createHttpsServer, type Server as HttpsServer } from 'node:https';
 import { systemClock } from '../../../common/src/clock.js';
 import { ConfigError } from '../../../common/src/errors.js';
 import { AutoscaleInputError } from '../autoscale/controller.js';
@@ -84,6 +85,9 @@ function pathParts(pathname: string): string[] {
   }
 }
 
+/** The admin API's server: HTTPS by default, plain HTTP with cp.yaml `tls: { enabled: false }`. */
+export type Server = HttpServer | HttpsServer;
+
 const dashboards = new WeakMap<Server, { close(): void }>();
 
 /** Ends the dashboard's event streams and sampling, so the server can close without waiting for them. */
@@ -127,11 +131,13 @@ export function createAdminApi(
   guardOptions: GuardOptions = { listen: '127.0.0.1:0', allowedHosts: [] },
   /** Tokens; undefined: no authentication (cp.yaml `auth: { disabled: true }`). */
   auth?: Authenticator,
+  /** Key and certificate (PEM): served over HTTPS; undefined: plain HTTP. */
+  tls?: { readonly key: string; readonly cert: string },
 ): Server {
   const dash = createDashboardRoutes(registry, push, dashboard);
   const guard = createGuard(guardOptions);
   const access = auth === undefined ? undefined : createAccessCheck(auth);
-  const server = createServer((req, res) => {
+  const onRequest = (req: IncomingMessage, res: ServerResponse): void => {
     const refusal = guard(req);
     if (refusal !== undefined) return json(res, refusal.status, { error: refusal.message });
     if (access?.(req, res) === true) return;
@@ -140,7 +146,8 @@ export function createAdminApi(
       if (err instanceof HttpError) json(res, err.status, { error: err.message }, err.status === 413);
       else json(res, 500, { error: err instanceof Error ? err.message : String(err) });
     });
-  });
+  };
+  const server: Server = tls === undefined ? createServer(onRequest) : createHttpsServer({ key: tls.key, cert: tls.cert }, onRequest);
   dashboards.set(server, dash);
   return server;
 

@@ -169,6 +169,58 @@ export class CertificateAuthority {
     });
     return { certPem: cert.toString('pem') + '\n', caPem: this.certPem, notBefore, notAfter, spiffeId: id, serial };
   }
+
+  /**
+   * A TLS server certificate for the control plane itself: a fresh ECDSA P-256 key (it stays in the control
+   * plane's memory), the given DNS names and IP addresses and `spiffe://<trust domain>/control-plane` in the
+   * SAN, serverAuth only.
+   */
+  async issueServer(names: ServerNames, ttlMs: number): Promise<ServerCertificate> {
+    const keys = (await webcrypto.subtle.generateKey(EC_P256, true, ['sign', 'verify'])) as webcrypto.CryptoKeyPair;
+    const now = this.clock.wallNow();
+    const notBefore = now - BACKDATE_MS;
+    const notAfter = Math.min(now + ttlMs, this.cert.notAfter.getTime());
+    const cert = await x509.X509CertificateGenerator.create({
+      serialNumber: serialNumber(),
+      subject: `CN=${names.dns[0] ?? 'control-plane'}, O=${this.trustDomain}, OU=control-plane`,
+      issuer: this.cert.subject,
+      notBefore: new Date(notBefore),
+      notAfter: new Date(notAfter),
+      publicKey: keys.publicKey,
+      signingKey: this.signingKey,
+      signingAlgorithm: SIGNING,
+      extensions: [
+        new x509.BasicConstraintsExtension(false, undefined, true),
+        new x509.KeyUsagesExtension(x509.KeyUsageFlags.digitalSignature | x509.KeyUsageFlags.keyAgreement, true),
+        new x509.ExtendedKeyUsageExtension([x509.ExtendedKeyUsage.serverAuth]),
+        new x509.SubjectAlternativeNameExtension([
+          ...names.dns.map((value) => ({ type: 'dns' as const, value })),
+          ...names.ips.map((value) => ({ type: 'ip' as const, value })),
+          { type: 'url' as const, value: `spiffe://${this.trustDomain}/control-plane` },
+        ]),
+        await x509.AuthorityKeyIdentifierExtension.create(this.cert),
+      ],
+    });
+    const keyPem = pemOf('PRIVATE KEY', await webcrypto.subtle.exportKey('pkcs8', keys.privateKey));
+    return { certPem: cert.toString('pem') + '\n', keyPem, caPem: this.certPem, notBefore, notAfter };
+  }
+}
+
+/** The control plane's own TLS server certificate and its key (PKCS#8), both PEM. */
+export interface ServerCertificate {
+  readonly certPem: string;
+  readonly keyPem: string;
+  /** The chain to send with it (the CA certificate), PEM. */
+  readonly caPem: string;
+  /** Wall-clock milliseconds since the epoch. */
+  readonly notBefore: number;
+  readonly notAfter: number;
+}
+
+/** Names a server certificate is valid for: DNS names and IP addresses (the SAN). */
+export interface ServerNames {
+  readonly dns: readonly string[];
+  readonly ips: readonly string[];
 }
 
 /** True when `certPem` was signed by `caPem` and is within its validity at `wallNow` (for tests and checks). */

@@ -112,6 +112,12 @@ export function validateControlPlaneConfig(value: unknown, file: string, baseDir
       certTtlMs: parsed.mtls.certTtl,
       ...(parsed.mtls.ca !== undefined ? { ca: { certFile: resolve(parsed.mtls.ca.certFile), keyFile: resolve(parsed.mtls.ca.keyFile) } } : {}),
     },
+    tls: {
+      enabled: parsed.tls.enabled,
+      serverNames: parsed.tls.serverNames,
+      certTtlMs: parsed.tls.certTtl,
+      ...(parsed.tls.certFile !== undefined && parsed.tls.keyFile !== undefined ? { certFile: resolve(parsed.tls.certFile), keyFile: resolve(parsed.tls.keyFile) } : {}),
+    },
     services,
     ...(Object.keys(autoscale).length > 0 ? { autoscale } : {}),
   });

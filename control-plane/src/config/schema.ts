@@ -1,3 +1,4 @@
+import { isIP } from 'node:net';
 import { z } from 'zod';
 import { checkHostPort, listenersCollide, parseHostPort } from '../../../common/src/config/address.js';
 import type { IssueParams } from '../../../common/src/config/issues.js';
@@ -132,6 +133,11 @@ const allowedHostSchema = z.string({ error: 'expected a host name such as contro
   if (text !== '*' && 'problem' in checkHostPort(`${text}:1`, false)) ctx.addIssue({ code: 'custom', message: 'expected a host name such as control-plane (no port), or "*"', input: text });
 });
 
+/** A name or IP address for the control plane's server certificate. */
+const serverNameSchema = z.string({ error: 'expected a host name such as control-plane, or an IP address' }).superRefine((text, ctx) => {
+  if (isIP(text) === 0 && 'problem' in checkHostPort(`${text}:1`, false)) ctx.addIssue({ code: 'custom', message: 'expected a host name such as control-plane (no port), or an IP address', input: text });
+});
+
 // ---------------------------------------------------------------------------------------------------------
 // auth (docs/security.md "Tokens and roles")
 
@@ -216,6 +222,29 @@ export const controlPlaneSchema = strict({
       certFile: z.string({ error: 'expected a file path' }).min(1),
       keyFile: z.string({ error: 'expected a file path' }).min(1),
     }).optional(),
+  }).prefault({}),
+  // TLS of the control plane's own listeners (gRPC and HTTP API), docs/security.md "The control plane's TLS".
+  tls: strict({
+    // false: both listeners speak plaintext (tokens cross the network in clear): local experiments only.
+    enabled: z.boolean({ error: 'expected true or false' }).default(true),
+    // Names and IP addresses put in the server certificate besides localhost, 127.0.0.1, ::1 and the
+    // listen hosts, e.g. the compose service name `control-plane`; the HTTP API also answers to them.
+    serverNames: z.array(serverNameSchema, { error: 'expected a list of host names or IP addresses' }).default([]),
+    // Lifetime of the server certificate the control plane issues itself from the mesh CA; renewed at half of it.
+    certTtl: duration(false).default(24 * 3600_000),
+    // An operator's server certificate (PEM, the chain after it) and key instead of one from the mesh CA;
+    // read again every minute, so a renewed pair takes over without a restart.
+    certFile: z.string({ error: 'expected a file path' }).min(1, { error: 'expected a non-empty file path' }).optional(),
+    keyFile: z.string({ error: 'expected a file path' }).min(1, { error: 'expected a non-empty file path' }).optional(),
+  }).superRefine((t, ctx) => {
+    if ((t.certFile === undefined) !== (t.keyFile === undefined)) {
+      ctx.addIssue({
+        code: 'custom',
+        path: [t.certFile === undefined ? 'certFile' : 'keyFile'],
+        message: `expected certFile and keyFile together (${t.certFile === undefined ? 'keyFile' : 'certFile'} is set)`,
+        params: { fromRoot: true } satisfies IssueParams,
+      });
+    }
   }).prefault({}),
   // Services the autoscaler sizes (they need not appear under `services`).
   autoscale: z

@@ -48,6 +48,17 @@ export interface ControlPlaneConfig {
     /** Resolved against the directory of cp.yaml. */
     readonly ca?: { readonly certFile: string; readonly keyFile: string } | undefined;
   };
+  /** TLS of the control plane's listeners (gRPC and HTTP). */
+  readonly tls: {
+    readonly enabled: boolean; // default true
+    /** Extra DNS names / IP addresses of the server certificate (and names the HTTP API answers to). */
+    readonly serverNames: readonly string[]; // default []
+    /** Lifetime of the server certificate issued from the mesh CA (renewed at half of it). */
+    readonly certTtlMs: number; // default 24h
+    /** An operator's certificate and key (resolved against the directory of cp.yaml); absent: from the mesh CA. */
+    readonly certFile?: string | undefined;
+    readonly keyFile?: string | undefined;
+  };
   /** Services declared in cp.yaml: policy and static endpoints, by service name. */
   readonly services: Readonly<Record<string, ServicePolicy>>;
   /** Services the autoscaler sizes, by service name; absent when cp.yaml has none. */

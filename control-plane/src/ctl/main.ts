@@ -1,6 +1,6 @@
 import { readFileSync } from 'node:fs';
 import { parseArgs } from 'node:util';
-import { AdminClient, CtlError } from './client.js';
+import { AdminClient, CtlError, DEFAULT_CA_FILE, loadCa } from './client.js';
 import * as cmd from './commands.js';
 
 /**
@@ -19,6 +19,7 @@ const OPTIONS = {
   server: { type: 'string' },
   token: { type: 'string' },
   'token-file': { type: 'string' },
+  'ca-file': { type: 'string' },
   output: { type: 'string', short: 'o' },
   json: { type: 'boolean' },
   help: { type: 'boolean', short: 'h' },
@@ -32,7 +33,7 @@ const OPTIONS = {
 type OptionName = keyof typeof OPTIONS;
 
 /** Options every command takes. */
-const COMMON: readonly OptionName[] = ['server', 'token', 'token-file', 'output', 'json', 'help'];
+const COMMON: readonly OptionName[] = ['server', 'token', 'token-file', 'ca-file', 'output', 'json', 'help'];
 
 interface CommandSpec {
   /** "services", "policy set", ... */
@@ -110,6 +111,10 @@ const OPTIONS_TEXT = `  --server HOST:PORT   the control plane's HTTP admin addr
                        default: $OUTRIGGER_CONTROL_PLANE, else ${DEFAULT_SERVER}
   --token TOKEN        sent as Authorization: Bearer TOKEN; default: $OUTRIGGER_TOKEN
   --token-file FILE    read the token from FILE (e.g. admin.token beside the control plane's state)
+  --ca-file FILE       the mesh CA (mesh-ca.crt beside the control plane's state) its TLS certificate
+                       must chain to; default: $OUTRIGGER_CA_FILE, else ${DEFAULT_CA_FILE} if it
+                       exists, else the system's roots. HOST:PORT is https; give http://HOST:PORT for
+                       a control plane with tls.enabled: false
   -o, --output FORMAT  table (the default; policy get: yaml), json or yaml: the admin API's
                        answer as JSON or YAML
   --json               the same as -o json
@@ -133,7 +138,7 @@ function commandList(list: readonly CommandSpec[]): string {
     .join('\n');
 }
 
-export const CTL_USAGE = `usage: outrigger ctl [--server HOST:PORT] [--token TOKEN | --token-file FILE] [-o json|yaml|table] <command>
+export const CTL_USAGE = `usage: outrigger ctl [--server HOST:PORT] [--token TOKEN | --token-file FILE] [--ca-file FILE] [-o json|yaml|table] <command>
 
 commands:
 ${commandList([...COMMANDS, { name: 'help', args: ['COMMAND?'], help: ["this text, or a command's (also: outrigger ctl COMMAND --help)"] }])}
@@ -226,6 +231,7 @@ const FLAG: Record<OptionName, string> = {
   server: '--server',
   token: '--token',
   'token-file': '--token-file',
+  'ca-file': '--ca-file',
   output: '-o',
   json: '--json',
   help: '--help',
@@ -265,7 +271,15 @@ function tokenOf(values: Values, env: CtlIo['env']): string | undefined {
   return fromEnv === undefined || fromEnv === '' ? undefined : fromEnv;
 }
 
-async function dispatch(spec: CommandSpec, args: readonly string[], values: Values, server: string, token: string | undefined, out: (text: string) => void): Promise<void> {
+async function dispatch(
+  spec: CommandSpec,
+  args: readonly string[],
+  values: Values,
+  server: string,
+  token: string | undefined,
+  ca: ReturnType<typeof loadCa>,
+  out: (text: string) => void,
+): Promise<void> {
   const allowed = new Set([...COMMON, ...(spec.options ?? [])]);
   for (const key of Object.keys(values) as OptionName[]) {
     if (allowed.has(key)) continue;
@@ -273,7 +287,7 @@ async function dispatch(spec: CommandSpec, args: readonly string[], values: Valu
     throw usage(`${FLAG[key]} is only for ${users.join(', ').replace(/, ([^,]*)$/, ' and $1')}`);
   }
   expectArgs(spec, args);
-  const ctx: cmd.CtlContext = { client: new AdminClient(server, token), output: outputOf(values), out };
+  const ctx: cmd.CtlContext = { client: new AdminClient(server, token, ca), output: outputOf(values), out };
   const [a = '', b = '', c = ''] = args;
   const dryRun = values['dry-run'] === true;
   switch (spec.name) {
@@ -357,7 +371,8 @@ export async function runCtl(
     }
     const server = values.server ?? (io.env['OUTRIGGER_CONTROL_PLANE'] || DEFAULT_SERVER);
     if (server === '') throw usage('--server needs a value');
-    await dispatch(spec, args, values, server, tokenOf(values, io.env), io.stdout);
+    if (values['ca-file'] === '') throw usage('--ca-file needs a value');
+    await dispatch(spec, args, values, server, tokenOf(values, io.env), loadCa(values['ca-file'], io.env), io.stdout);
     return 0;
   } catch (err) {
     if (!(err instanceof CtlError)) throw err;

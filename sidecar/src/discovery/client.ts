@@ -1,4 +1,5 @@
 import { ChannelCredentials, Metadata, type ClientDuplexStream } from '@grpc/grpc-js';
+import { TrustError } from './trust.js';
 import {
   DiscoveryClient,
   type Certificate,
@@ -25,6 +26,14 @@ export interface ControlPlaneClientOptions {
    * is read again); undefined: none. A throw keeps the previous token (logged).
    */
   readonly token?: (() => string | undefined) | undefined;
+  /**
+   * The channel credentials for a connection to `address` (discovery/trust.ts: TLS pinned to the mesh CA,
+   * bootstrapped on first use); absent: plaintext. A TrustError (a CA refused) is logged as an error and
+   * tried again on the reconnect backoff; nothing is sent to that control plane meanwhile.
+   */
+  readonly credentials?: ((address: string) => Promise<ChannelCredentials>) | undefined;
+  /** The control plane's certificate did not verify (trust.ts drops a bootstrapped CA to fetch it again). */
+  readonly onUntrusted?: (() => void) | undefined;
   readonly subscriptions: readonly string[];
   readonly cache: ConfigCache | undefined;
   /** Applies a configuration; returns undefined when applied, else the NACK reason. */
@@ -100,8 +109,27 @@ export class ControlPlaneClient {
     if (this.stopped) return;
     const address = this.o.addresses[this.next % this.o.addresses.length]!;
     this.next++;
+    const credentials = this.o.credentials;
+    if (credentials === undefined) {
+      this.open(address, ChannelCredentials.createInsecure());
+      return;
+    }
+    credentials(address).then(
+      (c) => {
+        if (!this.stopped) this.open(address, c);
+      },
+      (err: unknown) => {
+        const message = err instanceof Error ? err.message : String(err);
+        if (err instanceof TrustError) this.o.logger.error({ address }, message);
+        else this.o.logger.warn({ address, err: message }, 'cannot fetch the control plane\'s CA certificate');
+        this.scheduleReconnect();
+      },
+    );
+  }
+
+  private open(address: string, credentials: ChannelCredentials): void {
     this.client?.close();
-    const client = new DiscoveryClient(address, ChannelCredentials.createInsecure(), {
+    const client = new DiscoveryClient(address, credentials, {
       'grpc.keepalive_time_ms': 10_000,
       'grpc.keepalive_timeout_ms': 5_000,
       'grpc.keepalive_permit_without_calls': 1,
@@ -134,6 +162,11 @@ export class ControlPlaneClient {
     const onDown = (err?: Error): void => {
       if (this.call !== call) return;
       this.call = undefined;
+      // A certificate the pinned CA did not sign (or for another name): say so, it will not go away by itself.
+      if (!gotData && err !== undefined && /certificate|self[- ]signed|unable to verify|altname/i.test(err.message)) {
+        this.o.logger.error({ address, err: err.message }, 'control plane TLS: the control plane\'s certificate is not trusted (is controlPlane.caFile the CA of this control plane?)');
+        this.o.onUntrusted?.();
+      }
       this.stopTimers();
       this.setConnected(false, address, err);
       this.scheduleReconnect();

@@ -112,7 +112,7 @@ describe('the configuration JSON Schemas', () => {
     expect(sidecar['required']).toEqual(['service']);
     expect(sidecar['additionalProperties']).toBe(false);
     const cp = configJsonSchema('control-plane');
-    expect(Object.keys(cp['properties'] as object)).toEqual(['listen', 'policies', 'limits', 'store', 'instanceTtl', 'drainTime', 'weightInterval', 'services', 'mtls', 'autoscale', 'auth']);
+    expect(Object.keys(cp['properties'] as object)).toEqual(['listen', 'policies', 'limits', 'store', 'instanceTtl', 'drainTime', 'weightInterval', 'services', 'mtls', 'tls', 'autoscale', 'auth']);
     expect((cp['properties'] as Record<string, { default?: unknown; pattern?: string }>)['instanceTtl']).toMatchObject({ default: '10s', pattern: expect.any(String) });
     expect(bySchema('sidecar', { service: 'a', http: { idleTimeout: '1m30s' } })).toEqual([]);
   });

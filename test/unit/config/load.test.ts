@@ -113,7 +113,7 @@ describe('parseSidecarConfig: the complete example', () => {
       admin: { listen: '127.0.0.1:15000' },
       inbound: { listen: '0.0.0.0:15006', target: 'http://127.0.0.1:8080', maxConcurrent: 256, mtls: 'mesh' },
       outbound: { listen: '127.0.0.1:15001' },
-      controlPlane: { addresses: ['127.0.0.1:15010'], subscribe: [], weight: 1, capacity: 100, reportIntervalMs: 5_000, resolveTimeoutMs: 1_000 },
+      controlPlane: { addresses: ['127.0.0.1:15010'], subscribe: [], weight: 1, capacity: 100, reportIntervalMs: 5_000, resolveTimeoutMs: 1_000, tls: true },
       services: {
         inventory: {
           lb: 'least-load',

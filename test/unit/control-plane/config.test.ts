@@ -42,12 +42,20 @@ describe('parseControlPlaneConfig', () => {
         limits: { maxReplicas: 50 },
         store: { file: 'outrigger-state.json' },
         mtls: { mode: 'strict', trustDomain: 'outrigger.local', certTtlMs: 86_400_000 },
+        tls: { enabled: true, serverNames: [], certTtlMs: 86_400_000 },
         instanceTtlMs: 10_000,
         drainTimeMs: 5_000,
         weightIntervalMs: 5_000,
         services: {},
       });
     }
+  });
+
+  it('reads tls: off, extra server names, an operator certificate (paths against cp.yaml) that needs its key', () => {
+    const c = parseControlPlaneConfig('tls: { enabled: false, serverNames: [control-plane, 10.0.0.7], certTtl: 12h, certFile: cp.crt, keyFile: /etc/cp.key }\n', 'cp.yaml', '/srv/cp');
+    expect(c.tls).toEqual({ enabled: false, serverNames: ['control-plane', '10.0.0.7'], certTtlMs: 12 * 3_600_000, certFile: '/srv/cp/cp.crt', keyFile: '/etc/cp.key' });
+    expect(issuesOf('tls: { certFile: cp.crt }\n')).toEqual(['tls.keyFile: expected certFile and keyFile together (certFile is set), got nothing']);
+    expect(issuesOf('tls: { serverNames: ["cp:80"] }\n')).toEqual(['tls.serverNames[0]: expected a host name such as control-plane (no port), or an IP address, got "cp:80"']);
   });
 
   it('parses every key; services are validated by the sidecar schema and kept as written too', () => {
@@ -110,7 +118,7 @@ services:
   });
 
   it('refuses unknown keys with a suggestion, at the top and inside a policy', () => {
-    expect(issuesOf('instanceTTL: 5s')).toEqual(['instanceTTL: expected one of the keys listen, policies, limits, store, instanceTtl, drainTime, weightInterval, services, mtls, autoscale, auth, got unknown key "instanceTTL" (did you mean "instanceTtl"?)']);
+    expect(issuesOf('instanceTTL: 5s')).toEqual(['instanceTTL: expected one of the keys listen, policies, limits, store, instanceTtl, drainTime, weightInterval, services, mtls, tls, autoscale, auth, got unknown key "instanceTTL" (did you mean "instanceTtl"?)']);
     expect(issuesOf('store: { path: x.json }')).toEqual(['store.path: expected one of the keys file, got unknown key "path"']);
     expect(issuesOf('services: { orders: { timeoutMs: 2000 } }')[0]).toMatch(/^services\.orders\.timeoutMs: expected one of the keys lb, .*got unknown key "timeoutMs" \(did you mean "timeout"\? durations are written with a unit/);
   });
