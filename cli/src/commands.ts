@@ -108,6 +108,7 @@ export const COMMANDS: readonly Command[] = [
       calls: { type: 'string', value: 'SERVICE', help: 'a service the app calls for each request' },
       'delay-ms': { type: 'string', value: 'N', help: 'simulated work per request, ms (default 0)' },
       capacity: { type: 'string', value: 'N', help: 'requests in flight the instance reports as full load (default 20)' },
+      'token-file': { type: 'string', value: 'FILE', help: "the sidecar's join token file (default: DIR/sidecar.token when it exists, else $OUTRIGGER_TOKEN)" },
     },
     run: async (a) => (await import('./demo.js')).runDemoInstance(a),
   },

@@ -27,7 +27,7 @@ export async function runDemoInstance(args: Args): Promise<void> {
   const delayMs = args.number('delay-ms', 0, { min: 0 });
   const capacity = args.number('capacity', 20, { min: 1, integer: true });
   const { runInstance } = await import('../../demo/src/instance.js');
-  const inst = await runInstance({ service, port, host: args.string('host'), controlPlane, runDir, delayMs, capacity, calls: args.string('calls') });
+  const inst = await runInstance({ service, port, host: args.string('host'), controlPlane, runDir, delayMs, capacity, calls: args.string('calls'), tokenFile: args.string('token-file') });
   exitOnSignals(() => inst.stop());
   void inst.done.then((code) => process.exit(code));
 }

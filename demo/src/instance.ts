@@ -1,6 +1,7 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import { mkdir, rm, writeFile } from 'node:fs/promises';
+import { hostname } from 'node:os';
 import { join } from 'node:path';
 import { BIN, freePort } from './local.js';
 import { SIDECAR_TOKEN_FILE } from '../../control-plane/src/auth/generated.js';
@@ -37,6 +38,8 @@ export interface InstanceOptions {
    * mesh runs its control plane with its state here), the sidecar sends that token; else $OUTRIGGER_TOKEN.
    */
   readonly runDir: string;
+  /** The sidecar's join token file (`controlPlane.tokenFile`), e.g. the control plane's volume mounted read-only in a container; overrides runDir's. */
+  readonly tokenFile?: string | undefined;
   readonly restartDelayMs?: number | undefined;
   readonly log?: ((line: string) => void) | undefined;
 }
@@ -69,13 +72,15 @@ async function terminate(child: ChildProcess | undefined, graceMs: number): Prom
 
 export async function runInstance(o: InstanceOptions): Promise<RunningInstance> {
   const log = o.log ?? ((line: string) => process.stderr.write(`${line}\n`));
-  const id = `${o.service}-${o.port}`;
+  // On a wildcard host (a container) replicas share the port: the host name (the container's id) tells them apart.
+  const wildcard = o.host === '0.0.0.0' || o.host === '::';
+  const id = wildcard ? `${o.service}-${hostname()}-${o.port}` : `${o.service}-${o.port}`;
   const [appPort, outboundPort, adminPort] = [await freePort(), await freePort(), await freePort()];
   await mkdir(o.runDir, { recursive: true });
   const configFile = join(o.runDir, `${id}.sidecar.yaml`);
   const appPidFile = join(o.runDir, `${id}.app.pid`);
   const sidecarPidFile = join(o.runDir, `${id}.sidecar.pid`);
-  const tokenFile = join(o.runDir, SIDECAR_TOKEN_FILE);
+  const tokenFile = o.tokenFile ?? join(o.runDir, SIDECAR_TOKEN_FILE);
   await writeFile(
     configFile,
     [
@@ -86,7 +91,7 @@ export async function runInstance(o: InstanceOptions): Promise<RunningInstance> 
       // Other sidecars reach this instance over mutual TLS (certificates from the control plane); permissive so
       // that a plaintext curl straight to an instance still answers while you explore.
       `inbound: { listen: ${o.host ?? '127.0.0.1'}:${o.port}, target: http://127.0.0.1:${appPort}, mtls: permissive }`,
-      `controlPlane: { addresses: [${o.controlPlane}], subscribe: [${o.calls ?? ''}], capacity: ${o.capacity ?? 20}, reportInterval: 1s${existsSync(tokenFile) ? `, tokenFile: ${JSON.stringify(tokenFile)}` : ''} }`,
+      `controlPlane: { addresses: [${o.controlPlane}], subscribe: [${o.calls ?? ''}], capacity: ${o.capacity ?? 20}, reportInterval: 1s${o.tokenFile !== undefined || existsSync(tokenFile) ? `, tokenFile: ${JSON.stringify(tokenFile)}` : ''} }`,
       'log: { level: warn, accessLog: { enabled: false } }',
       'services: {}',
       '',

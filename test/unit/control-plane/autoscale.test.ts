@@ -359,7 +359,7 @@ autoscale:
         stopGraceMs: 10_000,
       },
     });
-    expect(c.autoscale?.['orders']).toMatchObject({ min: 0, intervalMs: 2_000, stabilizationWindowMs: 0, cooldownMs: 60_000, driver: { kind: 'compose', file: '/etc/outrigger/deploy/compose.yml', project: 'mesh', service: 'orders' } });
+    expect(c.autoscale?.['orders']).toMatchObject({ min: 0, intervalMs: 2_000, stabilizationWindowMs: 0, cooldownMs: 60_000, driver: { kind: 'compose', command: ['docker', 'compose'], file: '/etc/outrigger/deploy/compose.yml', project: 'mesh', service: 'orders' } });
     expect(c.autoscale?.['web']?.driver).toEqual({
       kind: 'kubernetes',
       apiServer: 'https://10.0.0.1:6443',
