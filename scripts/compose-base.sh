@@ -29,14 +29,15 @@ case "$NODE_VERSION" in v24.*) ;; *) echo "ERROR: $NODE_BIN is $NODE_VERSION, ex
 NPM_CLI=$(readlink -f "$(command -v npm)")
 NPM_DIR=$(dirname "$(dirname "$NPM_CLI")")
 [ -f "$NPM_DIR/package.json" ] || { echo "ERROR: cannot find npm's package next to $NPM_CLI" >&2; exit 1; }
-NPM_VERSION=$(sed -n 's/^ *"version": *"\([^"]*\)".*/\1/p' "$NPM_DIR/package.json" | head -1)
+NPM_VERSION=$("$NODE_BIN" -p 'require(process.argv[1]).version' "$NPM_DIR/package.json")
 
 mirror() {
   if [ -n "${DEBIAN_MIRROR:-}" ]; then echo "$DEBIAN_MIRROR"; return; fi
   # deb822 (URIs: ...) or one-line (deb URL suite ...) sources; the first that is not a security mirror.
-  { grep -hs '^URIs:' /etc/apt/sources.list.d/*.sources | awk '{print $2}'
-    grep -hs '^deb ' /etc/apt/sources.list /etc/apt/sources.list.d/*.list | awk '{for (i = 2; i <= NF; i++) if ($i ~ /^https?:/) {print $i; break}}'
-  } | grep -v security | head -1
+  # (grep -s exits 2 for a file that does not exist, e.g. no sources.list on a deb822-only machine.)
+  { grep -hs '^URIs:' /etc/apt/sources.list.d/*.sources || true
+    grep -hs '^deb ' /etc/apt/sources.list /etc/apt/sources.list.d/*.list || true
+  } | awk '$1 == "URIs:" {print $2; next} {for (i = 2; i <= NF; i++) if ($i ~ /^https?:/) {print $i; break}}' | { grep -v security || true; } | sed -n 1p
 }
 
 TARBALL="$CACHE/rootfs-bookworm-minbase.tar"

@@ -69,7 +69,7 @@ function run(program, args, { timeoutMs = 120_000, quiet = true } = {}) {
 /** Runs a program and fails with its last stderr lines when it does not exit 0. */
 async function must(program, args, options) {
   const r = await run(program, args, options);
-  if (r.code !== 0) throw new Error(`${program} ${args.join(' ')} exited ${r.code}: ${(r.stderr || r.stdout).trim().split('\n').slice(-5).join('\n')}`);
+  if (r.code !== 0) throw new Error(`${program} ${args.join(' ')} exited ${r.code}: ${(r.stderr || r.stdout).trim().split('\n').slice(-5).join('\n') || '(no output)'}`);
   return r.stdout;
 }
 
