@@ -7,7 +7,7 @@
 #
 #   scripts/compose-base.sh [IMAGE]        default IMAGE: outrigger-base:bookworm-node24
 #
-# Nothing is done when IMAGE exists. The root file system is cached as a tarball in
+# Nothing is done when IMAGE exists with the project's Node.js version. The root file system is cached as a tarball in
 # $OUTRIGGER_BASE_CACHE (default /var/cache/outrigger) so a machine whose podman storage was wiped re-imports
 # it instead of running debootstrap again. The mirror is the machine's first Debian one in /etc/apt/sources.list*
 # (override: $DEBIAN_MIRROR).
@@ -18,14 +18,19 @@ IMAGE=${1:-outrigger-base:bookworm-node24}
 CACHE=${OUTRIGGER_BASE_CACHE:-/var/cache/outrigger}
 NODE_BIN=node_modules/node/bin/node
 
-if podman image exists "$IMAGE"; then
-  echo "base image $IMAGE: present"
-  exit 0
-fi
-
 [ -x "$NODE_BIN" ] || { echo "ERROR: $NODE_BIN is missing: run npm ci first (the node devDependency brings Node.js 24)" >&2; exit 1; }
 NODE_VERSION=$("$NODE_BIN" --version)
 case "$NODE_VERSION" in v24.*) ;; *) echo "ERROR: $NODE_BIN is $NODE_VERSION, expected v24.x" >&2; exit 1 ;; esac
+
+if podman image exists "$IMAGE"; then
+  HAS=$(podman image inspect --format '{{range .Config.Env}}{{println .}}{{end}}' "$IMAGE" | sed -n 's/^NODE_VERSION=//p')
+  if [ "v$HAS" = "$NODE_VERSION" ]; then
+    echo "base image $IMAGE: present (node $NODE_VERSION)"
+    exit 0
+  fi
+  echo "base image $IMAGE: has node v$HAS, the project's is $NODE_VERSION: making it again"
+  podman rmi "$IMAGE" > /dev/null
+fi
 NPM_CLI=$(readlink -f "$(command -v npm)")
 NPM_DIR=$(dirname "$(dirname "$NPM_CLI")")
 [ -f "$NPM_DIR/package.json" ] || { echo "ERROR: cannot find npm's package next to $NPM_CLI" >&2; exit 1; }
