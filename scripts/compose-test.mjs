@@ -55,15 +55,31 @@ const log = (line) => process.stdout.write(`[compose-test ${((performance.now() 
 
 let env = { ...process.env, CONTAINERS_CONF: containersConf, OUTRIGGER_IMAGE: IMAGE, OUTRIGGER_TEST_NETWORK: NETWORK };
 
+/** The commands running now: stopped before the teardown, so none creates something after it. */
+const running = new Set();
+
 /** Runs a program; resolves { code, stdout, stderr }; rejects only on timeout. */
 function run(program, args, { timeoutMs = 120_000, quiet = true } = {}) {
   return new Promise((resolve, reject) => {
     const child = execFile(program, args, { env, cwd: root, maxBuffer: 64 * 1024 * 1024, timeout: timeoutMs, killSignal: 'SIGKILL' }, (err, stdout, stderr) => {
+      running.delete(child);
       if (err && err.killed) reject(new Error(`${program} ${args.join(' ')}: no answer after ${timeoutMs / 1000} s`));
       else resolve({ code: err ? (typeof err.code === 'number' ? err.code : 1) : 0, stdout: String(stdout), stderr: String(stderr) });
     });
+    running.add(child);
     if (!quiet) child.stdout?.pipe(process.stdout);
   });
+}
+
+/** SIGTERM to every running command, SIGKILL to those still there after 10 s. */
+async function stopRunning() {
+  const children = [...running];
+  if (children.length === 0) return;
+  const exited = children.map((c) => new Promise((resolve) => (c.exitCode !== null || c.signalCode !== null ? resolve() : c.once('exit', resolve))));
+  for (const c of children) c.kill('SIGTERM');
+  const late = setTimeout(() => children.forEach((c) => c.kill('SIGKILL')), 10_000);
+  await Promise.all(exited);
+  clearTimeout(late);
 }
 
 /** Runs a program and fails with its last stderr lines when it does not exit 0. */
@@ -141,6 +157,7 @@ let finishing = false;
 async function finish(code, err) {
   if (finishing) return;
   finishing = true;
+  await stopRunning();
   if (err) {
     process.stdout.write(`\n[compose-test] FAILED: ${err.stack ?? err}\n`);
     // What the containers said, for the CI log.
@@ -161,7 +178,13 @@ async function finish(code, err) {
     // cleanup() below removes whatever down left.
   }
   await cleanup();
-  const left = await leftovers();
+  let left = await leftovers();
+  if (left.length > 0) {
+    // A command stopped in the middle (a container being created, a build being tagged) may finish late.
+    await sleep(5_000);
+    await cleanup();
+    left = await leftovers();
+  }
   rmSync(work, { recursive: true, force: true });
   if (left.length > 0) {
     process.stdout.write(`[compose-test] FAILED: left behind after teardown: ${left.join(', ')}\n`);
