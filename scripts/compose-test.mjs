@@ -127,6 +127,16 @@ async function projectContainers() {
   return r.stdout.split('\n').filter((l) => l.trim() !== '');
 }
 
+/** Images without a name, intermediate ones included (-a): what builds leave. */
+async function untaggedImages() {
+  const r = await run('podman', ['images', '-a', '--format', '{{.ID}} {{.Repository}}']);
+  return r.stdout
+    .split('\n')
+    .map((l) => l.trim().split(' '))
+    .filter(([id, repo]) => id !== undefined && id !== '' && (repo === '<none>' || repo === undefined))
+    .map(([id]) => id);
+}
+
 async function leftovers() {
   const found = [];
   found.push(...(await projectContainers()).map((c) => `container ${c}`));
@@ -135,9 +145,8 @@ async function leftovers() {
   if ((await run('podman', ['image', 'exists', IMAGE])).code === 0) found.push(`image ${IMAGE}`);
   // Build containers of an interrupted `podman build` (buildah's "<id>-working-container").
   const ext = await run('podman', ['ps', '-a', '--external', '--format', '{{.ID}} {{.Names}}']);
-  for (const line of ext.stdout.split('\n')) if (/-working-container$/.test(line.trim())) found.push(`build container ${line.trim()}`);
-  const dangling = await run('podman', ['images', '-q', '--filter', 'dangling=true']);
-  for (const id of dangling.stdout.split('\n').filter((l) => l.trim() !== '')) found.push(`dangling image ${id}`);
+  for (const line of ext.stdout.split('\n')) if (/-working-container(-\d+)?$/.test(line.trim())) found.push(`build container ${line.trim()}`);
+  for (const id of await untaggedImages()) found.push(`untagged image ${id}`);
   return found;
 }
 
@@ -148,9 +157,11 @@ async function cleanup() {
   await run('podman', ['network', 'rm', '-f', NETWORK]);
   await run('podman', ['rmi', '-f', IMAGE], { timeoutMs: 120_000 });
   const ext = await run('podman', ['ps', '-a', '--external', '--format', '{{.ID}} {{.Names}}']);
-  const builds = ext.stdout.split('\n').filter((l) => /-working-container$/.test(l.trim())).map((l) => l.trim().split(' ')[0]);
+  const builds = ext.stdout.split('\n').filter((l) => /-working-container(-\d+)?$/.test(l.trim())).map((l) => l.trim().split(' ')[0]);
   if (builds.length > 0) await run('podman', ['rm', '-f', ...builds]);
   await run('podman', ['image', 'prune', '-f'], { timeoutMs: 120_000 });
+  const untagged = await untaggedImages();
+  if (untagged.length > 0) await run('podman', ['rmi', '-f', ...untagged], { timeoutMs: 120_000 });
 }
 
 let finishing = false;
