@@ -1,8 +1,11 @@
 # Outrigger image: one image for every role (control plane, sidecar, demo app); the compose service's
 # `command` picks the subcommand. Build: docker build -t outrigger:local .
+# BASE_IMAGE is any Debian-like image with Node.js 24, npm and a `node` user; the default is the official one.
+# (`npm run test:compose` builds on an equivalent made offline with debootstrap: scripts/compose-base.sh.)
+ARG BASE_IMAGE=node:24-slim
 
 # --- build: full install (TypeScript, buf, ts-proto), generate the wire code, compile to dist/
-FROM node:24-slim AS build
+FROM ${BASE_IMAGE} AS build
 WORKDIR /src
 COPY package.json package-lock.json ./
 RUN npm ci --no-audit --no-fund
@@ -10,7 +13,7 @@ COPY . .
 RUN npm run build
 
 # --- runtime: production dependencies and the compiled output only
-FROM node:24-slim
+FROM ${BASE_IMAGE}
 ENV NODE_ENV=production
 WORKDIR /app
 COPY package.json package-lock.json ./

@@ -27,7 +27,20 @@ export async function runDemoInstance(args: Args): Promise<void> {
   const delayMs = args.number('delay-ms', 0, { min: 0 });
   const capacity = args.number('capacity', 20, { min: 1, integer: true });
   const { runInstance } = await import('../../demo/src/instance.js');
-  const inst = await runInstance({ service, port, host: args.string('host'), controlPlane, runDir, delayMs, capacity, calls: args.string('calls') });
+  const adminPort = args.string('admin-port') === undefined ? undefined : args.number('admin-port', 0, { min: 1, max: 65_535, integer: true });
+  const inst = await runInstance({
+    service,
+    port,
+    host: args.string('host'),
+    controlPlane,
+    runDir,
+    delayMs,
+    capacity,
+    calls: args.string('calls'),
+    tokenFile: args.string('token-file'),
+    caFile: args.string('ca-file'),
+    adminPort,
+  });
   exitOnSignals(() => inst.stop());
   void inst.done.then((code) => process.exit(code));
 }

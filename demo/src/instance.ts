@@ -1,6 +1,7 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import { mkdir, rm, writeFile } from 'node:fs/promises';
+import { hostname } from 'node:os';
 import { join } from 'node:path';
 import { BIN, freePort } from './local.js';
 import { SIDECAR_TOKEN_FILE } from '../../control-plane/src/auth/generated.js';
@@ -39,6 +40,12 @@ export interface InstanceOptions {
    * Its mesh-ca.crt, when there, is the CA the sidecar pins; else it fetches the CA with its token.
    */
   readonly runDir: string;
+  /** The sidecar's join token file (`controlPlane.tokenFile`), e.g. the control plane's volume mounted read-only in a container; overrides runDir's. */
+  readonly tokenFile?: string | undefined;
+  /** The mesh CA the sidecar pins (`controlPlane.caFile`); overrides runDir's. */
+  readonly caFile?: string | undefined;
+  /** The sidecar's admin port on 127.0.0.1 (a container's healthcheck asks its /ready); default a free one. */
+  readonly adminPort?: number | undefined;
   readonly restartDelayMs?: number | undefined;
   readonly log?: ((line: string) => void) | undefined;
 }
@@ -71,15 +78,17 @@ async function terminate(child: ChildProcess | undefined, graceMs: number): Prom
 
 export async function runInstance(o: InstanceOptions): Promise<RunningInstance> {
   const log = o.log ?? ((line: string) => process.stderr.write(`${line}\n`));
-  const id = `${o.service}-${o.port}`;
-  const [appPort, outboundPort, adminPort] = [await freePort(), await freePort(), await freePort()];
+  // On a wildcard host (a container) replicas share the port: the host name (the container's id) tells them apart.
+  const wildcard = o.host === '0.0.0.0' || o.host === '::';
+  const id = wildcard ? `${o.service}-${hostname()}-${o.port}` : `${o.service}-${o.port}`;
+  const [appPort, outboundPort, adminPort] = [await freePort(), await freePort(), o.adminPort ?? (await freePort())];
   await mkdir(o.runDir, { recursive: true });
   const configFile = join(o.runDir, `${id}.sidecar.yaml`);
   const appPidFile = join(o.runDir, `${id}.app.pid`);
   const sidecarPidFile = join(o.runDir, `${id}.sidecar.pid`);
-  const tokenFile = join(o.runDir, SIDECAR_TOKEN_FILE);
+  const tokenFile = o.tokenFile ?? join(o.runDir, SIDECAR_TOKEN_FILE);
   // Without it (a control plane elsewhere) the sidecar fetches the CA with its token (join-token bootstrap).
-  const caFile = join(o.runDir, CA_CERT_FILE);
+  const caFile = o.caFile ?? join(o.runDir, CA_CERT_FILE);
   await writeFile(
     configFile,
     [
@@ -90,7 +99,7 @@ export async function runInstance(o: InstanceOptions): Promise<RunningInstance> 
       // Other sidecars reach this instance over mutual TLS (certificates from the control plane): its inbound
       // listener follows the mesh-wide mode, strict by default, so only mesh sidecars are served.
       `inbound: { listen: ${o.host ?? '127.0.0.1'}:${o.port}, target: http://127.0.0.1:${appPort} }`,
-      `controlPlane: { addresses: [${o.controlPlane}], subscribe: [${o.calls ?? ''}], capacity: ${o.capacity ?? 20}, reportInterval: 1s${existsSync(tokenFile) ? `, tokenFile: ${JSON.stringify(tokenFile)}` : ''}${existsSync(caFile) ? `, caFile: ${JSON.stringify(caFile)}` : ''} }`,
+      `controlPlane: { addresses: [${o.controlPlane}], subscribe: [${o.calls ?? ''}], capacity: ${o.capacity ?? 20}, reportInterval: 1s${o.tokenFile !== undefined || existsSync(tokenFile) ? `, tokenFile: ${JSON.stringify(tokenFile)}` : ''}${o.caFile !== undefined || existsSync(caFile) ? `, caFile: ${JSON.stringify(caFile)}` : ''} }`,
       'log: { level: warn, accessLog: { enabled: false } }',
       'services: {}',
       '',

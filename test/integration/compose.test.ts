@@ -10,8 +10,8 @@ import type { SidecarConfig } from '../../common/src/config/types.js';
 import { freePort, send, waitFor } from '../helpers/net.js';
 
 /**
- * docker-compose.yml and deploy/ (issue 5, item 3). No container engine runs here, so this checks what can
- * be checked without one: the compose file is valid (`docker-compose config -q`, when installed; CI installs
+ * docker-compose.yml and deploy/ (issue 5, item 3), checked without a container engine (the containers are run
+ * for real by `npm run test:compose`, scripts/compose-test.mjs): the compose file is valid (`docker-compose config -q`, when installed; CI installs
  * it), every container's command is a subcommand the built CLI has, every mounted config file exists and
  * validates with the project's own loaders, and the addresses in them fit the compose topology.
  */
@@ -29,7 +29,9 @@ interface ComposeService {
   readonly ports?: readonly (string | number)[];
 }
 
-const compose = parse(readFileSync(join(root, 'docker-compose.yml'), 'utf8'), { merge: true }) as {
+// `${VAR:-default}` read as its default, as compose does when VAR is unset.
+const withDefaults = (text: string): string => text.replace(/\$\{[A-Z0-9_]+:-([^}]*)\}/g, '$1');
+const compose = parse(withDefaults(readFileSync(join(root, 'docker-compose.yml'), 'utf8')), { merge: true }) as {
   services: Record<string, ComposeService>;
 };
 const services = Object.entries(compose.services);
@@ -155,6 +157,22 @@ describe('docker-compose.yml', () => {
     // Not skipped when missing: the check is part of the deployment's proof, and `bash .ci/run` installs it.
     expect(hasCompose, 'docker-compose is not installed (apt-get install docker-compose; bash .ci/run does it)').toBe(true);
     const r = spawnSync('docker-compose', ['-f', join(root, 'docker-compose.yml'), 'config', '-q'], { encoding: 'utf8', cwd: root });
+    expect(r.stderr).toBe('');
+    expect(r.status).toBe(0);
+  });
+
+  it('with docker-compose.autoscale.yml: adds one scalable inventory service (no host port, no name) and passes `docker-compose config -q`', () => {
+    const extra = parse(withDefaults(readFileSync(join(root, 'docker-compose.autoscale.yml'), 'utf8'))) as { services: Record<string, ComposeService & { container_name?: string }> };
+    expect(Object.keys(extra.services)).toEqual(['inventory']);
+    const inv = extra.services['inventory'];
+    expect(inv?.ports).toBeUndefined();
+    expect(inv?.container_name).toBeUndefined();
+    const args = argv(inv ?? {});
+    expect(subcommandsFromHelp().has(args[0] ?? '')).toBe(true);
+    expect(argFlag(args, '--service')).toBe('inventory');
+    expect(argFlag(args, '--host')).toBe('0.0.0.0');
+    expect(hasCompose, 'docker-compose is not installed (apt-get install docker-compose; bash .ci/run does it)').toBe(true);
+    const r = spawnSync('docker-compose', ['-f', join(root, 'docker-compose.yml'), '-f', join(root, 'docker-compose.autoscale.yml'), 'config', '-q'], { encoding: 'utf8', cwd: root });
     expect(r.stderr).toBe('');
     expect(r.status).toBe(0);
   });

@@ -66,7 +66,7 @@ export function validateControlPlaneConfig(value: unknown, file: string, baseDir
       d.process !== undefined
         ? { kind: 'process', command: d.process.command, ports: d.process.ports, host: d.process.host, cwd: d.process.cwd === undefined ? baseDir : resolve(d.process.cwd), env: d.process.env, stopGraceMs: d.process.stopGrace }
         : d.compose !== undefined
-          ? { kind: 'compose', file: d.compose.file === undefined ? undefined : resolve(d.compose.file), project: d.compose.project, service: d.compose.service ?? name }
+          ? { kind: 'compose', command: d.compose.command, file: d.compose.file === undefined ? undefined : resolve(d.compose.file), project: d.compose.project, service: d.compose.service ?? name }
           : {
               kind: 'kubernetes',
               apiServer: d.kubernetes?.apiServer ?? '',

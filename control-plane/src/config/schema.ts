@@ -71,6 +71,11 @@ const processDriverSchema = strict({
 });
 
 const composeDriverSchema = strict({
+  // argv of the compose program and any global flags, e.g. [podman-compose] or [docker-compose, --ansi, never].
+  command: z
+    .array(nonEmpty('argument'), { error: 'expected a command as a list of arguments, e.g. [docker, compose] or [podman-compose]' })
+    .min(1, { error: 'expected at least the program to run' })
+    .default(['docker', 'compose']),
   file: nonEmpty('file path').optional(),
   project: nonEmpty('project name').optional(),
   service: nonEmpty('compose service name').optional(),

@@ -83,6 +83,8 @@ export type AutoscaleDriverConfig =
     }
   | {
       readonly kind: 'compose';
+      /** The compose program and its global flags; default `[docker, compose]` (e.g. `[podman-compose]`). */
+      readonly command: readonly string[];
       /** -f FILE (relative to cp.yaml's directory); default: docker compose's own lookup. */
       readonly file?: string | undefined;
       /** -p PROJECT. */

@@ -140,15 +140,19 @@ exit 0
     writeFileSync(log, '');
     writeFileSync(join(dir, 'ps.out'), 'c0ffee1\nc0ffee2\n');
     const { logger } = captureLogger();
-    const d = new ComposeDriver('inventory', { kind: 'compose', file: '/srv/mesh/docker-compose.yml', project: 'mesh', service: 'inventory' }, logger, { env });
+    const d = new ComposeDriver('inventory', { kind: 'compose', command: ['docker', 'compose'], file: '/srv/mesh/docker-compose.yml', project: 'mesh', service: 'inventory' }, logger, { env });
     expect(await d.current()).toBe(2);
     await d.scaleTo(3, ['10.0.0.1:8080']);
-    const plain = new ComposeDriver('orders', { kind: 'compose', service: 'orders-app' }, logger, { env });
+    const plain = new ComposeDriver('orders', { kind: 'compose', command: ['docker', 'compose'], service: 'orders-app' }, logger, { env });
     await plain.scaleTo(1, []);
+    // Another compose program and its global flags (`command`): here the same fake, as `docker` with no subcommand.
+    const other = new ComposeDriver('orders', { kind: 'compose', command: ['docker', '--ansi', 'never'], project: 'p', service: 'orders' }, logger, { env });
+    await other.scaleTo(2, []);
     expect(runs()).toEqual([
       ['compose', '-f', '/srv/mesh/docker-compose.yml', '-p', 'mesh', 'ps', '-q', 'inventory'],
       ['compose', '-f', '/srv/mesh/docker-compose.yml', '-p', 'mesh', 'up', '-d', '--scale', 'inventory=3', '--no-recreate', 'inventory'],
       ['compose', 'up', '-d', '--scale', 'orders-app=1', '--no-recreate', 'orders-app'],
+      ['--ansi', 'never', '-p', 'p', 'up', '-d', '--scale', 'orders=2', '--no-recreate', 'orders'],
     ]);
     expect(d.addresses()).toEqual([]);
   });
@@ -156,7 +160,7 @@ exit 0
   it("says what docker said when it fails; current() falls back to the replicas last set", async () => {
     writeFileSync(log, '');
     const { logger } = captureLogger();
-    const d = new ComposeDriver('inventory', { kind: 'compose', service: 'inventory' }, logger, { env });
+    const d = new ComposeDriver('inventory', { kind: 'compose', command: ['docker', 'compose'], service: 'inventory' }, logger, { env });
     writeFileSync(join(dir, 'fail'), '');
     try {
       await expect(d.current()).rejects.toThrow('docker compose ps -q inventory failed: service "inventory" has neither an image nor a build context specified');

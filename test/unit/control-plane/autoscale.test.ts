@@ -334,6 +334,11 @@ autoscale:
     stabilizationWindow: 0s
     cooldown: 1m
     driver: { compose: { file: deploy/compose.yml, project: mesh } }
+  pods:
+    min: 1
+    max: 2
+    targetUtilization: 0.5
+    driver: { compose: { command: [podman-compose, --podman-path, /usr/bin/podman] } }
   web:
     min: 1
     max: 4
@@ -359,7 +364,8 @@ autoscale:
         stopGraceMs: 10_000,
       },
     });
-    expect(c.autoscale?.['orders']).toMatchObject({ min: 0, intervalMs: 2_000, stabilizationWindowMs: 0, cooldownMs: 60_000, driver: { kind: 'compose', file: '/etc/outrigger/deploy/compose.yml', project: 'mesh', service: 'orders' } });
+    expect(c.autoscale?.['orders']).toMatchObject({ min: 0, intervalMs: 2_000, stabilizationWindowMs: 0, cooldownMs: 60_000, driver: { kind: 'compose', command: ['docker', 'compose'], file: '/etc/outrigger/deploy/compose.yml', project: 'mesh', service: 'orders' } });
+    expect(c.autoscale?.['pods']?.driver).toEqual({ kind: 'compose', command: ['podman-compose', '--podman-path', '/usr/bin/podman'], file: undefined, project: undefined, service: 'pods' });
     expect(c.autoscale?.['web']?.driver).toEqual({
       kind: 'kubernetes',
       apiServer: 'https://10.0.0.1:6443',
@@ -378,6 +384,10 @@ autoscale:
     expect(issues(base('', '{ compose: {}, kubernetes: { apiServer: "https://k" } }'))).toEqual(['autoscale.inv.driver: expected exactly one of process, compose, kubernetes, got compose and kubernetes']);
     expect(issues(base('', '{ process: { command: [a], ports: 100-101 } }'))).toEqual(['autoscale.inv.driver.process.ports: expected a range of at least 3 ports (max is 3, one port per instance), got "100-101"']);
     expect(issues(base('', '{ process: { command: [a], ports: 200-100 } }'))).toEqual(['autoscale.inv.driver.process.ports: expected a port range FROM-TO such as 21000-21099 (ports 1..65535, FROM <= TO), got "200-100"']);
+    expect(issues(base('', '{ compose: { command: [] } }'))).toEqual(['autoscale.inv.driver.compose.command: expected at least the program to run, got []']);
+    expect(issues(base('', '{ compose: { command: podman-compose } }'))).toEqual([
+      'autoscale.inv.driver.compose.command: expected a command as a list of arguments, e.g. [docker, compose] or [podman-compose], got "podman-compose"',
+    ]);
     expect(issues(base('    interval: 5\n'))).toEqual(['autoscale.inv.interval: expected a duration string with a unit (ms, s, m, h) such as "250ms", "2s", "1m"; a plain number has no unit (write e.g. "5ms" or "5s"), got 5']);
     expect(issues('autoscale:\n  inv: { min: 3, max: 2, targetUtilization: 1.5, driver: { compose: {} } }\n')).toEqual([
       'autoscale.inv.targetUtilization: expected number > 0 and <= 1, got 1.5',

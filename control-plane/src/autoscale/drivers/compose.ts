@@ -6,16 +6,16 @@ import type { ScaleDriver } from '../types.js';
 export type ComposeDriverConfig = Extract<AutoscaleDriverConfig, { kind: 'compose' }>;
 
 export interface ComposeDriverOptions {
-  /** Environment of the `docker` runs (PATH decides which `docker`); default: the control plane's. */
+  /** Environment of the compose runs (PATH decides which `docker`); default: the control plane's. */
   readonly env?: NodeJS.ProcessEnv | undefined;
-  /** Gives up on one `docker compose` run after this long; default 120 s (pulling an image takes a while). */
+  /** Gives up on one compose run after this long; default 120 s (pulling an image takes a while). */
   readonly timeoutMs?: number | undefined;
 }
 
 /**
  * The `compose` driver: `docker compose [-f FILE] [-p PROJECT] up -d --scale SERVICE=N --no-recreate SERVICE`
- * (execFile, no shell). Compose picks which containers go on a scale-down, so `remove` is ignored: those
- * instances drain when their sidecar gets SIGTERM from compose (it deregisters first). `current()` counts
+ * (execFile, no shell; `command` replaces `docker compose`, e.g. with `podman-compose`). Compose picks which
+ * containers go on a scale-down, so `remove` is ignored: those instances drain when their sidecar gets SIGTERM from compose (it deregisters first). `current()` counts
  * `docker compose ps -q SERVICE`, or falls back to the replicas last set when that fails.
  */
 export class ComposeDriver implements ScaleDriver {
@@ -29,18 +29,19 @@ export class ComposeDriver implements ScaleDriver {
     private readonly options: ComposeDriverOptions = {},
   ) {}
 
-  /** `docker` and the arguments common to every run. */
+  /** The arguments common to every run, after the program (`command[0]`). */
   private base(): string[] {
-    return ['compose', ...(this.config.file !== undefined ? ['-f', this.config.file] : []), ...(this.config.project !== undefined ? ['-p', this.config.project] : [])];
+    return [...this.config.command.slice(1), ...(this.config.file !== undefined ? ['-f', this.config.file] : []), ...(this.config.project !== undefined ? ['-p', this.config.project] : [])];
   }
 
   private run(args: readonly string[]): Promise<string> {
     const argv = [...this.base(), ...args];
+    const program = this.config.command[0] ?? 'docker';
     return new Promise((resolve, reject) => {
-      execFile('docker', argv, { env: this.options.env ?? process.env, timeout: this.options.timeoutMs ?? 120_000, maxBuffer: 4 * 1024 * 1024 }, (err, stdout, stderr) => {
+      execFile(program, argv, { env: this.options.env ?? process.env, timeout: this.options.timeoutMs ?? 120_000, maxBuffer: 4 * 1024 * 1024 }, (err, stdout, stderr) => {
         if (err) {
           const detail = String(stderr).trim().split('\n').slice(-3).join(' / ') || err.message;
-          reject(new Error(`docker ${argv.join(' ')} failed: ${detail}`));
+          reject(new Error(`${program} ${argv.join(' ')} failed: ${detail}`));
         } else resolve(String(stdout));
       });
     });
@@ -52,7 +53,7 @@ export class ComposeDriver implements ScaleDriver {
       return out.split('\n').filter((l) => l.trim() !== '').length;
     } catch (err) {
       if (this.lastSet === undefined) throw err;
-      this.logger.debug({ service: this.service, err: (err as Error).message }, 'docker compose ps failed; using the replicas last set');
+      this.logger.debug({ service: this.service, err: (err as Error).message }, 'compose ps failed; using the replicas last set');
       return this.lastSet;
     }
   }
