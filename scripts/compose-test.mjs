@@ -15,7 +15,6 @@
 //
 // Environment: OUTRIGGER_COMPOSE_SUBNET (default 198.18.200.0/24), OUTRIGGER_COMPOSE_KEEP=1 (leave the mesh
 // up after a successful run, for a look; `npm run test:compose` cleans it up next time).
-/* global AbortSignal */
 import { execFile } from 'node:child_process';
 import { mkdtempSync, rmSync, writeFileSync, existsSync } from 'node:fs';
 import { Agent, request } from 'node:http';
