@@ -13,6 +13,10 @@ import type { ControlPlaneConfig } from './config/types.js';
 import { PushServer } from './push/server.js';
 import { Registry } from './registry/registry.js';
 import { FileStore } from './registry/store.js';
+import { EtcdReplica } from './registry/etcd-replica.js';
+import { CA_KEY, TOKENS_KEY } from './registry/etcd-layout.js';
+import type { SubscriberView } from './push/server.js';
+import type { TimerHandle } from '../../common/src/timers.js';
 import type { CertificateAuthority } from './ca/authority.js';
 import { openAuthority } from './ca/setup.js';
 import { WeightDriver } from './weights/driver.js';
@@ -47,6 +51,8 @@ export class ControlPlane {
   /** The mesh CA; opened at start. */
   private ca: CertificateAuthority | undefined;
   private readonly weights: WeightDriver;
+  /** Publishes this replica's load reports for the leader (etcd store only). */
+  private loadsTimer: TimerHandle | undefined;
   grpcAddress = '';
   httpAddress = '';
 
@@ -57,12 +63,15 @@ export class ControlPlane {
     private readonly timers: Timers,
     /** Tokens of the HTTP API and the discovery stream; undefined: authentication is off. */
     private readonly auth: Authenticator | undefined,
+    /** The link to the shared state in etcd (`store.etcd`, docs/ha.md); undefined: the state file. */
+    readonly replica: EtcdReplica | undefined,
   ) {
     this.metrics = new ControlPlaneMetrics({
       version: () => this.registry.version,
       instances: () => this.registry.instances(),
       sidecars: () => this.push.views(),
       autoscale: () => this.autoscaler.views(),
+      leader: () => this.replica?.isLeader() ?? true,
     });
     this.registry = new Registry({
       clock,
@@ -70,7 +79,8 @@ export class ControlPlane {
       instanceTtlMs: config.instanceTtlMs,
       drainTimeMs: config.drainTimeMs,
       services: config.services,
-      store: new FileStore(config.store.file),
+      store: replica === undefined ? new FileStore(config.store.file) : undefined,
+      shared: replica?.hooks,
       policyRules: config.policies,
       onError: (err, context) => logger.error({ err: err instanceof Error ? err.message : String(err), context }, 'control plane state problem'),
     });
@@ -99,12 +109,12 @@ export class ControlPlane {
         else logger.info(e, `sidecar ${e.type}`);
       },
     });
-    this.weights = new WeightDriver(this.registry, () => this.push.views(), clock, timers, config.weightIntervalMs);
+    this.weights = new WeightDriver(this.registry, () => this.loadViews(), clock, timers, config.weightIntervalMs);
     const autoscale = config.autoscale ?? {};
     const autoscaleLogger = logger.child({ component: 'autoscale' });
     this.autoscaler = new Autoscaler({
       registry: this.registry,
-      loads: () => this.push.views(),
+      loads: () => this.loadViews(),
       services: autoscale,
       drivers: new Map(Object.entries(autoscale).map(([name, c]) => [name, createDriver(name, c, autoscaleLogger, clock, timers)])),
       clock,
@@ -121,15 +131,25 @@ export class ControlPlane {
       config = await loadControlPlaneConfig(options.configFile);
     }
     const logger = options.logger ?? createLogger('info', 'outrigger-control-plane');
+    const clock = options.clock ?? systemClock;
+    const timers = options.timers ?? systemTimers;
+    const etcd = config.store.etcd;
+    const replica = etcd === undefined ? undefined : new EtcdReplica(etcd, clock, timers, logger.child({ component: 'etcd' }));
+    const shared = (key: string) => (make: () => Promise<string>) => (replica as EtcdReplica).getOrCreate(key, make);
     let auth: Authenticator | undefined;
-    if (config.auth?.disabled === true) logger.warn({}, 'authentication is disabled (auth.disabled in cp.yaml): whoever reaches the ports may change anything');
-    else auth = new Authenticator(config.auth?.tokens ?? (await openGeneratedTokens(config.store.file, logger)));
-    const cp = new ControlPlane(config, logger, options.clock ?? systemClock, options.timers ?? systemTimers, auth);
-    await cp.registry.restore();
+    let cp: ControlPlane | undefined;
     try {
-      cp.ca = await openAuthority(config.mtls, config.store.file, cp.clock, cp.logger);
+      if (config.auth?.disabled === true) logger.warn({}, 'authentication is disabled (auth.disabled in cp.yaml): whoever reaches the ports may change anything');
+      else auth = new Authenticator(config.auth?.tokens ?? (await openGeneratedTokens(config.store.file, logger, replica && shared(TOKENS_KEY))));
+      cp = new ControlPlane(config, logger, clock, timers, auth, replica);
+      if (replica !== undefined) {
+        await replica.start(cp.registry);
+        logger.info({ replica: replica.id, endpoints: etcd?.endpoints, prefix: etcd?.prefix }, 'shared state in etcd');
+      } else await cp.registry.restore();
+      cp.ca = await openAuthority(config.mtls, config.store.file, clock, logger, replica && shared(CA_KEY));
     } catch (err) {
-      await cp.registry.close();
+      await cp?.registry.close();
+      await replica?.close();
       throw err;
     }
     try {
@@ -138,11 +158,38 @@ export class ControlPlane {
       await cp.stop();
       throw err;
     }
-    cp.weights.start();
-    // After the registry and the listeners: new instances register through their sidecars at once.
-    cp.autoscaler.start();
+    if (replica === undefined) {
+      cp.weights.start();
+      // After the registry and the listeners: new instances register through their sidecars at once.
+      cp.autoscaler.start();
+    } else cp.followLeadership(replica);
     cp.logger.info({ grpc: cp.grpcAddress, http: cp.httpAddress, version: cp.registry.version }, 'control plane started');
     return cp;
+  }
+
+  /**
+   * Replicated: computed weights and the autoscaler run on the leader only; every replica publishes the
+   * load reports of its sidecars for the leader.
+   */
+  private followLeadership(replica: EtcdReplica): void {
+    const lead = (leader: boolean): void => {
+      if (leader) {
+        this.weights.start();
+        this.autoscaler.start();
+      } else {
+        this.weights.stop();
+        this.autoscaler.pause();
+      }
+    };
+    replica.onLeadership(lead);
+    if (replica.isLeader()) lead(true);
+    this.loadsTimer = this.timers.every(Math.min(1_000, this.config.weightIntervalMs), () => replica.publishLoads(this.push.views()));
+  }
+
+  /** Load reports of the sidecars connected here, and (replicated) those the other replicas published. */
+  private loadViews(): SubscriberView[] {
+    const local = this.push.views();
+    return this.replica === undefined ? local : [...local, ...this.replica.remoteLoads()];
   }
 
   private async listen(): Promise<void> {
@@ -154,7 +201,11 @@ export class ControlPlane {
     this.http = createAdminApi(this.registry, this.push, { clock: this.clock, timers: this.timers, autoscale: () => this.autoscaler.views() }, this.autoscaler, this.metrics, {
       listen: this.config.listen.http,
       allowedHosts: this.config.listen.allowedHosts,
-    }, this.auth);
+    }, this.auth, () => ({
+      store: this.replica === undefined ? 'file' : 'etcd',
+      leader: this.replica?.isLeader() ?? true,
+      ...(this.replica !== undefined ? { replica: this.replica.id, leaderReplica: this.replica.leaderId() } : {}),
+    }));
     this.httpAddress = await listen(this.http, this.config.listen.http);
   }
 
@@ -162,6 +213,7 @@ export class ControlPlane {
     // First, while the gRPC server still runs: stopped instances deregister through their sidecars.
     await this.autoscaler.stop();
     this.weights.stop();
+    this.loadsTimer?.cancel();
     this.push.close();
     await new Promise<void>((resolve) => this.grpc.tryShutdown(() => resolve()));
     if (this.http) {
@@ -169,5 +221,6 @@ export class ControlPlane {
       await closeServer(this.http, 1_000);
     }
     await this.registry.close();
+    await this.replica?.close();
   }
 }

@@ -107,7 +107,7 @@ export function closeDashboard(server: Server): void {
  *   GET    /api/instances                         registered instances
  *   GET    /api/sidecars                          connected sidecars: versions sent and ACKed, last NACK, load
  *   GET    /api/circuits                          circuit states reported by sidecars
- *   GET    /api/version                           current state version, and the software version (`software`)
+ *   GET    /api/version                           current state version, the software version (`software`), the store and leadership
  *   GET    /metrics                               Prometheus metrics of the control plane (outrigger_cp_*, process_*)
  *   GET    /, /dashboard/*, /api/dashboard[/events]   the live dashboard (dashboard/routes.ts)
  *   GET    /api/autoscale                         autoscaled services: bounds, sizes, state, last decisions
@@ -127,6 +127,8 @@ export function createAdminApi(
   guardOptions: GuardOptions = { listen: '127.0.0.1:0', allowedHosts: [] },
   /** Tokens; undefined: no authentication (cp.yaml `auth: { disabled: true }`). */
   auth?: Authenticator,
+  /** Added to `GET /api/version`: where the state lives and whether this replica leads (docs/ha.md). */
+  replication?: () => { readonly store: 'file' | 'etcd'; readonly leader: boolean; readonly replica?: string | undefined; readonly leaderReplica?: string | undefined },
 ): Server {
   const dash = createDashboardRoutes(registry, push, dashboard);
   const guard = createGuard(guardOptions);
@@ -157,7 +159,7 @@ export function createAdminApi(
     }
     if (parts[0] !== 'api') return json(res, 404, { error: `no such path ${url.pathname}` });
     const [, kind, name, sub, arg] = parts;
-    if (kind === 'version' && method === 'GET') return json(res, 200, { version: registry.version, software: SOFTWARE });
+    if (kind === 'version' && method === 'GET') return json(res, 200, { version: registry.version, software: SOFTWARE, ...(replication?.() ?? { store: 'file', leader: true }) });
     if (kind === 'autoscale' && name === undefined && method === 'GET') return json(res, 200, { services: autoscaler?.views() ?? [] });
     if (kind === 'autoscale' && name !== undefined && sub === undefined && method === 'PUT') {
       const body = await readJson(req);

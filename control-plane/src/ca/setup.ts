@@ -11,13 +11,34 @@ export const CA_CERT_FILE = 'mesh-ca.crt';
 export const CA_KEY_FILE = 'mesh-ca.key';
 
 /**
+ * Shared state (docs/ha.md): returns the value stored under a name, created with `make()` by whichever
+ * replica gets there first.
+ */
+export type SharedCreate = (make: () => Promise<string>) => Promise<string>;
+
+/**
  * The mesh CA the control plane signs with: loaded from the files cp.yaml names, else from the files it
  * generated on an earlier start beside its state, else generated now and written there (the key readable by
- * its owner only).
+ * its owner only). With `shared` (the etcd store) and no files named in cp.yaml, the CA is the one in the
+ * shared state, generated once by the first replica.
  */
-export async function openAuthority(mtls: ControlPlaneConfig['mtls'], stateFile: string, clock: Clock, logger: Logger): Promise<CertificateAuthority> {
+export async function openAuthority(mtls: ControlPlaneConfig['mtls'], stateFile: string, clock: Clock, logger: Logger, shared?: SharedCreate): Promise<CertificateAuthority> {
   const opts = { trustDomain: mtls.trustDomain, clock };
   const given = mtls.ca;
+  if (given === undefined && shared !== undefined) {
+    let made = false;
+    const text = await shared(async () => {
+      made = true;
+      return JSON.stringify((await CertificateAuthority.generate(opts)).material());
+    });
+    try {
+      const ca = await CertificateAuthority.load(JSON.parse(text) as { certPem: string; keyPem: string }, opts);
+      logger.info({ trustDomain: mtls.trustDomain, store: 'etcd' }, made ? 'mesh CA generated (shared)' : 'mesh CA loaded (shared)');
+      return ca;
+    } catch (err) {
+      throw new CaError(`the shared mesh CA in etcd: ${err instanceof Error ? err.message : String(err)}`);
+    }
+  }
   const dir = dirname(stateFile);
   const certFile = given?.certFile ?? join(dir, CA_CERT_FILE);
   const keyFile = given?.keyFile ?? join(dir, CA_KEY_FILE);

@@ -139,7 +139,11 @@ export class EtcdReplica {
     return out;
   }
 
-  /** Revokes the lease (this replica's registrations and leadership end now) and closes the client. */
+  /**
+   * Gives the leadership up (another replica takes over at once) and closes the client. The lease is left to
+   * expire: the registrations of this replica's sidecars stay for its TTL, time for them to register again
+   * through another replica, which takes their keys over.
+   */
   async close(): Promise<void> {
     if (this.closed) return;
     const wasLeader = this.leader;
@@ -148,12 +152,16 @@ export class EtcdReplica {
     this.retryTimer?.cancel();
     this.dropWatcher();
     this.setLeader(false);
-    if (wasLeader) this.logger.info({ replica: this.id }, 'leadership given up');
-    try {
-      await this.lease?.revoke();
-    } catch (err) {
-      this.logger.warn({ err: message(err) }, 'etcd: could not revoke the lease (it expires by itself)');
+    if (wasLeader && this.leaseId !== '') {
+      const full = this.prefix + LEADER_KEY;
+      try {
+        await this.client.if(full, 'Lease', '==', this.leaseId).then(this.client.delete().key(full)).commit();
+        this.logger.info({ replica: this.id }, 'leadership given up');
+      } catch (err) {
+        this.logger.warn({ err: message(err) }, 'etcd: could not give the leadership up (it ends with the lease)');
+      }
     }
+    this.lease?.release();
     this.client.close();
   }
 
@@ -371,8 +379,8 @@ export class EtcdReplica {
       this.lastSyncError = undefined;
     } catch (err) {
       this.lastSyncError = err;
-      this.logger.warn({ err: message(err) }, 'etcd: could not write the state (retrying in 1s)');
-      if (!this.closed) this.retryTimer = this.timers.after(1_000, () => this.scheduleSync());
+      this.logger.warn({ err: message(err) }, 'etcd: could not write the state (retrying in 500 ms)');
+      if (!this.closed) this.retryTimer = this.timers.after(500, () => this.scheduleSync());
     } finally {
       this.syncRunning = false;
     }
@@ -436,14 +444,20 @@ export class EtcdReplica {
     }
   }
 
-  /** Resolves once local changes are written and handed back by the watch (5 s at most). */
+  /**
+   * Resolves once local changes are written and handed back by the watch; failed writes are retried
+   * meanwhile (etcd restarting, a new leader being elected). After 5 s: throws the last error (the change
+   * stays pending and is written once etcd takes it).
+   */
   private async flush(): Promise<void> {
     const deadline = this.clock.now() + 5_000;
     for (;;) {
       const busy = this.syncQueued || this.syncRunning || this.retryTimer !== undefined;
       if (!busy && this.appliedRevision >= this.lastWriteRevision) return;
-      if (this.retryTimer !== undefined && this.lastSyncError !== undefined) throw this.lastSyncError;
-      if (this.clock.now() > deadline) throw new Error('etcd did not take the change within 5 s');
+      if (this.clock.now() > deadline) {
+        const last = this.lastSyncError;
+        throw new Error(`etcd did not take the change within 5 s${last !== undefined ? `: ${message(last)}` : ''}`);
+      }
       await this.sleep(10);
     }
   }

@@ -1,4 +1,4 @@
-import { Etcd3, type Namespace } from 'etcd3';
+import { Etcd3, type IOptions, type Namespace } from 'etcd3';
 import type { EtcdStoreConfig } from '../config/types.js';
 import { changeOf, desiredEntries, isStateKey } from './etcd-layout.js';
 import type { SharedChange } from './registry.js';
@@ -7,9 +7,18 @@ import { parsePersistedState, type PersistedState, type RegisteredInstance, type
 /** Written by `EtcdStore.save` so that an empty saved state loads as saved (not as "nothing saved"). */
 const META_KEY = 'meta';
 
+type HostPolicy = ReturnType<NonNullable<NonNullable<IOptions['faultHandling']>['host']>>;
+
+/**
+ * Per etcd member, calls go straight through: the client's default circuit breaker keeps a member that was
+ * down refused for 5 s and more after it is back (a single-member etcd restarted looked down for that long).
+ * The client's retries (3 attempts, over the members) stay, and the replica retries what still fails.
+ */
+const passThrough = { execute: <T>(fn: (context: { signal: AbortSignal }) => T | Promise<T>) => Promise.resolve().then(() => fn({ signal: new AbortController().signal })) } as unknown as HostPolicy;
+
 /** A client of `config`, namespaced to `PREFIX/`. The caller closes `client`. */
 export function connectEtcd(config: EtcdStoreConfig): { client: Etcd3; ns: Namespace } {
-  const client = new Etcd3({ hosts: [...config.endpoints], dialTimeout: 3_000 });
+  const client = new Etcd3({ hosts: [...config.endpoints], dialTimeout: 3_000, faultHandling: { host: () => passThrough } });
   return { client, ns: client.namespace(`${config.prefix}/`) };
 }
 
