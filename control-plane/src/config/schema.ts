@@ -208,8 +208,11 @@ export const controlPlaneSchema = strict({
         .string({ error: ETCD_PREFIX_EXPECTED })
         .regex(/^\/[A-Za-z0-9._/-]*[A-Za-z0-9._-]$/, { error: ETCD_PREFIX_EXPECTED })
         .default(DEFAULT_ETCD_PREFIX),
+      // etcd leases count whole seconds.
       leaseTtl: duration(false)
-        .refine((ms) => ms % 1000 === 0 && ms >= 2000 && ms <= 60_000, { error: 'expected whole seconds 2s..60s' })
+        .superRefine((ms, ctx) => {
+          if (ms % 1000 !== 0 || ms < 2000 || ms > 60_000) ctx.addIssue({ code: 'custom', message: 'expected whole seconds 2s..60s', input: `${ms}ms` });
+        })
         .default(DEFAULT_ETCD_LEASE_TTL_MS),
     }).optional(),
   }).prefault({}),
