@@ -73,8 +73,12 @@ export class EtcdReplica {
   /** Grants the lease, loads the shared state into `registry` and watches it; then campaigns for leadership. */
   async start(registry: Registry): Promise<void> {
     this.registry = registry;
-    await this.newLease();
-    await this.resync(true);
+    try {
+      await this.newLease();
+      await this.resync(true);
+    } catch (err) {
+      throw new Error(`store.etcd: cannot reach etcd at ${this.config.endpoints.join(', ')}: ${message(err)}`);
+    }
     this.checkTimer = this.timers.every(1_000, () => this.check());
     void this.campaign();
   }

@@ -525,7 +525,8 @@ export class Registry {
           state: i.state === 'draining' ? 'draining' : this.drained.has(i.data.address) ? 'drained' : 'serving',
           registeredAt: i.registeredAtWall,
           lastHeartbeatAt: i.lastSeenWall,
-          removeAt: wall + ((i.state === 'draining' ? i.drainEndsAt : i.lastSeen + this.instanceTtlMs) - now),
+          // Registered through another replica: its TTL runs there (and its lease here), so one TTL from now at most.
+          removeAt: wall + (i.remote ? this.instanceTtlMs : (i.state === 'draining' ? i.drainEndsAt : i.lastSeen + this.instanceTtlMs) - now),
         }),
       );
   }
