@@ -77,7 +77,7 @@ export class EtcdReplica {
       await this.newLease();
       await this.resync(true);
     } catch (err) {
-      throw new Error(`store.etcd: cannot reach etcd at ${this.config.endpoints.join(', ')}: ${message(err)}`);
+      throw new Error(`store.etcd: cannot reach etcd at ${this.config.endpoints.join(', ')}: ${message(err)}`, { cause: err });
     }
     this.checkTimer = this.timers.every(1_000, () => this.check());
     void this.campaign();
