@@ -166,9 +166,11 @@ describe.skipIf(!HAVE_ETCD)('replicated control plane on etcd', () => {
   it('survives an etcd restart: the watches come back and changes still propagate, also from a replica started again', async () => {
     await etcd.kill();
     await etcd.restart();
-    const ms = await propagate(b, '5s').catch((err: unknown) => {
-      // What the replica said about etcd, to tell a lost watch from a refused write.
+    const ms = await propagate(b, '5s').catch(async (err: unknown) => {
+      // What the replica said about etcd, what it sent the sidecars, and what the sidecar holds.
       console.log(b.stdout.split('\n').filter((l) => l.includes('etcd')).slice(-30).join('\n'));
+      console.log(JSON.stringify(await info(b)), (await sendApi(b.http, { path: '/api/sidecars' })).body.slice(0, 2000));
+      console.log((await send(webAdmin, { path: '/config/status' })).body, JSON.stringify(await applied()));
       throw err;
     });
     console.log(`after the etcd restart, a policy set through b reached the sidecar in ${ms} ms`);

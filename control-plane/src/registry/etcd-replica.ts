@@ -257,11 +257,17 @@ export class EtcdReplica {
         const res = await this.client.getAll().prefix(this.prefix).exec();
         if (gen !== this.generation || this.closed) return;
         const revision = Number(res.header.revision);
+        // Changes made here and not written yet stay in force over the listing (and are written after it).
+        const pending = this.pendingEntries();
         this.mirror.clear();
         this.loads.clear();
         const changes: SharedChange[] = [];
         for (const kv of res.kvs) {
           const c = this.take(kv, false);
+          if (c !== undefined) changes.push(c);
+        }
+        for (const [key, value] of pending) {
+          const c = changeOf(key, value, true, () => undefined);
           if (c !== undefined) changes.push(c);
         }
         this.registry?.applyShared(changes, revision, true);
@@ -288,6 +294,26 @@ export class EtcdReplica {
         await this.sleep(delay);
       }
     }
+  }
+
+  /**
+   * Keys whose value here differs from the mirror: local changes not written yet (undefined: a deletion).
+   * Registrations written again are left out (a fresh listing keeps the instances this replica holds).
+   */
+  private pendingEntries(): Map<string, string | undefined> {
+    const out = new Map<string, string | undefined>();
+    const registry = this.registry;
+    if (registry === undefined) return out;
+    const state = registry.sharedState();
+    const all = desiredEntries(state, true);
+    for (const [key, e] of desiredEntries(state)) {
+      if (key.startsWith('instances/') || (key.startsWith('computed/') && !this.leader)) continue;
+      if (this.mirror.get(key)?.value !== e.value) out.set(key, e.value);
+    }
+    for (const key of this.mirror.keys()) {
+      if (isStateKey(key) && !all.has(key) && !(key.startsWith('computed/') && !this.leader)) out.set(key, undefined);
+    }
+    return out;
   }
 
   private dropWatcher(): void {

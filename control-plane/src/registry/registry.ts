@@ -598,7 +598,8 @@ export class Registry {
     this.currentVersion = Math.max(this.currentVersion, version);
     this.jsonCache.clear();
     const changed = this.knownServices().filter((s) => before.get(s) !== this.policyJson(s));
-    // Every service named by a change is pushed at the new version, also when this replica held it already.
+    // Every service named by a change is pushed at the new version, also when this replica held it already
+    // (its own change coming back, also inside a fresh listing: it was applied here but not pushed yet).
     for (const c of changes) {
       if (c.kind === 'policy' || c.kind === 'weights' || c.kind === 'computed') changed.push(c.service);
       else if (c.kind === 'instance') {
