@@ -100,6 +100,7 @@ export class ControlPlane {
       wallNow: () => clock.wallNow(),
       now: () => clock.now(),
       auth,
+      unavailable: () => (replica === undefined || replica.inContact() ? undefined : 'this control-plane replica has lost etcd; try another'),
       // NACKs matter to operators; ACKs (one per sidecar per version) only when debugging.
       onEvent: (e) => {
         if (e.type === 'ack' || e.type === 'nack') this.metrics.configResponse(e.type);
@@ -182,6 +183,10 @@ export class ControlPlane {
       }
     };
     replica.onLeadership(lead);
+    // Cut off from etcd, this replica's sidecars would go stale: they move to a replica that is not.
+    replica.onContact((inContact) => {
+      if (!inContact) this.push.disconnectAll('this control-plane replica has lost etcd; try another');
+    });
     if (replica.isLeader()) lead(true);
     this.loadsTimer = this.timers.every(Math.min(1_000, this.config.weightIntervalMs), () => replica.publishLoads(this.push.views()));
   }

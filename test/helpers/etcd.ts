@@ -1,4 +1,5 @@
 import { spawn, type ChildProcess } from 'node:child_process';
+import { connect, createServer, type Socket } from 'node:net';
 import { existsSync, mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -88,4 +89,63 @@ export async function startEtcd(): Promise<EtcdProcess> {
   };
   await start();
   return proc;
+}
+
+export interface Partition {
+  /** http://127.0.0.1:PORT: give this to the side that is to be cut off. */
+  readonly endpoint: string;
+  /** Cuts the link: open connections are dropped, new ones accepted and never answered (a black hole). */
+  cut(): void;
+  /** Restores the link; connections held in the black hole are closed, so clients connect again. */
+  heal(): void;
+  close(): Promise<void>;
+}
+
+/** A TCP relay to `endpoint` (http://host:port) that a test can cut like a network partition. */
+export async function startPartition(endpoint: string): Promise<Partition> {
+  const target = new URL(endpoint);
+  const open = new Set<Socket>();
+  let cut = false;
+  const server = createServer((client) => {
+    open.add(client);
+    client.on('close', () => open.delete(client));
+    client.on('error', () => client.destroy());
+    if (cut) return; // held: never connected upstream
+    const upstream = connect(Number(target.port), target.hostname);
+    open.add(upstream);
+    upstream.on('close', () => {
+      open.delete(upstream);
+      client.destroy();
+    });
+    upstream.on('error', () => upstream.destroy());
+    client.on('close', () => upstream.destroy());
+    client.pipe(upstream);
+    upstream.pipe(client);
+  });
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  const port = (server.address() as { port: number }).port;
+  const dropAll = (): void => {
+    for (const s of open) s.destroy();
+    open.clear();
+  };
+  return {
+    endpoint: `http://127.0.0.1:${port}`,
+    cut: () => {
+      cut = true;
+      // Held silently: the peer sees no reset, as in a partition (the sockets stay open, unanswered).
+      for (const s of open) {
+        s.unpipe();
+        s.pause();
+      }
+    },
+    heal: () => {
+      cut = false;
+      dropAll();
+    },
+    close: () =>
+      new Promise<void>((resolve) => {
+        dropAll();
+        server.close(() => resolve());
+      }),
+  };
 }

@@ -12,7 +12,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { sendApi, spawnControlPlane, type ControlPlaneProcess } from '../helpers/control-plane.js';
-import { HAVE_ETCD, startEtcd, type EtcdProcess } from '../helpers/etcd.js';
+import { HAVE_ETCD, startEtcd, startPartition, type EtcdProcess } from '../helpers/etcd.js';
 import { runLoad } from '../helpers/load.js';
 import { send, startUpstream, waitFor, type Upstream } from '../helpers/net.js';
 import { ports, spawnSidecar, type SidecarProcess } from '../helpers/sidecar.js';
@@ -40,8 +40,8 @@ describe.skipIf(!HAVE_ETCD)('replicated control plane on etcd', () => {
   let webAdmin = '';
   let webOut = '';
 
-  const cpYaml = (): string =>
-    `store: { file: ${join(mkdtempSync(join(tmpdir(), 'outrigger-ha-')), 'state.json')}, etcd: { endpoints: [${etcd.endpoint}], prefix: /ha-test, leaseTtl: 3s } }\n` +
+  const cpYaml = (endpoint = etcd.endpoint): string =>
+    `store: { file: ${join(mkdtempSync(join(tmpdir(), 'outrigger-ha-')), 'state.json')}, etcd: { endpoints: [${endpoint}], prefix: /ha-test, leaseTtl: 3s } }\n` +
     'instanceTtl: 10s\nweightInterval: 500ms\n' +
     // A driver that cannot reach its API: each evaluation leaves a driver-error decision, on the leader only.
     'autoscale:\n  inventory: { min: 1, max: 2, targetUtilization: 0.5, interval: 300ms, driver: { kubernetes: { apiServer: "http://127.0.0.1:1" } } }\n';
@@ -64,6 +64,19 @@ describe.skipIf(!HAVE_ETCD)('replicated control plane on etcd', () => {
     expect(r.status).toBe(200);
     await waitFor(async () => (await applied())?.['timeout'] === timeout, 15_000);
     return Math.round(performance.now() - t0);
+  }
+
+  /** A sidecar for `web` (subscribed to inventory) on the given control planes; returns its outbound address. */
+  async function edge(name: string, addresses: string): Promise<{ out: string; admin: string }> {
+    const p = await ports();
+    sidecars.push(
+      await spawnSidecar(
+        `service: web\ninstance: ${name}\nadmin: { listen: 127.0.0.1:${p.admin} }\noutbound: { listen: 127.0.0.1:${p.outbound} }\n` +
+          `controlPlane: { addresses: [${addresses}], subscribe: [inventory], reportInterval: 300ms }\nlog: { level: warn }\nservices: {}\n`,
+        p.admin,
+      ),
+    );
+    return { out: `127.0.0.1:${p.outbound}`, admin: `127.0.0.1:${p.admin}` };
   }
 
   async function instance(name: string, addresses: string): Promise<string> {
@@ -181,4 +194,37 @@ describe.skipIf(!HAVE_ETCD)('replicated control plane on etcd', () => {
     console.log(`a policy set through the restarted a reached the sidecar on b in ${ms2} ms`);
     expect((await endpoints(a)).length).toBe(3);
   }, 90_000);
+
+  it('a replica cut off from etcd sends its sidecars to the other one: no failed request, registrations kept', async () => {
+    const partition = await startPartition(etcd.endpoint);
+    const c = await spawnControlPlane(cpYaml(partition.endpoint));
+    try {
+      const address = await instance('inv-3', `${c.grpc}, ${b.grpc}`);
+      const e = await edge('edge-1', `${c.grpc}, ${b.grpc}`);
+      await waitFor(async () => (await sidecarIds(c)).includes('edge-1') && (await endpoints(b)).some((ep) => ep.address === address), 15_000);
+      const load = runLoad({ target: e.out, host: 'inventory', rps: 40, durationMs: 10_000 });
+      await new Promise((r) => setTimeout(r, 1_000));
+      partition.cut();
+      const t0 = performance.now();
+      await waitFor(async () => {
+        const ids = await sidecarIds(b);
+        return ids.includes('edge-1') && ids.includes('inv-3');
+      }, 20_000);
+      console.log(`the sidecars of the cut-off replica were on b ${Math.round(performance.now() - t0)} ms after the cut`);
+      const result = await load;
+      console.log(`load through a sidecar of the cut-off replica: ${result.sent} sent, ${result.failed} failed`);
+      expect(result.sent).toBeGreaterThan(0);
+      expect(result.failed).toBe(0);
+      // c's lease (3 s) has expired in etcd by now; inv-3 is registered through b.
+      await new Promise((r) => setTimeout(r, 4_000));
+      expect((await endpoints(b)).some((ep) => ep.address === address)).toBe(true);
+      expect((await info(c)).leader).toBe(false);
+      partition.heal();
+      // c comes back: it lists the state again and serves the same version as b.
+      await waitFor(async () => (await info(c)).version === (await info(b)).version && (await endpoints(c)).length === (await endpoints(b)).length, 20_000);
+    } finally {
+      await c.stop();
+      await partition.close();
+    }
+  }, 120_000);
 });

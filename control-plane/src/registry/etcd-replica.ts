@@ -51,6 +51,8 @@ export class EtcdReplica {
   private checkTimer: TimerHandle | undefined;
   private campaigning = false;
   private leader = false;
+  private contact = true;
+  private readonly contactListeners = new Set<(inContact: boolean) => void>();
   private closed = false;
   private lastPublishedLoads = '';
   private readonly leadershipListeners = new Set<(leader: boolean) => void>();
@@ -65,7 +67,7 @@ export class EtcdReplica {
     private readonly logger: Logger,
   ) {
     this.id = `${hostname()}-${process.pid}-${randomBytes(3).toString('hex')}`;
-    this.client = connectEtcd(config).client;
+    this.client = connectEtcd(config, clock).client;
     this.prefix = `${config.prefix}/`;
     this.ttlSeconds = Math.round(config.leaseTtlMs / 1000);
   }
@@ -92,6 +94,17 @@ export class EtcdReplica {
   onLeadership(listener: (leader: boolean) => void): () => void {
     this.leadershipListeners.add(listener);
     return () => this.leadershipListeners.delete(listener);
+  }
+
+  /** Whether this replica's lease is alive in etcd as far as it knows (a keepalive within the lease TTL). */
+  inContact(): boolean {
+    return this.contact;
+  }
+
+  /** Calls `listener` when this replica loses its contact with etcd (false) and regains it (true). */
+  onContact(listener: (inContact: boolean) => void): () => void {
+    this.contactListeners.add(listener);
+    return () => this.contactListeners.delete(listener);
   }
 
   /** The replica id the `leader` key holds, if any. */
@@ -226,7 +239,15 @@ export class EtcdReplica {
   private check(): void {
     if (this.closed) return;
     const key = this.mirror.get(LEADER_KEY);
-    const fresh = this.clock.now() - this.lastKeepaliveAt < this.config.leaseTtlMs - 1_000;
+    const age = this.clock.now() - this.lastKeepaliveAt;
+    const contact = this.leaseId !== '' && age < this.config.leaseTtlMs;
+    if (contact !== this.contact) {
+      this.contact = contact;
+      if (contact) this.logger.info({}, 'etcd: in contact again');
+      else this.logger.warn({ lastKeepaliveMs: Math.round(age) }, 'etcd: lost (no keepalive within the lease TTL); sidecars are sent to the other replicas');
+      for (const l of [...this.contactListeners]) l(contact);
+    }
+    const fresh = age < this.config.leaseTtlMs - 1_000;
     this.setLeader(this.leaseId !== '' && key?.lease === this.leaseId && fresh);
     if (key === undefined) void this.campaign();
   }
@@ -298,7 +319,8 @@ export class EtcdReplica {
 
   /**
    * Keys whose value here differs from the mirror: local changes not written yet (undefined: a deletion).
-   * Registrations written again are left out (a fresh listing keeps the instances this replica holds).
+   * Registrations are left out: a fresh listing keeps the instances this replica holds (they are written
+   * again), and one it dropped meanwhile may have been taken over by another replica since.
    */
   private pendingEntries(): Map<string, string | undefined> {
     const out = new Map<string, string | undefined>();
@@ -306,13 +328,9 @@ export class EtcdReplica {
     if (registry === undefined) return out;
     const state = registry.sharedState();
     const all = desiredEntries(state, true);
-    for (const [key, e] of desiredEntries(state)) {
-      if (key.startsWith('instances/') || (key.startsWith('computed/') && !this.leader)) continue;
-      if (this.mirror.get(key)?.value !== e.value) out.set(key, e.value);
-    }
-    for (const key of this.mirror.keys()) {
-      if (isStateKey(key) && !all.has(key) && !(key.startsWith('computed/') && !this.leader)) out.set(key, undefined);
-    }
+    const skip = (key: string): boolean => key.startsWith('instances/') || (key.startsWith('computed/') && !this.leader);
+    for (const [key, e] of desiredEntries(state)) if (!skip(key) && this.mirror.get(key)?.value !== e.value) out.set(key, e.value);
+    for (const key of this.mirror.keys()) if (isStateKey(key) && !skip(key) && !all.has(key)) out.set(key, undefined);
     return out;
   }
 
@@ -438,8 +456,10 @@ export class EtcdReplica {
       ops.push(e.leased ? put.lease(leaseId) : put);
       written.push([key, { value: e.value, lease: e.leased ? leaseId : '0' }]);
     }
-    for (const key of this.mirror.keys()) {
+    for (const [key, cur] of this.mirror) {
       if (!isStateKey(key) || all.has(key)) continue;
+      // A registration on another replica's lease is that replica's to remove.
+      if (key.startsWith('instances/') && cur.lease !== '0' && !this.myLeases.has(cur.lease)) continue;
       if (key.startsWith('computed/')) {
         if (!leader) continue;
         fenced = true;

@@ -1,4 +1,5 @@
 import { Etcd3, type IOptions, type Namespace } from 'etcd3';
+import { systemClock, type Clock } from '../../../common/src/clock.js';
 import type { EtcdStoreConfig } from '../config/types.js';
 import { changeOf, desiredEntries, isStateKey } from './etcd-layout.js';
 import type { SharedChange } from './registry.js';
@@ -16,9 +17,20 @@ type HostPolicy = ReturnType<NonNullable<NonNullable<IOptions['faultHandling']>[
  */
 const passThrough = { execute: <T>(fn: (context: { signal: AbortSignal }) => T | Promise<T>) => Promise.resolve().then(() => fn({ signal: new AbortController().signal })) } as unknown as HostPolicy;
 
-/** A client of `config`, namespaced to `PREFIX/`. The caller closes `client`. */
-export function connectEtcd(config: EtcdStoreConfig): { client: Etcd3; ns: Namespace } {
-  const client = new Etcd3({ hosts: [...config.endpoints], dialTimeout: 3_000, faultHandling: { host: () => passThrough } });
+/**
+ * A client of `config`, namespaced to `PREFIX/`. The caller closes `client`. Every unary call has a 5 s
+ * deadline and connections are probed by gRPC keepalives, so a member cut off without a reset (a network
+ * partition) fails calls instead of hanging them.
+ */
+export function connectEtcd(config: EtcdStoreConfig, clock: Clock = systemClock): { client: Etcd3; ns: Namespace } {
+  const client = new Etcd3({
+    hosts: [...config.endpoints],
+    dialTimeout: 3_000,
+    faultHandling: { host: () => passThrough },
+    // etcd refuses pings more often than every 5 s (--grpc-keepalive-min-time).
+    grpcOptions: { 'grpc.keepalive_time_ms': 10_000, 'grpc.keepalive_timeout_ms': 5_000 },
+    defaultCallOptions: (context) => (context.isStream ? {} : { deadline: new Date(clock.wallNow() + 5_000) }),
+  });
   return { client, ns: client.namespace(`${config.prefix}/`) };
 }
 

@@ -625,7 +625,11 @@ export class Registry {
       }
       return;
     }
-    if (mine && existing?.state === 'serving') return; // an older write of ours; the newer one follows
+    if (mine) {
+      // Written by this replica, which no longer holds it (deregistered, expired): the key is deleted.
+      if (existing?.state !== 'serving') this.shared?.onLocalChange();
+      return; // else an older write of ours; the newer one follows
+    }
     if (existing !== undefined) this.drop(existing);
     for (const other of [...(this.byService.get(data.service)?.values() ?? [])]) if (other.data.address === data.address && other.remote) this.drop(other);
     this.add(Object.freeze({ ...data }), true);
