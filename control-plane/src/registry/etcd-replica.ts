@@ -163,6 +163,8 @@ export class EtcdReplica {
    */
   async close(): Promise<void> {
     if (this.closed) return;
+    // What was changed here last is written first (bounded: 5 s).
+    await this.flush().catch((err: unknown) => this.logger.warn({ err: message(err) }, 'etcd: closing with changes not written'));
     const wasLeader = this.leader;
     this.closed = true;
     this.checkTimer?.cancel();
