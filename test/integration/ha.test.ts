@@ -221,7 +221,13 @@ describe.skipIf(!HAVE_ETCD)('replicated control plane on etcd', () => {
       expect((await info(c)).leader).toBe(false);
       partition.heal();
       // c comes back: it lists the state again and serves the same version as b.
-      await waitFor(async () => (await info(c)).version === (await info(b)).version && (await endpoints(c)).length === (await endpoints(b)).length, 20_000);
+      await waitFor(async () => (await info(c)).version === (await info(b)).version && (await endpoints(c)).length === (await endpoints(b)).length, 30_000).catch(
+        async (err: unknown) => {
+          console.log(c.stdout.split('\n').filter((l) => l.includes('etcd')).slice(-30).join('\n'));
+          console.log(JSON.stringify(await info(c)), JSON.stringify(await info(b)));
+          throw err;
+        },
+      );
     } finally {
       await c.stop();
       await partition.close();

@@ -137,7 +137,12 @@ export class EtcdReplica {
     const now = this.clock.now();
     const list = views
       .filter((v) => v.instance !== null && v.lastLoad !== null && v.lastLoadAt !== null)
-      .map((v) => ({ instance: v.instance, load: v.lastLoad, ageMs: now - (v.lastLoadAt ?? now) }));
+      .map((v) => {
+        const l = v.lastLoad as LoadReport;
+        // What computed weights and the autoscaler read; circuits and per-endpoint reports stay local.
+        const load = { rps: l.rps, inflight: l.inflight, latencyEwmaMs: l.latencyEwmaMs, errorRate: l.errorRate, cpu: l.cpu, latencyP99Ms: l.latencyP99Ms, circuits: [], endpoints: [] };
+        return { instance: v.instance, load, ageMs: Math.round(now - (v.lastLoadAt ?? now)) };
+      });
     const value = JSON.stringify(list);
     if (value === this.lastPublishedLoads && list.length === 0) return;
     this.lastPublishedLoads = value;
@@ -356,7 +361,8 @@ export class EtcdReplica {
       if (c !== undefined) changes.push(c);
       if (ev.kv.key.toString() === this.prefix + LEADER_KEY) leaderChanged = true;
     }
-    if (changes.length > 0) this.registry?.applyShared(changes, revision);
+    // Also without state changes (load reports, the leader key): the version is the revision seen.
+    this.registry?.applyShared(changes, revision);
     this.appliedRevision = Math.max(this.appliedRevision, revision);
     if (leaderChanged) this.check();
   }

@@ -27,8 +27,14 @@ export function connectEtcd(config: EtcdStoreConfig, clock: Clock = systemClock)
     hosts: [...config.endpoints],
     dialTimeout: 3_000,
     faultHandling: { host: () => passThrough },
-    // etcd refuses pings more often than every 5 s (--grpc-keepalive-min-time).
-    grpcOptions: { 'grpc.keepalive_time_ms': 10_000, 'grpc.keepalive_timeout_ms': 5_000 },
+    // etcd refuses pings more often than every 5 s (--grpc-keepalive-min-time). Reconnection backoff is
+    // capped at 2 s (gRPC's default grows to 2 minutes): a member back from a partition is used again soon.
+    grpcOptions: {
+      'grpc.keepalive_time_ms': 10_000,
+      'grpc.keepalive_timeout_ms': 5_000,
+      'grpc.initial_reconnect_backoff_ms': 250,
+      'grpc.max_reconnect_backoff_ms': 2_000,
+    },
     defaultCallOptions: (context) => (context.isStream ? {} : { deadline: new Date(clock.wallNow() + 5_000) }),
   });
   return { client, ns: client.namespace(`${config.prefix}/`) };

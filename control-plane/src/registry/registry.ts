@@ -549,13 +549,19 @@ export class Registry {
   }
 
   /**
-   * Applies changes read from the shared store at `version` (its revision), then tells the listeners.
+   * Applies changes read from the shared store at `version` (its revision: the version is the store's
+   * revision this replica has seen, the same state on every replica at the same version), then tells the
+   * listeners which services changed (none: no notification, only the version moves).
    * `reset`: `changes` is the whole shared state (a fresh listing): what it does not mention is dropped,
    * except instances registered through this replica, which the replication layer writes again.
    * Instances registered here stay here when the store drops them (their lease lapsed): they are written
    * again; one written by another replica (`mine` false) is that replica's from now on.
    */
   applyShared(changes: readonly SharedChange[], version: number, reset = false): void {
+    if (!reset && changes.length === 0) {
+      this.currentVersion = Math.max(this.currentVersion, version);
+      return;
+    }
     const before = new Map(this.knownServices().map((s) => [s, this.policyJson(s)]));
     if (reset) {
       this.runtimePolicies.clear();
@@ -607,7 +613,9 @@ export class Registry {
         if (service !== undefined) changed.push(service);
       } else changed.push(...this.servicesWithAddress(c.address));
     }
-    this.notify(reset ? 'restore' : 'sync', changed.filter((s) => this.isKnown(s)));
+    const services = changed.filter((s) => this.isKnown(s));
+    // A revision that changed no service (another key of the store) only moves the version.
+    if (reset || services.length > 0) this.notify(reset ? 'restore' : 'sync', services);
   }
 
   private applySharedInstance(id: string, data: RegisteredInstance | undefined, mine: boolean): void {

@@ -41,9 +41,15 @@ describe('Registry in shared mode', () => {
     registry.applyShared([{ kind: 'policy', service: 'orders', input: { lb: 'least-load' } }], 42);
     expect(registry.version).toBe(42);
     expect(events).toEqual([{ version: 42, reason: 'sync', services: ['orders'] }]);
+    // A revision that changed no service moves the version without a notification.
+    registry.applyShared([], 45);
+    expect(registry.version).toBe(45);
+    expect(events).toHaveLength(1);
+    registry.applyShared([], 44);
+    expect(registry.version).toBe(45);
     // A sidecar's version from another replica does not move the shared version.
     registry.advanceVersion(1000);
-    expect(registry.version).toBe(42);
+    expect(registry.version).toBe(45);
   });
 
   it('applies policies, weights, drains and computed weights from other replicas', () => {
