@@ -28,66 +28,75 @@ export interface EtcdProcess {
  * (never the system's etcd on 2379).
  */
 export async function startEtcd(): Promise<EtcdProcess> {
-  const clientPort = await freePort();
-  const peerPort = await freePort();
+  const [only] = (await startEtcdCluster(1)).members;
+  return only as EtcdProcess;
+}
+
+export interface EtcdCluster {
+  readonly members: readonly EtcdProcess[];
+  /** Every member's client URL. */
+  readonly endpoints: readonly string[];
+  destroy(): Promise<void>;
+}
+
+/** An etcd cluster of `size` members on loopback, started together; resolves once every member is healthy. */
+export async function startEtcdCluster(size: number): Promise<EtcdCluster> {
+  const specs = [];
+  for (let i = 0; i < size; i++) specs.push({ name: `m${i}`, client: `http://127.0.0.1:${await freePort()}`, peer: `http://127.0.0.1:${await freePort()}` });
+  const initialCluster = specs.map((m) => `${m.name}=${m.peer}`).join(',');
+  const members = specs.map((m) => member(m.name, m.client, m.peer, initialCluster));
+  await Promise.all(members.map((m) => m.restart()));
+  return {
+    members,
+    endpoints: specs.map((m) => m.client),
+    destroy: async () => {
+      for (const m of members) await m.destroy();
+    },
+  };
+}
+
+function member(name: string, client: string, peer: string, initialCluster: string): EtcdProcess {
   const dataDir = mkdtempSync(join(tmpdir(), 'outrigger-etcd-'));
-  const client = `http://127.0.0.1:${clientPort}`;
-  const peer = `http://127.0.0.1:${peerPort}`;
   const args = [
-    '--name',
-    'test',
-    '--data-dir',
-    dataDir,
-    '--listen-client-urls',
-    client,
-    '--advertise-client-urls',
-    client,
-    '--listen-peer-urls',
-    peer,
-    '--initial-advertise-peer-urls',
-    peer,
-    '--initial-cluster',
-    `test=${peer}`,
-    '--initial-cluster-state',
-    'new',
-    '--log-level',
-    'error',
+    ...['--name', name, '--data-dir', dataDir],
+    ...['--listen-client-urls', client, '--advertise-client-urls', client],
+    ...['--listen-peer-urls', peer, '--initial-advertise-peer-urls', peer],
+    ...['--initial-cluster', initialCluster, '--initial-cluster-state', 'new', '--log-level', 'error'],
   ];
   const exited = (c: ChildProcess): Promise<void> =>
     new Promise((resolve) => {
       if (c.exitCode !== null || c.signalCode !== null) resolve();
       else c.once('exit', () => resolve());
     });
-  const start = async (): Promise<ChildProcess> => {
-    const c = spawn(ETCD_BINARY, args, { stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, ETCD_UNSUPPORTED_ARCH: process.env['ETCD_UNSUPPORTED_ARCH'] ?? '' } });
-    c.stdout?.on('data', (d: Buffer) => (proc.output += d.toString()));
-    c.stderr?.on('data', (d: Buffer) => (proc.output += d.toString()));
-    proc.child = c;
-    await waitFor(async () => {
-      if (c.exitCode !== null) throw new Error(`etcd exited with ${c.exitCode}: ${proc.output}`);
-      return (await fetch(`${client}/health`).catch(() => undefined))?.ok === true;
-    }, 20_000);
-    return c;
-  };
   const proc: EtcdProcess = {
     endpoint: client,
     dataDir,
     child: undefined as unknown as ChildProcess,
     output: '',
     kill: async () => {
-      const done = exited(proc.child);
-      proc.child.kill('SIGKILL');
+      const c = proc.child as ChildProcess | undefined;
+      if (c === undefined) return;
+      const done = exited(c);
+      c.kill('SIGKILL');
       await done;
     },
+    // Starts the member (again, on the same ports and data directory) and waits until it is healthy (which
+    // needs a quorum: members of a cluster are started together).
     restart: async () => {
-      await start();
+      const c = spawn(ETCD_BINARY, args, { stdio: ['ignore', 'pipe', 'pipe'] });
+      c.stdout?.on('data', (d: Buffer) => (proc.output += d.toString()));
+      c.stderr?.on('data', (d: Buffer) => (proc.output += d.toString()));
+      proc.child = c;
+      await waitFor(async () => {
+        if (c.exitCode !== null) throw new Error(`etcd exited with ${c.exitCode}: ${proc.output}`);
+        return (await fetch(`${client}/health`).catch(() => undefined))?.ok === true;
+      }, 30_000);
     },
     destroy: async () => {
       await proc.kill();
       rmSync(dataDir, { recursive: true, force: true });
     },
   };
-  await start();
   return proc;
 }
 

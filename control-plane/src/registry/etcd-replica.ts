@@ -168,7 +168,7 @@ export class EtcdReplica {
    */
   async close(): Promise<void> {
     if (this.closed) return;
-    // What was changed here last is written first (bounded: 5 s).
+    // What was changed here last is written first (bounded: 10 s).
     await this.flush().catch((err: unknown) => this.logger.warn({ err: message(err) }, 'etcd: closing with changes not written'));
     const wasLeader = this.leader;
     this.closed = true;
@@ -504,17 +504,23 @@ export class EtcdReplica {
 
   /**
    * Resolves once local changes are written and handed back by the watch; failed writes are retried
-   * meanwhile (etcd restarting, a new leader being elected). After 5 s: throws the last error (the change
+   * meanwhile (etcd restarting, a new leader being elected). After 10 s: throws the last error (the change
    * stays pending and is written once etcd takes it).
    */
   private async flush(): Promise<void> {
-    const deadline = this.clock.now() + 5_000;
+    const deadline = this.clock.now() + 10_000;
     for (;;) {
       const busy = this.syncQueued || this.syncRunning || this.retryTimer !== undefined;
       if (!busy && this.appliedRevision >= this.lastWriteRevision) return;
       if (this.clock.now() > deadline) {
         const last = this.lastSyncError;
-        throw new Error(`etcd did not take the change within 5 s${last !== undefined ? `: ${message(last)}` : ''}`);
+        const why =
+          last !== undefined
+            ? message(last)
+            : this.syncRunning
+              ? 'the write is still waiting for etcd'
+              : `written at revision ${this.lastWriteRevision}, the watch is at ${this.appliedRevision}`;
+        throw new Error(`etcd did not take the change within 10 s: ${why}`);
       }
       await this.sleep(10);
     }

@@ -18,9 +18,10 @@ type HostPolicy = ReturnType<NonNullable<NonNullable<IOptions['faultHandling']>[
 const passThrough = { execute: <T>(fn: (context: { signal: AbortSignal }) => T | Promise<T>) => Promise.resolve().then(() => fn({ signal: new AbortController().signal })) } as unknown as HostPolicy;
 
 /**
- * A client of `config`, namespaced to `PREFIX/`. The caller closes `client`. Every unary call has a 5 s
- * deadline and connections are probed by gRPC keepalives, so a member cut off without a reset (a network
- * partition) fails calls instead of hanging them.
+ * A client of `config`, namespaced to `PREFIX/`. The caller closes `client`. Every unary call has a 3 s
+ * deadline (then the client tries another member) and connections are probed by gRPC keepalives, so a
+ * member cut off without a reset (a network partition), or a proposal lost with etcd's leader, fails the
+ * call instead of hanging it.
  */
 export function connectEtcd(config: EtcdStoreConfig, clock: Clock = systemClock): { client: Etcd3; ns: Namespace } {
   const client = new Etcd3({
@@ -35,7 +36,7 @@ export function connectEtcd(config: EtcdStoreConfig, clock: Clock = systemClock)
       'grpc.initial_reconnect_backoff_ms': 250,
       'grpc.max_reconnect_backoff_ms': 2_000,
     },
-    defaultCallOptions: (context) => (context.isStream ? {} : { deadline: new Date(clock.wallNow() + 5_000) }),
+    defaultCallOptions: (context) => (context.isStream ? {} : { deadline: new Date(clock.wallNow() + 3_000) }),
   });
   return { client, ns: client.namespace(`${config.prefix}/`) };
 }
