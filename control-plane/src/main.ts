@@ -1,7 +1,7 @@
 import { Server, ServerCredentials } from '@grpc/grpc-js';
 import { DiscoveryService, type DiscoveryServer } from '../../proto/gen/outrigger/v1/discovery.js';
 import { systemClock, type Clock } from '../../common/src/clock.js';
-import { systemTimers, type Timers } from '../../common/src/timers.js';
+import { systemTimers, type TimerHandle, type Timers } from '../../common/src/timers.js';
 import { closeServer, listen } from '../../common/src/listen.js';
 import { createLogger, type Logger } from '../../common/src/logger.js';
 import { closeDashboard, createAdminApi, type Server as HttpServer } from './api/http.js';
@@ -9,9 +9,11 @@ import { ControlPlaneMetrics } from './api/metrics.js';
 import { Autoscaler, createDriver } from './autoscale/index.js';
 import { loadControlPlaneConfig } from './config/load.js';
 import type { ControlPlaneConfig } from './config/types.js';
-import { PushServer } from './push/server.js';
+import { PushServer, type SubscriberView } from './push/server.js';
 import { Registry } from './registry/registry.js';
 import { FileStore } from './registry/store.js';
+import { EtcdReplica } from './registry/etcd-replica.js';
+import { CA_KEY, TOKENS_KEY } from './registry/etcd-layout.js';
 import type { CertificateAuthority } from './ca/authority.js';
 import { openAuthority } from './ca/setup.js';
 import { WeightDriver } from './weights/driver.js';
@@ -50,6 +52,8 @@ export class ControlPlane {
   /** The server certificate of both listeners; undefined with `tls: { enabled: false }`. */
   private tls: ServerTls | undefined;
   private readonly weights: WeightDriver;
+  /** Publishes this replica's load reports for the leader (etcd store only). */
+  private loadsTimer: TimerHandle | undefined;
   grpcAddress = '';
   httpAddress = '';
 
@@ -62,12 +66,15 @@ export class ControlPlane {
     private readonly auth: Authenticator | undefined,
     /** The same tokens with their secrets (the CA signatures of `GetCA`); empty when authentication is off. */
     private readonly tokens: readonly TokenSpec[],
+    /** The link to the shared state in etcd (`store.etcd`, docs/ha.md); undefined: the state file. */
+    readonly replica: EtcdReplica | undefined,
   ) {
     this.metrics = new ControlPlaneMetrics({
       version: () => this.registry.version,
       instances: () => this.registry.instances(),
       sidecars: () => this.push.views(),
       autoscale: () => this.autoscaler.views(),
+      leader: () => this.replica?.isLeader() ?? true,
     });
     this.registry = new Registry({
       clock,
@@ -75,7 +82,8 @@ export class ControlPlane {
       instanceTtlMs: config.instanceTtlMs,
       drainTimeMs: config.drainTimeMs,
       services: config.services,
-      store: new FileStore(config.store.file),
+      store: replica === undefined ? new FileStore(config.store.file) : undefined,
+      shared: replica?.hooks,
       policyRules: config.policies,
       onError: (err, context) => logger.error({ err: err instanceof Error ? err.message : String(err), context }, 'control plane state problem'),
     });
@@ -96,6 +104,7 @@ export class ControlPlane {
       wallNow: () => clock.wallNow(),
       now: () => clock.now(),
       auth,
+      unavailable: () => (replica === undefined || replica.inContact() ? undefined : 'this control-plane replica has lost etcd; try another'),
       // NACKs matter to operators; ACKs (one per sidecar per version) only when debugging.
       onEvent: (e) => {
         if (e.type === 'ack' || e.type === 'nack') this.metrics.configResponse(e.type);
@@ -105,12 +114,12 @@ export class ControlPlane {
         else logger.info(e, `sidecar ${e.type}`);
       },
     });
-    this.weights = new WeightDriver(this.registry, () => this.push.views(), clock, timers, config.weightIntervalMs);
+    this.weights = new WeightDriver(this.registry, () => this.loadViews(), clock, timers, config.weightIntervalMs);
     const autoscale = config.autoscale ?? {};
     const autoscaleLogger = logger.child({ component: 'autoscale' });
     this.autoscaler = new Autoscaler({
       registry: this.registry,
-      loads: () => this.push.views(),
+      loads: () => this.loadViews(),
       services: autoscale,
       drivers: new Map(Object.entries(autoscale).map(([name, c]) => [name, createDriver(name, c, autoscaleLogger, clock, timers)])),
       clock,
@@ -127,21 +136,31 @@ export class ControlPlane {
       config = await loadControlPlaneConfig(options.configFile);
     }
     const logger = options.logger ?? createLogger('info', 'outrigger-control-plane');
+    const clock = options.clock ?? systemClock;
+    const timers = options.timers ?? systemTimers;
+    const etcd = config.store.etcd;
+    const replica = etcd === undefined ? undefined : new EtcdReplica(etcd, clock, timers, logger.child({ component: 'etcd' }));
+    const shared = (key: string) => (make: () => Promise<string>) => (replica as EtcdReplica).getOrCreate(key, make);
     let auth: Authenticator | undefined;
     let tokens: readonly TokenSpec[] = [];
-    if (config.auth?.disabled === true) logger.warn({}, 'authentication is disabled (auth.disabled in cp.yaml): whoever reaches the ports may change anything');
-    else {
-      tokens = config.auth?.tokens ?? (await openGeneratedTokens(config.store.file, logger));
-      auth = new Authenticator(tokens);
-    }
+    let cp: ControlPlane | undefined;
     if (!config.tls.enabled) logger.warn({}, 'TLS is disabled (tls.enabled: false in cp.yaml): tokens and configuration cross the network in clear');
-    const cp = new ControlPlane(config, logger, options.clock ?? systemClock, options.timers ?? systemTimers, auth, tokens);
-    await cp.registry.restore();
     try {
-      cp.ca = await openAuthority(config.mtls, config.store.file, cp.clock, cp.logger);
-      if (config.tls.enabled) cp.tls = await ServerTls.open(config, cp.ca, cp.clock, cp.timers, cp.logger);
+      if (config.auth?.disabled === true) logger.warn({}, 'authentication is disabled (auth.disabled in cp.yaml): whoever reaches the ports may change anything');
+      else {
+        tokens = config.auth?.tokens ?? (await openGeneratedTokens(config.store.file, logger, replica && shared(TOKENS_KEY)));
+        auth = new Authenticator(tokens);
+      }
+      cp = new ControlPlane(config, logger, clock, timers, auth, tokens, replica);
+      if (replica !== undefined) {
+        await replica.start(cp.registry);
+        logger.info({ replica: replica.id, endpoints: etcd?.endpoints, prefix: etcd?.prefix }, 'shared state in etcd');
+      } else await cp.registry.restore();
+      cp.ca = await openAuthority(config.mtls, config.store.file, clock, logger, replica && shared(CA_KEY));
+      if (config.tls.enabled) cp.tls = await ServerTls.open(config, cp.ca, clock, timers, logger);
     } catch (err) {
-      await cp.registry.close();
+      await cp?.registry.close();
+      await replica?.close();
       throw err;
     }
     try {
@@ -150,11 +169,42 @@ export class ControlPlane {
       await cp.stop();
       throw err;
     }
-    cp.weights.start();
-    // After the registry and the listeners: new instances register through their sidecars at once.
-    cp.autoscaler.start();
+    if (replica === undefined) {
+      cp.weights.start();
+      // After the registry and the listeners: new instances register through their sidecars at once.
+      cp.autoscaler.start();
+    } else cp.followLeadership(replica);
     cp.logger.info({ grpc: cp.grpcAddress, http: cp.httpAddress, tls: config.tls.enabled, version: cp.registry.version }, 'control plane started');
     return cp;
+  }
+
+  /**
+   * Replicated: computed weights and the autoscaler run on the leader only; every replica publishes the
+   * load reports of its sidecars for the leader.
+   */
+  private followLeadership(replica: EtcdReplica): void {
+    const lead = (leader: boolean): void => {
+      if (leader) {
+        this.weights.start();
+        this.autoscaler.start();
+      } else {
+        this.weights.stop();
+        this.autoscaler.pause();
+      }
+    };
+    replica.onLeadership(lead);
+    // Cut off from etcd, this replica's sidecars would go stale: they move to a replica that is not.
+    replica.onContact((inContact) => {
+      if (!inContact) this.push.disconnectAll('this control-plane replica has lost etcd; try another');
+    });
+    if (replica.isLeader()) lead(true);
+    this.loadsTimer = this.timers.every(Math.min(1_000, this.config.weightIntervalMs), () => replica.publishLoads(this.push.views()));
+  }
+
+  /** Load reports of the sidecars connected here, and (replicated) those the other replicas published. */
+  private loadViews(): SubscriberView[] {
+    const local = this.push.views();
+    return this.replica === undefined ? local : [...local, ...this.replica.remoteLoads()];
   }
 
   private async listen(): Promise<void> {
@@ -176,7 +226,11 @@ export class ControlPlane {
       listen: this.config.listen.http,
       // The names of the server certificate are names the API answers to.
       allowedHosts: [...this.config.listen.allowedHosts, ...this.config.tls.serverNames],
-    }, this.auth, this.tls?.httpsOptions());
+    }, this.auth, this.tls?.httpsOptions(), () => ({
+      store: this.replica === undefined ? 'file' : 'etcd',
+      leader: this.replica?.isLeader() ?? true,
+      ...(this.replica !== undefined ? { replica: this.replica.id, leaderReplica: this.replica.leaderId() } : {}),
+    }));
     if (this.tls !== undefined && 'setSecureContext' in this.http) this.tls.attach(this.http);
     this.httpAddress = await listen(this.http, this.config.listen.http);
   }
@@ -186,6 +240,7 @@ export class ControlPlane {
     await this.autoscaler.stop();
     this.weights.stop();
     this.tls?.close();
+    this.loadsTimer?.cancel();
     this.push.close();
     await new Promise<void>((resolve) => this.grpc.tryShutdown(() => resolve()));
     if (this.http) {
@@ -193,5 +248,6 @@ export class ControlPlane {
       await closeServer(this.http, 1_000);
     }
     await this.registry.close();
+    await this.replica?.close();
   }
 }

@@ -289,7 +289,12 @@ export class Sidecar {
       cache: cp.cacheFile === undefined ? undefined : new ConfigCache(cp.cacheFile),
       apply: (version, services, source) => this.applyPushed(version, services, source),
       currentVersion: () => this.pushed?.version ?? '',
-      onConnected: (c) => this.metrics.setControlPlaneConnected(c),
+      onConnected: (c) => {
+        this.metrics.setControlPlaneConnected(c);
+        // On every new stream the sidecar asks for a certificate, also when it holds one: a control plane
+        // (or replica) publishes a mesh instance only once it issued its stream a certificate.
+        if (c && this.identity?.current !== undefined) void this.identity.renew().catch((err: unknown) => this.logger.warn({ err: String(err) }, 'could not make a certificate request'));
+      },
       onAnswered: onDemand === undefined ? undefined : (names) => onDemand.answered(names),
       onCertificate: (c) => this.onCertificate(c),
       loadReport: () => this.loadReport(),
@@ -315,8 +320,7 @@ export class Sidecar {
     if (restored !== undefined) {
       this.meshMode = meshModeOf(restored.mode);
       this.servers.inbound?.configure(this.inboundListenerOptions());
-    }
-    await this.identity.renew();
+    } else await this.identity.renew(); // else at connect (above)
     await this.controlPlane.start();
     this.outbound.resolver = onDemand;
   }

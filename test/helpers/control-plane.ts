@@ -50,13 +50,14 @@ const repoRoot = new URL('../../', import.meta.url).pathname;
  * to its mesh CA (caFile), and sidecars bootstrap their trust with their token or pin `caFile`.
  * `listenYaml` adds keys to the `listen` mapping, e.g. `allowedHosts: [control-plane]`. Unless `extraYaml`
  * has its own `auth:` or `testTokens` is false (then it generates its own), the control plane knows the test
- * tokens (tokens.ts).
+ * tokens (tokens.ts). Unless `extraYaml` has its own `store:`, the state is `state.json` in `dir`.
  */
 export async function spawnControlPlane(extraYaml = '', dir = mkdtempSync(join(tmpdir(), 'outrigger-cp-')), listenYaml = '', testTokens = true): Promise<ControlPlaneProcess> {
   const grpcPort = await freePort();
   const httpPort = await freePort();
   const file = join(dir, 'cp.yaml');
-  writeFileSync(file, `listen: { grpc: 127.0.0.1:${grpcPort}, http: 127.0.0.1:${httpPort}${listenYaml === '' ? '' : `, ${listenYaml}`} }\nstore: { file: ${join(dir, 'state.json')} }\n${!testTokens || /^auth:/m.test(extraYaml) ? '' : TEST_AUTH_YAML}${extraYaml}`);
+  const store = /^store:/m.test(extraYaml) ? '' : `store: { file: ${join(dir, 'state.json')} }\n`;
+  writeFileSync(file, `listen: { grpc: 127.0.0.1:${grpcPort}, http: 127.0.0.1:${httpPort}${listenYaml === '' ? '' : `, ${listenYaml}`} }\n${store}${!testTokens || /^auth:/m.test(extraYaml) ? '' : TEST_AUTH_YAML}${extraYaml}`);
   const start = (): ChildProcess => {
     const c = spawn(process.execPath, [join(repoRoot, 'bin/outrigger.js'), 'control-plane', '--config', file], { stdio: ['ignore', 'pipe', 'pipe'] });
     c.stdout?.on('data', (d: Buffer) => (proc.stdout += d.toString()));

@@ -111,7 +111,7 @@ export function closeDashboard(server: Server): void {
  *   GET    /api/instances                         registered instances
  *   GET    /api/sidecars                          connected sidecars: versions sent and ACKed, last NACK, load
  *   GET    /api/circuits                          circuit states reported by sidecars
- *   GET    /api/version                           current state version, and the software version (`software`)
+ *   GET    /api/version                           current state version, the software version (`software`), the store and leadership
  *   GET    /metrics                               Prometheus metrics of the control plane (outrigger_cp_*, process_*)
  *   GET    /, /dashboard/*, /api/dashboard[/events]   the live dashboard (dashboard/routes.ts)
  *   GET    /api/autoscale                         autoscaled services: bounds, sizes, state, last decisions
@@ -133,6 +133,8 @@ export function createAdminApi(
   auth?: Authenticator,
   /** Key and certificate (PEM): served over HTTPS; undefined: plain HTTP. */
   tls?: { readonly key: string; readonly cert: string },
+  /** Added to `GET /api/version`: where the state lives and whether this replica leads (docs/ha.md). */
+  replication?: () => { readonly store: 'file' | 'etcd'; readonly leader: boolean; readonly replica?: string | undefined; readonly leaderReplica?: string | undefined },
 ): Server {
   const dash = createDashboardRoutes(registry, push, dashboard);
   const guard = createGuard(guardOptions);
@@ -164,7 +166,7 @@ export function createAdminApi(
     }
     if (parts[0] !== 'api') return json(res, 404, { error: `no such path ${url.pathname}` });
     const [, kind, name, sub, arg] = parts;
-    if (kind === 'version' && method === 'GET') return json(res, 200, { version: registry.version, software: SOFTWARE });
+    if (kind === 'version' && method === 'GET') return json(res, 200, { version: registry.version, software: SOFTWARE, ...(replication?.() ?? { store: 'file', leader: true }) });
     if (kind === 'autoscale' && name === undefined && method === 'GET') return json(res, 200, { services: autoscaler?.views() ?? [] });
     if (kind === 'autoscale' && name !== undefined && sub === undefined && method === 'PUT') {
       const body = await readJson(req);

@@ -9,6 +9,8 @@ export interface ControlPlaneMetricsSource {
   readonly instances: () => readonly InstanceView[];
   readonly sidecars: () => readonly SubscriberView[];
   readonly autoscale: () => readonly AutoscaleView[];
+  /** Whether this replica leads (runs computed weights and the autoscaler); always true with the file store. */
+  readonly leader?: (() => boolean) | undefined;
 }
 
 /**
@@ -24,6 +26,14 @@ export class ControlPlaneMetrics {
   constructor(source: ControlPlaneMetricsSource) {
     const r = this.registry;
     collectDefaultMetrics({ register: r });
+    new Gauge({
+      name: 'outrigger_cp_leader',
+      help: '1 when this control-plane replica leads (computed weights, autoscaler), else 0; 1 with the file store.',
+      registers: [r],
+      collect() {
+        this.set(source.leader === undefined || source.leader() ? 1 : 0);
+      },
+    });
     new Gauge({
       name: 'outrigger_cp_state_version',
       help: 'Current version of the control plane state (bumped by every change pushed to sidecars).',

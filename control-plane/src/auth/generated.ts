@@ -21,9 +21,21 @@ export class TokenFileError extends Error {
  * (any service), each 32 random bytes in base64url, written on first start to a file readable by its owner
  * only (0600) beside the state file, and read back on later starts. The paths are logged, never the secrets.
  */
-export async function openGeneratedTokens(stateFile: string, logger: Logger): Promise<TokenSpec[]> {
+export async function openGeneratedTokens(stateFile: string, logger: Logger, shared?: (make: () => Promise<string>) => Promise<string>): Promise<TokenSpec[]> {
   const dir = dirname(stateFile);
   await mkdir(dir, { recursive: true });
+  if (shared !== undefined) {
+    // Replicated (docs/ha.md): one pair for every replica, made once in etcd; each writes the files for ctl.
+    const text = await shared(() => Promise.resolve(JSON.stringify({ admin: randomBytes(32).toString('base64url'), sidecar: randomBytes(32).toString('base64url') })));
+    const t = JSON.parse(text) as { admin: string; sidecar: string };
+    await writeFile(join(dir, ADMIN_TOKEN_FILE), `${t.admin}\n`, { mode: 0o600 });
+    await writeFile(join(dir, SIDECAR_TOKEN_FILE), `${t.sidecar}\n`, { mode: 0o600 });
+    logger.info({ files: [join(dir, ADMIN_TOKEN_FILE), join(dir, SIDECAR_TOKEN_FILE)] }, 'tokens loaded from etcd');
+    return [
+      { name: 'admin', secret: t.admin, role: 'admin' },
+      { name: 'sidecar', secret: t.sidecar, role: 'sidecar' },
+    ];
+  }
   const one = async (file: string, name: string, role: 'admin' | 'sidecar'): Promise<TokenSpec> => {
     const path = join(dir, file);
     let secret: string;

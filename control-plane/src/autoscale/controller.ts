@@ -136,6 +136,19 @@ export class Autoscaler {
   }
 
   /**
+   * Stops evaluating until start() (another control-plane replica leads, docs/ha.md); an action in flight
+   * finishes, the drivers stay open.
+   */
+  pause(): void {
+    if (!this.started) return;
+    this.started = false;
+    for (const s of this.states.values()) {
+      s.timer?.cancel();
+      s.timer = undefined;
+    }
+  }
+
+  /**
    * Stops evaluating, ends drain waits early (lifting their drains), waits for actions in flight, then
    * closes every driver (the process driver stops its children).
    */

@@ -102,7 +102,12 @@ export function validateControlPlaneConfig(value: unknown, file: string, baseDir
     listen: parsed.listen,
     policies: parsed.policies,
     limits: parsed.limits,
-    store: { file: storeFile },
+    store: {
+      file: storeFile,
+      ...(parsed.store.etcd !== undefined
+        ? { etcd: { endpoints: parsed.store.etcd.endpoints.map((e) => (/^https?:\/\//.test(e) ? e : `http://${e}`)), prefix: parsed.store.etcd.prefix, leaseTtlMs: parsed.store.etcd.leaseTtl } }
+        : {}),
+    },
     instanceTtlMs: parsed.instanceTtl,
     drainTimeMs: parsed.drainTime,
     weightIntervalMs: parsed.weightInterval,

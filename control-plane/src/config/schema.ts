@@ -18,6 +18,13 @@ export const DEFAULT_HTTP_LISTEN = '127.0.0.1:15080';
 export const DEFAULT_STORE_FILE = './outrigger-state.json';
 /** State of a control plane started without a cp.yaml (`outrigger control-plane` alone), under its working directory. */
 export const NO_CONFIG_STORE_FILE = './outrigger-data/state.json';
+/** Key prefix of the shared state in etcd. */
+export const DEFAULT_ETCD_PREFIX = '/outrigger';
+/** TTL of a replica's etcd lease: its registrations and its leadership end this long after it dies. */
+export const DEFAULT_ETCD_LEASE_TTL_MS = 5_000;
+const ETCD_ENDPOINT = /^(https?:\/\/)?[A-Za-z0-9.[\]:-]+:\d{1,5}$/;
+const ETCD_ENDPOINT_EXPECTED = 'expected an etcd endpoint such as http://127.0.0.1:2379';
+const ETCD_PREFIX_EXPECTED = 'expected a key prefix such as /outrigger (starts with "/", no trailing "/")';
 export const DEFAULT_INSTANCE_TTL_MS = 10_000;
 export const DEFAULT_DRAIN_TIME_MS = 5_000;
 /** Default ceiling of `autoscale.NAME.max` (cp.yaml and `PUT /api/autoscale/NAME`). */
@@ -203,6 +210,22 @@ export const controlPlaneSchema = strict({
   }).prefault({}),
   store: strict({
     file: z.string({ error: 'expected a file path' }).min(1, { error: 'expected a non-empty file path' }).default(DEFAULT_STORE_FILE),
+    // Shared state in etcd (docs/ha.md): any number of replicas with the same `etcd` serve the same mesh.
+    etcd: strict({
+      endpoints: z
+        .array(z.string({ error: ETCD_ENDPOINT_EXPECTED }).regex(ETCD_ENDPOINT, { error: ETCD_ENDPOINT_EXPECTED }), { error: 'expected a list of etcd endpoints' })
+        .min(1, { error: 'expected at least one etcd endpoint' }),
+      prefix: z
+        .string({ error: ETCD_PREFIX_EXPECTED })
+        .regex(/^\/[A-Za-z0-9._/-]*[A-Za-z0-9._-]$/, { error: ETCD_PREFIX_EXPECTED })
+        .default(DEFAULT_ETCD_PREFIX),
+      // etcd leases count whole seconds.
+      leaseTtl: duration(false)
+        .superRefine((ms, ctx) => {
+          if (ms % 1000 !== 0 || ms < 2000 || ms > 60_000) ctx.addIssue({ code: 'custom', message: 'expected whole seconds 2s..60s', input: `${ms}ms` });
+        })
+        .default(DEFAULT_ETCD_LEASE_TTL_MS),
+    }).optional(),
   }).prefault({}),
   instanceTtl: duration(false).default(DEFAULT_INSTANCE_TTL_MS),
   drainTime: duration(true).default(DEFAULT_DRAIN_TIME_MS),

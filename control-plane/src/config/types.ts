@@ -35,6 +35,8 @@ export interface ControlPlaneConfig {
   readonly store: {
     /** State file; a relative path in cp.yaml is resolved against the directory of cp.yaml. */
     readonly file: string; // default ./outrigger-state.json
+    /** Shared state in etcd instead of the file (replicated control plane, docs/ha.md). */
+    readonly etcd?: EtcdStoreConfig | undefined;
   };
   readonly instanceTtlMs: number; // default 10s
   readonly drainTimeMs: number; // default 5s
@@ -113,4 +115,14 @@ export interface AutoscaleServiceConfig {
   readonly stabilizationWindowMs: number; // default 60s
   readonly cooldownMs: number; // default 10s
   readonly driver: AutoscaleDriverConfig;
+}
+
+/** `store.etcd` of cp.yaml. */
+export interface EtcdStoreConfig {
+  /** http://host:port of etcd members. */
+  readonly endpoints: readonly string[];
+  /** Key prefix, default /outrigger. */
+  readonly prefix: string;
+  /** TTL of this replica's lease (whole seconds), default 5s. */
+  readonly leaseTtlMs: number;
 }

@@ -97,6 +97,11 @@ export interface PushServerOptions {
    * sidecar token scoped to services may only register or identify as one of them. Undefined: no checks.
    */
   readonly auth?: Authenticator | undefined;
+  /**
+   * Why this control plane cannot serve sidecars now (a replica that lost etcd, docs/ha.md): a Hello is then
+   * refused UNAVAILABLE, so the sidecar tries the next control-plane address. Undefined answer: serving.
+   */
+  readonly unavailable?: (() => string | undefined) | undefined;
   readonly onEvent?:
     | ((event: { type: 'ack' | 'nack' | 'connected' | 'disconnected' | 'subscribed' | 'refused'; instance: string; version?: string; reason?: string; services?: readonly string[] }) => void)
     | undefined;
@@ -271,6 +276,8 @@ export class PushServer {
     // An instance that follows the mesh-wide mode is registered with that mode.
     const hello = received.instance.mtls === 'mesh' ? { ...received, instance: { ...received.instance, mtls: this.meshMode } } : received;
     const inst = hello.instance!;
+    const unavailable = this.o.unavailable?.();
+    if (unavailable !== undefined) return this.refuse(sub, GrpcStatus.UNAVAILABLE, unavailable, inst.id);
     const p = sub.principal;
     if (p !== undefined) {
       for (const service of new Set([inst.service, hello.service])) {
@@ -396,6 +403,11 @@ export class PushServer {
       lastLoadAt: s.lastLoadAt ?? null,
       connectedAt: new Date(s.connectedAt).toISOString(),
     }));
+  }
+
+  /** Ends every stream with UNAVAILABLE and `reason`: the sidecars move to another control-plane address. */
+  disconnectAll(reason: string): void {
+    for (const sub of [...this.subscribers]) this.refuse(sub, GrpcStatus.UNAVAILABLE, reason);
   }
 
   close(): void {

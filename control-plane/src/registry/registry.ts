@@ -38,7 +38,31 @@ export interface RegistryOptions {
   readonly saveRetryMs?: number | undefined;
   /** What policies may hold beyond the sidecar's schema (cp.yaml `policies`); default: loopback listen only. */
   readonly policyRules?: PolicyRules | undefined;
+  /**
+   * Shared state (replicated control plane, docs/ha.md): instead of saving to `store`, local changes are
+   * announced through `onLocalChange` for the replication layer to write (it reads `sharedState()`), and
+   * only changes it applies back (`applyShared`, carrying the shared version) are versioned and pushed.
+   */
+  readonly shared?: { readonly onLocalChange: () => void; readonly flush: () => Promise<void> } | undefined;
 }
+
+/** What replicas share: everything but draining instances and timers. */
+export interface SharedState {
+  readonly policies: Readonly<Record<string, unknown>>;
+  readonly weights: Readonly<Record<string, Readonly<Record<string, number>>>>;
+  readonly drained: readonly string[];
+  /** Serving instances; `owned`: registered through this replica (its sidecar's stream is here). */
+  readonly instances: readonly (RegisteredInstance & { readonly owned: boolean })[];
+  readonly computed: Readonly<Record<string, Readonly<Record<string, ComputedOverride>>>>;
+}
+
+/** One change of the shared state, as read back from the shared store; `undefined` values are deletions. */
+export type SharedChange =
+  | { readonly kind: 'policy'; readonly service: string; readonly input: unknown }
+  | { readonly kind: 'weights'; readonly service: string; readonly weights: Readonly<Record<string, number>> | undefined }
+  | { readonly kind: 'drained'; readonly address: string; readonly drained: boolean }
+  | { readonly kind: 'instance'; readonly id: string; readonly instance: RegisteredInstance | undefined; readonly mine: boolean }
+  | { readonly kind: 'computed'; readonly service: string; readonly computed: Readonly<Record<string, ComputedOverride>> | undefined };
 
 /** Cost/weight derived from load reports for one endpoint; a pinned weight still wins over `weight`. */
 export interface ComputedOverride {
@@ -46,7 +70,7 @@ export interface ComputedOverride {
   readonly weight?: number | undefined; // rounded and clamped to 1..1000
 }
 
-export type ChangeReason = 'register' | 'deregister' | 'expire' | 'remove' | 'policy' | 'weight' | 'computed' | 'drain' | 'undrain' | 'restore';
+export type ChangeReason = 'register' | 'deregister' | 'expire' | 'remove' | 'policy' | 'weight' | 'computed' | 'drain' | 'undrain' | 'restore' | 'sync';
 
 export interface ChangeEvent {
   /** The registry's version after the change. */
@@ -120,6 +144,8 @@ interface Instance {
   /** Monotonic end of the drain while draining. */
   drainEndsAt: number;
   timer: TimerHandle;
+  /** Shared mode: registered by another replica (no TTL here: that replica's lease and heartbeats keep it). */
+  remote: boolean;
 }
 
 interface EndpointBase {
@@ -143,6 +169,7 @@ export class Registry {
   private readonly saveRetryMs: number;
   private readonly onError: (err: unknown, context: string) => void;
   private readonly policyRules: PolicyRules;
+  private readonly shared: RegistryOptions['shared'];
   readonly instanceTtlMs: number;
   readonly drainTimeMs: number;
 
@@ -179,6 +206,7 @@ export class Registry {
     this.onError = options.onError ?? ((err, context) => process.emitWarning(`${context}: ${err instanceof Error ? err.message : String(err)}`, 'OutriggerRegistry'));
     this.fileServices = new Map(Object.entries(options.services ?? {}));
     this.policyRules = options.policyRules ?? DEFAULT_POLICY_RULES;
+    this.shared = options.shared;
   }
 
   /** Strictly increasing; bumped by every change. */
@@ -281,6 +309,12 @@ export class Registry {
     if (existing !== undefined && existing.state === 'serving' && sameInstance(existing.data, data)) {
       existing.lastSeen = now;
       existing.lastSeenWall = this.clock.wallNow();
+      if (existing.remote) {
+        // Its sidecar moved here from another replica: this replica holds it now (its TTL, its lease).
+        existing.remote = false;
+        this.armTtl(existing, this.instanceTtlMs);
+        this.shared?.onLocalChange();
+      }
       return existing.data;
     }
     const affected = new Set([data.service]);
@@ -445,7 +479,8 @@ export class Registry {
    */
   advanceVersion(seen: number): void {
     if (!Number.isSafeInteger(seen) || seen < 0 || seen > MAX_VERSION) throw new RangeError(`version: expected an integer 0..${MAX_VERSION}, got ${seen}`);
-    if (this.currentVersion > seen) return;
+    // Shared: the version is the shared store's (the same on every replica); a new stream gets a full snapshot anyway.
+    if (this.shared !== undefined || this.currentVersion > seen) return;
     this.currentVersion = seen + 1;
   }
 
@@ -490,9 +525,122 @@ export class Registry {
           state: i.state === 'draining' ? 'draining' : this.drained.has(i.data.address) ? 'drained' : 'serving',
           registeredAt: i.registeredAtWall,
           lastHeartbeatAt: i.lastSeenWall,
-          removeAt: wall + ((i.state === 'draining' ? i.drainEndsAt : i.lastSeen + this.instanceTtlMs) - now),
+          // Registered through another replica: its TTL runs there (and its lease here), so one TTL from now at most.
+          removeAt: wall + (i.remote ? this.instanceTtlMs : (i.state === 'draining' ? i.drainEndsAt : i.lastSeen + this.instanceTtlMs) - now),
         }),
       );
+  }
+
+  // -------------------------------------------------------------------------------------------------------
+  // Shared state (replicated control plane)
+
+  /** What this replica holds of the shared state, for the replication layer to write what differs. */
+  sharedState(): SharedState {
+    const p = this.persistedState();
+    const computed: Record<string, Record<string, ComputedOverride>> = {};
+    for (const [service, map] of [...this.computed].sort(([a], [b]) => byString(a, b))) computed[service] = Object.fromEntries([...map].sort(([a], [b]) => byString(a, b)));
+    return {
+      policies: p.policies,
+      weights: p.weights,
+      drained: p.drained ?? [],
+      instances: p.instances.map((i) => ({ ...i, owned: this.byId.get(i.id)?.remote === false })),
+      computed,
+    };
+  }
+
+  /**
+   * Applies changes read from the shared store at `version` (its revision: the version is the store's
+   * revision this replica has seen, the same state on every replica at the same version), then tells the
+   * listeners which services changed (none: no notification, only the version moves).
+   * `reset`: `changes` is the whole shared state (a fresh listing): what it does not mention is dropped,
+   * except instances registered through this replica, which the replication layer writes again.
+   * Instances registered here stay here when the store drops them (their lease lapsed): they are written
+   * again; one written by another replica (`mine` false) is that replica's from now on.
+   */
+  applyShared(changes: readonly SharedChange[], version: number, reset = false): void {
+    if (!reset && changes.length === 0) {
+      this.currentVersion = Math.max(this.currentVersion, version);
+      return;
+    }
+    const before = new Map(this.knownServices().map((s) => [s, this.policyJson(s)]));
+    if (reset) {
+      this.runtimePolicies.clear();
+      this.pinned.clear();
+      this.drained.clear();
+      this.computed.clear();
+      const listed = new Set(changes.flatMap((c) => (c.kind === 'instance' && c.instance !== undefined ? [c.id] : [])));
+      for (const inst of [...this.byId.values()]) if (inst.remote && !listed.has(inst.data.id)) this.drop(inst);
+    }
+    for (const c of changes) {
+      switch (c.kind) {
+        case 'policy':
+          if (c.input === undefined) this.runtimePolicies.delete(c.service);
+          else {
+            try {
+              this.runtimePolicies.set(c.service, parsePolicy(c.input, `shared policy of ${c.service}`, this.policyRules));
+            } catch (err) {
+              this.runtimePolicies.delete(c.service);
+              this.onError(err, `applying the shared policy of ${c.service} (skipped; cp.yaml's or the default applies)`);
+            }
+          }
+          break;
+        case 'weights':
+          if (c.weights === undefined || Object.keys(c.weights).length === 0) this.pinned.delete(c.service);
+          else this.pinned.set(c.service, new Map(Object.entries(c.weights)));
+          break;
+        case 'drained':
+          if (c.drained) this.drained.add(c.address);
+          else this.drained.delete(c.address);
+          break;
+        case 'computed':
+          if (c.computed === undefined || Object.keys(c.computed).length === 0) this.computed.delete(c.service);
+          else this.computed.set(c.service, new Map(Object.entries(c.computed)));
+          break;
+        case 'instance':
+          this.applySharedInstance(c.id, c.instance, c.mine);
+          break;
+      }
+    }
+    this.currentVersion = Math.max(this.currentVersion, version);
+    this.jsonCache.clear();
+    const changed = this.knownServices().filter((s) => before.get(s) !== this.policyJson(s));
+    // Every service named by a change is pushed at the new version, also when this replica held it already
+    // (its own change coming back, also inside a fresh listing: it was applied here but not pushed yet).
+    for (const c of changes) {
+      if (c.kind === 'policy' || c.kind === 'weights' || c.kind === 'computed') changed.push(c.service);
+      else if (c.kind === 'instance') {
+        const service = c.instance?.service ?? this.byId.get(c.id)?.data.service;
+        if (service !== undefined) changed.push(service);
+      } else changed.push(...this.servicesWithAddress(c.address));
+    }
+    const services = changed.filter((s) => this.isKnown(s));
+    // A revision that changed no service (another key of the store) only moves the version.
+    if (reset || services.length > 0) this.notify(reset ? 'restore' : 'sync', services);
+  }
+
+  private applySharedInstance(id: string, data: RegisteredInstance | undefined, mine: boolean): void {
+    const existing = this.byId.get(id);
+    if (data === undefined) {
+      // Deleted: a remote one goes; one this replica holds is written again (its sidecar is still here).
+      if (existing !== undefined && existing.remote) this.drop(existing);
+      else if (existing !== undefined && existing.state === 'serving') this.shared?.onLocalChange();
+      return;
+    }
+    if (existing !== undefined && existing.state === 'serving' && sameInstance(existing.data, data)) {
+      if (!mine && !existing.remote) {
+        existing.remote = true; // its sidecar moved to another replica
+        existing.timer.cancel();
+      }
+      return;
+    }
+    if (mine) {
+      // Written by this replica, which no longer holds it (deregistered, expired): the key is deleted.
+      if (existing?.state !== 'serving') this.shared?.onLocalChange();
+      return; // else an older write of ours; the newer one follows
+    }
+    if (existing !== undefined) this.drop(existing);
+    for (const other of [...(this.byService.get(data.service)?.values() ?? [])]) if (other.data.address === data.address && other.remote) this.drop(other);
+    this.add(Object.freeze({ ...data }), true);
   }
 
   // -------------------------------------------------------------------------------------------------------
@@ -540,6 +688,7 @@ export class Registry {
    * @throws the store's error when that save fails.
    */
   async flush(): Promise<void> {
+    if (this.shared !== undefined) return this.shared.flush();
     if (this.store === undefined) return;
     let attempted = false;
     for (;;) {
@@ -563,28 +712,29 @@ export class Registry {
     this.retryTimer?.cancel();
     this.retryTimer = undefined;
     this.listeners.clear();
-    await this.flush();
+    // Shared: the replication layer writes what is pending until it closes.
+    if (this.shared === undefined) await this.flush();
   }
 
   // -------------------------------------------------------------------------------------------------------
   // Internals
 
-  private add(data: RegisteredInstance): void {
+  private add(data: RegisteredInstance, remote = false): void {
     const now = this.clock.now();
     const wall = this.clock.wallNow();
-    const inst: Instance = { data, state: 'serving', registeredAtWall: wall, lastSeen: now, lastSeenWall: wall, drainEndsAt: 0, timer: NO_TIMER };
+    const inst: Instance = { data, state: 'serving', registeredAtWall: wall, lastSeen: now, lastSeenWall: wall, drainEndsAt: 0, timer: NO_TIMER, remote };
     this.byId.set(data.id, inst);
     let map = this.byService.get(data.service);
     if (map === undefined) this.byService.set(data.service, (map = new Map()));
     map.set(data.id, inst);
     this.registeredServices.add(data.service);
-    this.armTtl(inst, this.instanceTtlMs);
+    if (!remote) this.armTtl(inst, this.instanceTtlMs);
   }
 
   private armTtl(inst: Instance, ms: number): void {
     if (this.closed) return;
     inst.timer = this.timers.after(ms, () => {
-      if (this.byId.get(inst.data.id) !== inst || inst.state !== 'serving') return;
+      if (this.byId.get(inst.data.id) !== inst || inst.state !== 'serving' || inst.remote) return;
       const left = inst.lastSeen + this.instanceTtlMs - this.clock.now();
       if (left > 0) {
         this.armTtl(inst, left);
@@ -608,7 +758,16 @@ export class Registry {
   }
 
   private commit(reason: ChangeReason, services: Iterable<string>): void {
+    if (this.shared !== undefined) {
+      // Versioned and pushed when the shared store hands the change back (applyShared).
+      this.shared.onLocalChange();
+      return;
+    }
     this.currentVersion++;
+    this.notify(reason, services);
+  }
+
+  private notify(reason: ChangeReason, services: Iterable<string>): void {
     const changed = [...new Set(services)].sort(byString);
     for (const s of changed) this.jsonCache.delete(s);
     this.persist();

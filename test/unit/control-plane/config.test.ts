@@ -85,6 +85,18 @@ describe('parseControlPlaneConfig', () => {
     expect(validateControlPlaneConfig({ store: { file: 'x.json' } }, 'cp.yaml', '/srv').store.file).toBe('/srv/x.json');
   });
 
+  it('takes store.etcd (endpoints with or without http://, prefix, lease TTL in whole seconds) and says what is wrong with it', () => {
+    const c = parseControlPlaneConfig('store: { etcd: { endpoints: [127.0.0.1:2379, "http://etcd-2:2379"], leaseTtl: 3s } }', 'cp.yaml');
+    expect(c.store.etcd).toEqual({ endpoints: ['http://127.0.0.1:2379', 'http://etcd-2:2379'], prefix: '/outrigger', leaseTtlMs: 3_000 });
+    expect(parseControlPlaneConfig('', 'cp.yaml').store.etcd).toBeUndefined();
+    expect(issuesOf('store: { etcd: { endpoints: [] } }')).toEqual(['store.etcd.endpoints: expected at least one etcd endpoint, got []']);
+    expect(issuesOf('store: { etcd: { endpoints: [etcd], prefix: outrigger/, leaseTtl: 1500ms } }')).toEqual([
+      'store.etcd.endpoints[0]: expected an etcd endpoint such as http://127.0.0.1:2379, got "etcd"',
+      'store.etcd.prefix: expected a key prefix such as /outrigger (starts with "/", no trailing "/"), got "outrigger/"',
+      'store.etcd.leaseTtl: expected whole seconds 2s..60s, got "1500ms"',
+    ]);
+  });
+
   it('names file, key path, expectation and what was got for a bad service policy', () => {
     expect(issuesOf('services:\n  orders:\n    retry: { attempts: three }\n')).toEqual(['services.orders.retry.attempts: expected integer 0..10, got "three"']);
     const err = (() => {
@@ -119,7 +131,7 @@ services:
 
   it('refuses unknown keys with a suggestion, at the top and inside a policy', () => {
     expect(issuesOf('instanceTTL: 5s')).toEqual(['instanceTTL: expected one of the keys listen, policies, limits, store, instanceTtl, drainTime, weightInterval, services, mtls, tls, autoscale, auth, got unknown key "instanceTTL" (did you mean "instanceTtl"?)']);
-    expect(issuesOf('store: { path: x.json }')).toEqual(['store.path: expected one of the keys file, got unknown key "path"']);
+    expect(issuesOf('store: { path: x.json }')).toEqual(['store.path: expected one of the keys file, etcd, got unknown key "path"']);
     expect(issuesOf('services: { orders: { timeoutMs: 2000 } }')[0]).toMatch(/^services\.orders\.timeoutMs: expected one of the keys lb, .*got unknown key "timeoutMs" \(did you mean "timeout"\? durations are written with a unit/);
   });
 
