@@ -456,7 +456,8 @@ async function scenarioPartition() {
   // The cut-off replica is back in contact with etcd: a change made through it reaches everyone.
   await waitFor(async () => (await cpInfo(cps.get('h2')))?.version >= (await cpInfo(cps.get('h1')))?.version);
   const after = await policyChange(cps.get('h2'), all());
-  return { ejection, recovery, during, after, note: `h2 cut for ${since(t0) - since(t1)} ms; h1/h3 sidecars on the h1 replica ${moved} ms after the cut; recovery counted from the heal` };
+  const lostH1 = (fs.readFileSync(path.join(runDir, 'cp-h1.log'), 'utf8').match(/etcd: lost/g) ?? []).length;
+  return { ejection, recovery, during, after, note: `the h1 replica ${lostH1 === 0 ? 'kept its contact with etcd' : `LOST etcd ${lostH1} time(s)`}; h2 cut for ${since(t0) - since(t1)} ms; h1/h3 sidecars on the h1 replica ${moved} ms after the cut; recovery counted from the heal` };
 }
 
 async function scenarioLeaderKill() {
