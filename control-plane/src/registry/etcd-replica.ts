@@ -34,6 +34,7 @@ export class EtcdReplica {
   private readonly ttlSeconds: number;
   private registry: Registry | undefined;
   private lease: Lease | undefined;
+  private extraKeepalivesInFlight = 0;
   private leaseId = '';
   private readonly myLeases = new Set<string>();
   private lastKeepaliveAt = Number.NEGATIVE_INFINITY;
@@ -257,6 +258,31 @@ export class EtcdReplica {
     const fresh = age < this.config.leaseTtlMs - 1_000;
     this.setLeader(this.leaseId !== '' && key?.lease === this.leaseId && fresh);
     if (key === undefined) void this.campaign();
+    if (this.leaseId !== '' && age >= this.config.leaseTtlMs / 2) this.extraKeepalives();
+  }
+
+  /**
+   * The lease's keepalive stream runs over one member's connection. When that member is cut off without a
+   * reset (a network partition), the stream stays silent until the client gives up on it after a whole TTL,
+   * which is when this replica would count itself cut off, although the other members answer. So once a
+   * keepalive is overdue (half the TTL), two more go out on new streams, each to a member the client picks at
+   * random, with a 1 s deadline; again at every check while the lease's own stream stays silent.
+   */
+  private extraKeepalives(): void {
+    const lease = this.lease;
+    if (lease === undefined || this.closed) return;
+    while (this.extraKeepalivesInFlight < 2) {
+      this.extraKeepalivesInFlight++;
+      lease
+        .keepaliveOnce({ deadline: new Date(this.clock.wallNow() + 1_000) })
+        .then(() => {
+          if (this.lease !== lease || this.closed) return;
+          this.lastKeepaliveAt = this.clock.now();
+          this.check();
+        })
+        .catch(() => undefined)
+        .finally(() => this.extraKeepalivesInFlight--);
+    }
   }
 
   private setLeader(leader: boolean): void {
