@@ -1,4 +1,4 @@
-import { mkdir, open, rename, unlink } from 'node:fs/promises';
+import { mkdir, open, readFile, rename, unlink } from 'node:fs/promises';
 import { dirname } from 'node:path';
 
 let seq = 0;
@@ -42,5 +42,15 @@ async function syncDirectory(dir: string): Promise<void> {
     // Some file systems refuse fsync on a directory; the rename itself is still atomic.
   } finally {
     await handle.close();
+  }
+}
+
+/** The file's text, or undefined when it does not exist (any other error is thrown). */
+export async function readFileIfExists(file: string): Promise<string | undefined> {
+  try {
+    return await readFile(file, 'utf8');
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
+    throw err;
   }
 }

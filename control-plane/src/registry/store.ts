@@ -1,5 +1,5 @@
-import { mkdir, open, readFile, rename, unlink } from 'node:fs/promises';
-import { dirname } from 'node:path';
+import { readFile } from 'node:fs/promises';
+import { writeFileAtomic } from '../../../common/src/atomic-file.js';
 import { z } from 'zod';
 import { fallbackMessage, formatIssues, UNKNOWN_KEY_PREFIX } from '../../../common/src/config/issues.js';
 import { hostPortSchema, serviceNameSchema } from '../config/schema.js';
@@ -151,8 +151,6 @@ export function parsePersistedState(value: unknown, where: string): PersistedSta
 
 /** Keeps the state as one JSON file. Writes are atomic: temporary file in the same directory, fsync, rename. */
 export class FileStore implements StateStore {
-  private seq = 0;
-
   constructor(readonly file: string) {}
 
   async load(): Promise<PersistedState | undefined> {
@@ -175,41 +173,8 @@ export class FileStore implements StateStore {
     return parsePersistedState(value, this.file);
   }
 
-  async save(state: PersistedState): Promise<void> {
-    const dir = dirname(this.file);
-    await mkdir(dir, { recursive: true });
-    const tmp = `${this.file}.${process.pid}.${++this.seq}.tmp`;
-    try {
-      const handle = await open(tmp, 'w', 0o600);
-      try {
-        await handle.writeFile(`${JSON.stringify(state, null, 2)}\n`);
-        await handle.sync();
-      } finally {
-        await handle.close();
-      }
-      await rename(tmp, this.file);
-    } catch (e) {
-      await unlink(tmp).catch(() => undefined);
-      throw e;
-    }
-    await syncDirectory(dir);
-  }
-}
-
-/** Makes a rename durable (POSIX); platforms that cannot open a directory (Windows) skip it. */
-async function syncDirectory(dir: string): Promise<void> {
-  let handle;
-  try {
-    handle = await open(dir, 'r');
-  } catch {
-    return;
-  }
-  try {
-    await handle.sync();
-  } catch {
-    // Some file systems refuse fsync on a directory; the rename itself is still atomic.
-  } finally {
-    await handle.close();
+  save(state: PersistedState): Promise<void> {
+    return writeFileAtomic(this.file, `${JSON.stringify(state, null, 2)}\n`, 0o600);
   }
 }
 

@@ -1,5 +1,4 @@
-import { readFile } from 'node:fs/promises';
-import { writeFileAtomic } from '../../../common/src/atomic-file.js';
+import { readFileIfExists, writeFileAtomic } from '../../../common/src/atomic-file.js';
 import type { PushedService } from '../main.js';
 
 /** The last configuration applied from the control plane, as kept on disk. */
@@ -21,13 +20,8 @@ export class ConfigCache {
 
   /** The cached configuration, or undefined when there is none; a damaged file is reported, not used. */
   async load(): Promise<CachedConfig | undefined> {
-    let text: string;
-    try {
-      text = await readFile(this.file, 'utf8');
-    } catch (err) {
-      if ((err as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
-      throw err;
-    }
+    const text = await readFileIfExists(this.file);
+    if (text === undefined) return undefined;
     const value = JSON.parse(text) as Partial<CachedConfig>;
     if (typeof value.version !== 'string' || !Array.isArray(value.services)) {
       throw new Error(`${this.file}: not a configuration cache (expected { version, services })`);

@@ -1,5 +1,4 @@
-import { readFile } from 'node:fs/promises';
-import { writeFileAtomic } from '../../../common/src/atomic-file.js';
+import { readFileIfExists, writeFileAtomic } from '../../../common/src/atomic-file.js';
 
 /** The sidecar's mesh certificate with its key, as kept on disk beside the configuration cache. */
 export interface CachedIdentity {
@@ -30,13 +29,8 @@ export class IdentityCache {
    * or it expired. @throws when the file is damaged.
    */
   async load(wallNow: number): Promise<CachedIdentity | undefined> {
-    let text: string;
-    try {
-      text = await readFile(this.file, 'utf8');
-    } catch (err) {
-      if ((err as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
-      throw err;
-    }
+    const text = await readFileIfExists(this.file);
+    if (text === undefined) return undefined;
     const v = JSON.parse(text) as Partial<Record<keyof CachedIdentity, unknown>>;
     const { trustDomain, certPem, keyPem, caPem, notAfter, mode } = v;
     if (typeof trustDomain !== 'string' || typeof certPem !== 'string' || typeof keyPem !== 'string' || typeof caPem !== 'string' || typeof notAfter !== 'number' || typeof mode !== 'string') {
