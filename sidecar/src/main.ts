@@ -186,8 +186,9 @@ export class Sidecar {
       clusters: () => this.clusters.all(),
       config: () => this.config,
       configStatus: () => this.configStatus(),
-      // A strict inbound listener serves nobody until the sidecar has its certificate.
-      ready: () => this.isReady && !this.stopping && (this.inboundMode() !== 'strict' || this.meshCredentials !== undefined),
+      // With a control plane, the sidecar is ready once it has its mesh certificate (from the control plane or
+      // its cache): before that a strict inbound listener serves nobody, and mesh endpoints refuse its calls.
+      ready: () => this.isReady && !this.stopping && (this.fileConfig.controlPlane === undefined || this.meshCredentials !== undefined),
       circuits: () => this.circuits(),
       metrics: this.metrics,
     });
