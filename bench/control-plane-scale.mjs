@@ -74,6 +74,8 @@ export function scaleUsage() {
   --streams-per-worker N  sidecar streams per simulator process (default 2500)
   --streams-per-channel N streams per HTTP/2 connection (default 100)
   --ttl SEC           instanceTtl (default 30)
+  --connect-rate N    new streams per second over the whole fleet while connecting (default 1000; 0 = all at once)
+  --lease-ttl SEC     store.etcd.leaseTtl of the replicas (default 5, the control plane's default)
   --no-register       Hello with an empty address (subscribe only)
   --step-timeout SEC  abort a step after this long (default 300)
   --timeout SEC       abort the whole run after this long (default 1500)
@@ -88,7 +90,7 @@ export function wantsScale(argv) {
 function parseArgs(argv) {
   const opts = {
     replicas: 3, sweep: [100, 1000, 3000, 10000], services: 50, endpoints: 5, subscriptions: 3, changes: 20,
-    perWorker: 2500, perChannel: 100, ttlSec: 30, register: true, stepTimeoutSec: 300, timeoutSec: 1500, out: null,
+    perWorker: 2500, perChannel: 100, ttlSec: 30, connectRate: 1000, leaseTtlSec: 5, register: true, stepTimeoutSec: 300, timeoutSec: 1500, out: null,
   };
   for (let i = 0; i < argv.length; i++) {
     const arg = argv[i];
@@ -119,6 +121,8 @@ function parseArgs(argv) {
       case '--streams-per-worker': opts.perWorker = int(1); break;
       case '--streams-per-channel': opts.perChannel = int(1); break;
       case '--ttl': opts.ttlSec = int(3); break;
+      case '--connect-rate': opts.connectRate = int(0); break;
+      case '--lease-ttl': opts.leaseTtlSec = int(2); break;
       case '--no-register': opts.register = false; break;
       case '--step-timeout': opts.stepTimeoutSec = int(10); break;
       case '--timeout': opts.timeoutSec = int(10); break;
@@ -243,7 +247,7 @@ function cpYaml(opts, r, grpcPort, httpPort, etcdUrl, token) {
     `listen: { grpc: ${HOST}:${grpcPort}, http: ${HOST}:${httpPort} }`,
     'store:',
     `  file: ${path.join(opts.dirOf(r), 'state.json')}`,
-    `  etcd: { endpoints: [${etcdUrl}] }`,
+    `  etcd: { endpoints: [${etcdUrl}], leaseTtl: ${opts.leaseTtlSec}s }`,
     `instanceTtl: ${opts.ttlSec}s`,
     `auth: { tokens: [ { name: bench, secret: ${token}, role: admin } ] }`,
     'services:',
@@ -384,7 +388,7 @@ async function runStep(opts, sidecars, token) {
     const from = Math.floor((k * sidecars) / nWorkers);
     const to = Math.floor(((k + 1) * sidecars) / nWorkers);
     return ask(w, {
-      t: 'start', from, to, caPem, token, ttlSec: opts.ttlSec, register: opts.register, perChannel: opts.perChannel,
+      t: 'start', from, to, caPem, token, ttlSec: opts.ttlSec, rate: opts.connectRate / nWorkers, register: opts.register, perChannel: opts.perChannel,
       targets: replicas.map((rep) => `${HOST}:${rep.grpcPort}`),
       subs: Array.from({ length: to - from }, (_, j) => subscriptionsOf(opts, from + j).map(serviceName)),
     }, 'ready', opts.stepTimeoutSec * 1000);
@@ -626,7 +630,7 @@ async function worker() {
     clients = channelsOf.flat();
     let firstAcked = 0;
     let lastFirstAckAt = 0;
-    for (let j = 0; j < n; j++) {
+    const open = (j) => {
       const i = m.from + j;
       const r = i % m.targets.length;
       const chans = channelsOf[r];
@@ -668,6 +672,17 @@ async function worker() {
       call.on('end', () => failed('the control plane ended the stream'));
       const instance = { service: `sim-${i}`, id: `sim-${i}-15006`, address: m.register ? sidecarAddress(i) : '', weight: 0, capacity: 0, zone: '', mtls: 'off' };
       call.write({ msg: { $case: 'hello', hello: { instance, subscriptions: m.subs[j], lastVersion: '' } } });
+    };
+    // At most m.rate new streams per second (in batches every 100 ms), as a fleet that does not start in
+    // one instant; rate 0: all at once.
+    if (!(m.rate > 0)) for (let j = 0; j < n; j++) open(j);
+    else {
+      let j = 0;
+      const batch = Math.max(1, Math.round(m.rate / 10));
+      const ramp = setInterval(() => {
+        for (let k = 0; k < batch && j < n; k++) open(j++);
+        if (j >= n) clearInterval(ramp);
+      }, 100);
     }
     heartbeatTimer = setInterval(() => {
       const now = performance.now();

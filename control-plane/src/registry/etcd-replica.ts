@@ -8,11 +8,8 @@ import type { LoadReport } from '../../../proto/gen/outrigger/v1/discovery.js';
 import type { EtcdStoreConfig } from '../config/types.js';
 import type { SubscriberView } from '../push/server.js';
 import { changeOf, desiredEntries, isStateKey, LEADER_KEY, LOADS_PREFIX } from './etcd-layout.js';
-import { connectEtcd } from './etcd-store.js';
+import { connectEtcd, MAX_TXN_OPS } from './etcd-store.js';
 import type { Registry, SharedChange } from './registry.js';
-
-/** etcd's default limit of operations in one transaction (`--max-txn-ops`). */
-const MAX_TXN_OPS = 128;
 
 /**
  * One control-plane replica's link to the shared state in etcd (docs/ha.md):
