@@ -196,6 +196,17 @@ async function cleanup(graceMs = 3_000) {
   tempDirs.clear();
 }
 
+/** Copies the logs of a failed step (etcd, replicas, simulators) to bench/.work/control-plane-scale-failed-N/. */
+function keepLogs(sidecars) {
+  const dest = path.join(WORK_DIR, `control-plane-scale-failed-${sidecars}`);
+  fs.rmSync(dest, { recursive: true, force: true });
+  fs.mkdirSync(dest, { recursive: true });
+  for (const c of children) {
+    if (c.logFile && fs.existsSync(c.logFile)) fs.copyFileSync(c.logFile, path.join(dest, `${c.name.replace(/\s+/g, '-')}.log`));
+  }
+  log(`  logs of the failed step: ${path.relative(REPO_DIR, dest)}/`);
+}
+
 function cleanupSync() {
   for (const c of children) killGroup(c);
   for (const d of tempDirs) fs.rmSync(d, { recursive: true, force: true });
@@ -335,6 +346,10 @@ let nextId = 1;
 function ask(w, msg, reply, timeoutMs) {
   const id = nextId++;
   return new Promise((resolve, reject) => {
+    if (w.error) {
+      reject(new Error(`simulator ${w.index}: ${w.error}`));
+      return;
+    }
     const timer = setTimeout(() => reject(new Error(`simulator ${w.index}: no '${reply}' within ${timeoutMs} ms`)), timeoutMs);
     const check = setInterval(() => {
       if (w.error) reject(new Error(`simulator ${w.index}: ${w.error}`));
@@ -519,6 +534,7 @@ export async function runScale(argv) {
         if (interrupted) throw err;
         step = { sidecars, replicas: opts.replicas, ok: false, error: err.message };
         log(`  step failed: ${err.message}`);
+        keepLogs(sidecars);
       } finally {
         clearTimeout(timer);
         await cleanup();
