@@ -1,17 +1,25 @@
 // Plots a control-plane scale run (the JSON `npm run bench:control-plane -- --replicas 3 --etcd --out FILE`
 // writes) as a hand-written SVG, and prints its table in Markdown. No dependencies.
 //
-//   node bench/control-plane-scale-plot.mjs [bench/control-plane-scale.json] [bench/control-plane-scale.svg]
+//   node bench/control-plane-scale-plot.mjs [--svg bench/control-plane-scale.svg] [RUN.json ...]
+//
+// Default runs: bench/control-plane-scale.json (sidecars register an instance) and, when present,
+// bench/control-plane-scale-no-register.json (they only subscribe), drawn dashed.
 import fs from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 
 const BENCH_DIR = path.dirname(fileURLToPath(import.meta.url));
-const input = process.argv[2] ?? path.join(BENCH_DIR, 'control-plane-scale.json');
-const output = process.argv[3] ?? path.join(BENCH_DIR, 'control-plane-scale.svg');
-const run = JSON.parse(fs.readFileSync(input, 'utf8'));
-const steps = run.steps.filter((s) => s.ok);
-if (steps.length === 0) throw new Error(`${input}: no step succeeded, nothing to plot`);
+const args = process.argv.slice(2);
+let output = path.join(BENCH_DIR, 'control-plane-scale.svg');
+const svgAt = args.indexOf('--svg');
+if (svgAt >= 0) output = args.splice(svgAt, 2)[1];
+const inputs = args.length > 0 ? args : [path.join(BENCH_DIR, 'control-plane-scale.json'), path.join(BENCH_DIR, 'control-plane-scale-no-register.json')].filter((f) => fs.existsSync(f));
+const runs = inputs.map((f) => ({ file: f, ...JSON.parse(fs.readFileSync(f, 'utf8')) }));
+const run = runs[0];
+const allOk = runs.flatMap((r) => r.steps.filter((s) => s.ok));
+if (allOk.length === 0) throw new Error(`${inputs.join(', ')}: no step succeeded, nothing to plot`);
+const kind = (r) => (r.opts.register ? 'registering' : 'subscribe only');
 
 const W = 960;
 const H = 420;
@@ -29,7 +37,7 @@ function niceScale(max) {
 }
 
 function drawPanel(x0, title, yLabel, series) {
-  const xs = steps.map((s) => s.sidecars);
+  const xs = [...new Set(allOk.map((s) => s.sidecars))].sort((a, b) => a - b);
   const lx = (v) => Math.log10(v);
   const [xmin, xmax] = [lx(Math.min(...xs)) - 0.15, lx(Math.max(...xs)) + 0.15];
   const ymax = Math.max(...series.flatMap((s) => s.points.map((p) => p[1])));
@@ -50,6 +58,7 @@ function drawPanel(x0, title, yLabel, series) {
   out.push(`<text x="${x0 + panel.w / 2}" y="${panel.top + panel.h + 34}" text-anchor="middle" font-size="12">simulated sidecars (log scale), ${run.opts.replicas} replicas</text>`);
   out.push(`<text transform="translate(${x0 - 48},${panel.top + panel.h / 2}) rotate(-90)" text-anchor="middle" font-size="12">${esc(yLabel)}</text>`);
   series.forEach((s, k) => {
+    if (s.points.length === 0) return;
     const d = s.points.map(([x, y], i) => `${i === 0 ? 'M' : 'L'}${X(x).toFixed(1)},${Y(y).toFixed(1)}`).join(' ');
     out.push(`<path d="${d}" fill="none" stroke="${s.color}" stroke-width="2"${s.dash ? ' stroke-dasharray="6 4"' : ''}/>`);
     for (const [x, y] of s.points) {
@@ -63,14 +72,17 @@ function drawPanel(x0, title, yLabel, series) {
 }
 
 const mb = (kb) => kb / 1024;
-const latency = drawPanel(lefts[0], 'Policy change → last sidecar ACK', 'milliseconds', [
-  { name: 'p99', color: '#c0392b', label: true, points: steps.map((s) => [s.sidecars, s.p99Ms]) },
-  { name: 'p50', color: '#2471a3', label: true, points: steps.map((s) => [s.sidecars, s.p50Ms]) },
-]);
+const okOf = (r) => r.steps.filter((s) => s.ok);
+const latency = drawPanel(lefts[0], 'Policy change → last sidecar ACK', 'milliseconds', runs.flatMap((r, k) => [
+  { name: `p99, ${kind(r)}`, color: '#c0392b', dash: k > 0, label: true, points: okOf(r).map((s) => [s.sidecars, s.p99Ms]) },
+  { name: `p50, ${kind(r)}`, color: '#2471a3', dash: k > 0, label: true, points: okOf(r).map((s) => [s.sidecars, s.p50Ms]) },
+]));
 const memory = drawPanel(lefts[1], 'Memory per replica (mean of the replicas)', 'MB', [
-  { name: 'VmRSS', color: '#7d3c98', label: true, points: steps.map((s) => [s.sidecars, mean(s.memory.map((m) => mb(m.rssKb)))]) },
-  { name: 'RssAnon', color: '#229954', label: true, points: steps.map((s) => [s.sidecars, mean(s.memory.map((m) => mb(m.anonKb)))]) },
-  { name: 'VmRSS before any sidecar', color: '#999', dash: true, points: steps.map((s) => [s.sidecars, mean(s.idle.map((m) => mb(m.rssKb)))]) },
+  ...runs.flatMap((r, k) => [
+    { name: `VmRSS, ${kind(r)}`, color: '#7d3c98', dash: k > 0, label: true, points: okOf(r).map((s) => [s.sidecars, mean(s.memory.map((m) => mb(m.rssKb)))]) },
+    { name: `RssAnon, ${kind(r)}`, color: '#229954', dash: k > 0, label: true, points: okOf(r).map((s) => [s.sidecars, mean(s.memory.map((m) => mb(m.anonKb)))]) },
+  ]),
+  { name: 'VmRSS before any sidecar', color: '#999', dash: true, points: okOf(run).map((s) => [s.sidecars, mean(s.idle.map((m) => mb(m.rssKb)))]) },
 ]);
 const m = run.machine;
 const svg = `<svg xmlns="http://www.w3.org/2000/svg" width="${W}" height="${H}" viewBox="0 0 ${W} ${H}" font-family="sans-serif" font-size="13">
@@ -84,12 +96,12 @@ ${memory}
 fs.writeFileSync(output, svg);
 
 const fmt = (n) => (n === 'timeout' ? 'timeout' : Number.isFinite(n) ? String(Math.round(n)) : '–');
-const rows = run.steps.map((s) => {
+const rows = runs.flatMap((r) => r.steps.map((s) => ({ ...s, kind: kind(r) }))).map((s) => {
   const per = (k, src) => (s[src] ? s[src].map((x) => fmt(x[k] / 1024)).join(' / ') : '–');
-  return `| ${s.sidecars.toLocaleString('en-US')} | ${s.replicas} | ${s.ok ? fmt(s.p50Ms) : 'failed'} | ${s.ok ? fmt(s.p99Ms) : 'failed'} | ${s.ok ? fmt(s.maxMs) : '–'} | ${per('rssKb', 'memory')} | ${per('anonKb', 'memory')} | ${per('hwmKb', 'memory')} | ${per('rssKb', 'idle')} | ${fmt(s.allAckedMs)} | ${s.ok ? `${s.changes.length}, 0 timeouts, 0 stream errors` : esc(s.error ?? `${s.timeouts} timeouts, ${s.streamErrors} stream errors`)} |`;
+  return `| ${s.sidecars.toLocaleString('en-US')} | ${s.kind} | ${s.replicas} | ${s.ok ? fmt(s.p50Ms) : 'failed'} | ${s.ok ? fmt(s.p99Ms) : 'failed'} | ${s.ok ? fmt(s.maxMs) : '–'} | ${per('rssKb', 'memory')} | ${per('anonKb', 'memory')} | ${per('hwmKb', 'memory')} | ${per('rssKb', 'idle')} | ${fmt(s.allAckedMs)} | ${s.ok ? `${s.changes.length}, 0 timeouts, 0 stream errors` : esc(s.error ?? `${s.timeouts} timeouts, ${s.streamErrors} stream errors`)} |`;
 });
-process.stdout.write(`| sidecars | replicas | p50 ms | p99 ms | max ms | VmRSS MB per replica | RssAnon MB per replica | VmHWM MB per replica | VmRSS MB before sidecars | all connected ms | changes |
-| ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- |
+process.stdout.write(`| sidecars | sidecars do | replicas | p50 ms | p99 ms | max ms | VmRSS MB per replica | RssAnon MB per replica | VmHWM MB per replica | VmRSS MB before sidecars | all connected ms | changes |
+| ---: | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- |
 ${rows.join('\n')}
 `);
 process.stderr.write(`wrote ${path.relative(process.cwd(), output)}\n`);
