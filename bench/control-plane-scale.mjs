@@ -329,6 +329,7 @@ function startWorker(index, dir) {
   const proc = fork(SELF, ['--worker'], { stdio: ['ignore', fd, fd, 'ipc'], execArgv: ['--max-old-space-size=2048'] });
   fs.closeSync(fd);
   const c = track(`simulator ${index}`, proc, logFile);
+  proc.on('error', () => undefined); // a message to a simulator that just died: its exit is what counts
   const w = { index, c, proc, handlers: new Map(), error: null };
   proc.on('message', (m) => {
     if (m.t === 'fatal') {
@@ -345,24 +346,27 @@ function startWorker(index, dir) {
 let nextId = 1;
 function ask(w, msg, reply, timeoutMs) {
   const id = nextId++;
+  let timer;
+  let check;
   return new Promise((resolve, reject) => {
     if (w.error) {
       reject(new Error(`simulator ${w.index}: ${w.error}`));
       return;
     }
-    const timer = setTimeout(() => reject(new Error(`simulator ${w.index}: no '${reply}' within ${timeoutMs} ms`)), timeoutMs);
-    const check = setInterval(() => {
+    timer = setTimeout(() => reject(new Error(`simulator ${w.index}: no '${reply}' within ${timeoutMs} ms`)), timeoutMs);
+    check = setInterval(() => {
       if (w.error) reject(new Error(`simulator ${w.index}: ${w.error}`));
       else if (w.c.exited) reject(new Error(`simulator ${w.index} exited (${w.c.exitInfo}):\n${tail(w.c.logFile)}`));
     }, 100);
     w.handlers.set(reply, (m) => {
-      if (m.id !== id) return;
-      clearTimeout(timer);
-      clearInterval(check);
-      resolve(m);
+      if (m.id === id) resolve(m);
     });
     w.proc.send({ ...msg, id });
-  }).finally(() => undefined);
+  }).finally(() => {
+    // Whichever way it ended: nothing of it may keep the process alive.
+    clearTimeout(timer);
+    clearInterval(check);
+  });
 }
 
 // ---------------------------------------------------------------------------------------------

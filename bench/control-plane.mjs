@@ -801,7 +801,8 @@ async function main() {
   if (wantsScale(argv)) {
     // Replicas on etcd and a sweep of sidecar counts: bench/control-plane-scale.mjs.
     await runScale(argv);
-    return;
+    // Everything it started is gone; do not wait for stray handles (sockets to an etcd that was killed).
+    process.exit(process.exitCode ?? 0);
   }
   const opts = parseArgs(argv);
   if (Number(process.versions.node.split('.')[0]) < 22) throw new Error(`Node ${process.version}: the control plane needs Node 22+. Use \`npm run bench:control-plane\` (Node 24 from the node devDependency).`);
