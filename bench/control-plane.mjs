@@ -10,6 +10,8 @@
 //   npm run bench:control-plane -- --changes 10 --sidecars 500
 //   CP_BENCH_PROFILE=1 npm run bench:control-plane         # also a CPU profile of the control plane
 //   npx node bench/control-plane.mjs --help                # all options (needs the build and Node 24)
+//   npm run bench:control-plane -- --replicas 3 --etcd     # scale mode: replicas on etcd, a sweep of sidecar
+//                                                          # counts up to 10,000 (bench/control-plane-scale.mjs)
 //
 // Everything is on 127.0.0.1; the control plane is a child in its own process group and is killed on
 // exit, on error, on Ctrl-C and when the overall time limit (default 180 s) runs out.
@@ -22,6 +24,7 @@ import path from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 import { credentials, Metadata } from '@grpc/grpc-js';
 import { cpuModel, freePorts, gitState } from './lib.mjs';
+import { runScale, scaleUsage, wantsScale } from './control-plane-scale.mjs';
 
 const BENCH_DIR = path.dirname(fileURLToPath(import.meta.url));
 const REPO_DIR = path.dirname(BENCH_DIR);
@@ -63,7 +66,8 @@ function usage() {
   --seed N            seed of the change sequence (default 1)
   --timeout SEC       abort the whole run after this long (default 180)
   --help              this text
-`;
+
+${scaleUsage()}`;
 }
 
 function parseArgs(argv) {
@@ -793,7 +797,14 @@ ${res.profile ? `\n### CPU profile of the control plane (--cpu-prof)\n\n${profil
 // ---------------------------------------------------------------------------------------------
 
 async function main() {
-  const opts = parseArgs(process.argv.slice(2));
+  const argv = process.argv.slice(2);
+  if (wantsScale(argv)) {
+    // Replicas on etcd and a sweep of sidecar counts: bench/control-plane-scale.mjs.
+    await runScale(argv);
+    // Everything it started is gone; do not wait for stray handles (sockets to an etcd that was killed).
+    process.exit(process.exitCode ?? 0);
+  }
+  const opts = parseArgs(argv);
   if (Number(process.versions.node.split('.')[0]) < 22) throw new Error(`Node ${process.version}: the control plane needs Node 22+. Use \`npm run bench:control-plane\` (Node 24 from the node devDependency).`);
   if (process.platform !== 'linux') throw new Error('the bench reads /proc: Linux only');
   if (!fs.existsSync(GEN)) throw new Error('dist/ is missing: run `npm run build` first (npm run bench:control-plane does)');

@@ -8,7 +8,7 @@ import type { LoadReport } from '../../../proto/gen/outrigger/v1/discovery.js';
 import type { EtcdStoreConfig } from '../config/types.js';
 import type { SubscriberView } from '../push/server.js';
 import { changeOf, desiredEntries, isStateKey, LEADER_KEY, LOADS_PREFIX } from './etcd-layout.js';
-import { connectEtcd } from './etcd-store.js';
+import { connectEtcd, MAX_TXN_OPS } from './etcd-store.js';
 import type { Registry, SharedChange } from './registry.js';
 
 /**
@@ -501,29 +501,33 @@ export class EtcdReplica {
       ops.push(this.client.delete().key(this.prefix + key));
       written.push([key, undefined]);
     }
-    if (ops.length === 0) return;
-    const res = fenced
-      ? await this.client
-          .if(this.prefix + LEADER_KEY, 'Lease', '==', leaseId)
-          .then(...ops)
-          .commit()
-      : await this.client
-          .if(this.prefix + LEADER_KEY, 'Version', '>', -1)
-          .then(...ops)
-          .commit();
-    if (!res.succeeded) {
-      // No longer the leader: write the rest without the computed weights.
-      this.setLeader(false);
-      this.syncAgain = true;
-      return;
-    }
-    const revision = Number(res.header.revision);
-    this.lastWriteRevision = Math.max(this.lastWriteRevision, revision);
-    if (this.appliedRevision < revision) {
-      // Not diffed again before the watch hands it back.
-      for (const [key, v] of written) {
-        if (v === undefined) this.mirror.delete(key);
-        else this.mirror.set(key, v);
+    // etcd refuses a transaction of more than --max-txn-ops operations (128 by default): a burst of
+    // registrations (a replica's sidecars moving to it at once) is written in several transactions.
+    for (let from = 0; from < ops.length; from += MAX_TXN_OPS) {
+      const chunk = ops.slice(from, from + MAX_TXN_OPS);
+      const res = fenced
+        ? await this.client
+            .if(this.prefix + LEADER_KEY, 'Lease', '==', leaseId)
+            .then(...chunk)
+            .commit()
+        : await this.client
+            .if(this.prefix + LEADER_KEY, 'Version', '>', -1)
+            .then(...chunk)
+            .commit();
+      if (!res.succeeded) {
+        // No longer the leader: write the rest without the computed weights.
+        this.setLeader(false);
+        this.syncAgain = true;
+        return;
+      }
+      const revision = Number(res.header.revision);
+      this.lastWriteRevision = Math.max(this.lastWriteRevision, revision);
+      if (this.appliedRevision < revision) {
+        // Not diffed again before the watch hands it back.
+        for (const [key, v] of written.slice(from, from + MAX_TXN_OPS)) {
+          if (v === undefined) this.mirror.delete(key);
+          else this.mirror.set(key, v);
+        }
       }
     }
   }

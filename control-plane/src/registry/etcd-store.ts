@@ -5,6 +5,8 @@ import { changeOf, desiredEntries, isStateKey } from './etcd-layout.js';
 import type { SharedChange } from './registry.js';
 import { parsePersistedState, type PersistedState, type RegisteredInstance, type StateStore, StoreError } from './store.js';
 
+/** etcd's default limit of operations in one transaction (`--max-txn-ops`): larger writes are split. */
+export const MAX_TXN_OPS = 128;
 /** Written by `EtcdStore.save` so that an empty saved state loads as saved (not as "nothing saved"). */
 const META_KEY = 'meta';
 
@@ -94,7 +96,13 @@ export class EtcdStore implements StateStore {
     for (const [key, e] of desired) if (current[key] !== e.value) ops.push(this.ns.put(key).value(e.value));
     for (const key of Object.keys(current)) if (isStateKey(key) && !desired.has(key)) ops.push(this.ns.delete().key(key));
     ops.push(this.ns.put(META_KEY).value('{}'));
-    await this.ns.if(META_KEY, 'Version', '>', -1).then(...ops).commit();
+    // In transactions of at most MAX_TXN_OPS operations (etcd refuses larger ones); the meta key goes last.
+    for (let from = 0; from < ops.length; from += MAX_TXN_OPS) {
+      await this.ns
+        .if(META_KEY, 'Version', '>', -1)
+        .then(...ops.slice(from, from + MAX_TXN_OPS))
+        .commit();
+    }
   }
 
   close(): void {
