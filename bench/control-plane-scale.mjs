@@ -25,7 +25,7 @@ import https from 'node:https';
 import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
-import { cpuModel, freePorts, gitState } from './lib.mjs';
+import { cpuModel, endpointAddress, fmt, freePorts, gitState, percentile, serviceName, sidecarAddress, skip, varint } from './lib.mjs';
 
 const SELF = fileURLToPath(import.meta.url);
 const BENCH_DIR = path.dirname(SELF);
@@ -41,12 +41,6 @@ const log = (msg) => process.stdout.write(`${msg}\n`);
 const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
 /** Wall-clock ms with sub-ms precision, comparable between the processes of this machine. */
 const absNow = () => performance.timeOrigin + performance.now();
-const serviceName = (s) => `svc-${String(s).padStart(3, '0')}`;
-const endpointAddress = (opts, s, e) => {
-  const k = s * opts.endpoints + e;
-  return `198.18.${Math.floor(k / 250)}.${(k % 250) + 1}:8080`;
-};
-const sidecarAddress = (i) => `198.19.${Math.floor(i / 250)}.${(i % 250) + 1}:15006`;
 /** Sidecar i subscribes to the shared service and `subscriptions - 1` others. */
 function subscriptionsOf(opts, i) {
   const out = [SHARED];
@@ -471,12 +465,7 @@ async function runStep(opts, sidecars, token) {
   return step;
 }
 
-function percentile(sorted, p) {
-  if (sorted.length === 0) return NaN;
-  return sorted[Math.min(sorted.length - 1, Math.max(0, Math.ceil(p * sorted.length) - 1))];
-}
 
-const fmt = (n, d = 0) => (n === Infinity ? 'timeout' : Number.isFinite(n) ? n.toFixed(d) : '–');
 const mb = (kb) => fmt(kb / 1024, 0);
 
 export function tableRows(steps) {
@@ -564,30 +553,7 @@ export async function runScale(argv) {
 // ---------------------------------------------------------------------------------------------
 // The simulator (child process): holds many sidecar streams.
 
-function varint(buf, pos) {
-  let v = 0;
-  let mul = 1;
-  for (;;) {
-    const b = buf[pos++];
-    if (b === undefined) throw new Error('truncated varint');
-    v += (b & 0x7f) * mul;
-    if (b < 0x80) return [v, pos];
-    mul *= 128;
-  }
-}
 
-function skip(buf, pos, wt) {
-  switch (wt) {
-    case 0: return varint(buf, pos)[1];
-    case 1: return pos + 8;
-    case 2: {
-      const [len, p] = varint(buf, pos);
-      return p + len;
-    }
-    case 5: return pos + 4;
-    default: throw new Error(`unexpected wire type ${wt}`);
-  }
-}
 
 /** Only what an ACK needs: the snapshot's version and nonce (and its instance TTL). */
 function lightDecode(buf) {

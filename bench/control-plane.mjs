@@ -23,7 +23,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 import { credentials, Metadata } from '@grpc/grpc-js';
-import { cpuModel, freePorts, gitState } from './lib.mjs';
+import { cpuModel, endpointAddress, fmt, freePorts, gitState, percentile, serviceName, sidecarAddress, skip, varint } from './lib.mjs';
 import { runScale, scaleUsage, wantsScale } from './control-plane-scale.mjs';
 
 const BENCH_DIR = path.dirname(fileURLToPath(import.meta.url));
@@ -111,14 +111,8 @@ function parseArgs(argv) {
 // ---------------------------------------------------------------------------------------------
 // The simulated fleet's shape. Addresses are in 198.18.0.0/15 (benchmark range): nothing dials them.
 
-const serviceName = (s) => `svc-${String(s).padStart(3, '0')}`;
 /** Static endpoint e of service s: 198.18.0.0/16. */
-const endpointAddress = (opts, s, e) => {
-  const k = s * opts.endpoints + e;
-  return `198.18.${Math.floor(k / 250)}.${(k % 250) + 1}:8080`;
-};
 /** Sidecar i's own (registered) instance: 198.19.0.0/16. */
-const sidecarAddress = (i) => `198.19.${Math.floor(i / 250)}.${(i % 250) + 1}:15006`;
 /**
  * The services sidecar i subscribes to: i, i + step, i + 2·step, ... (mod services), step = services /
  * subscriptions. With the defaults every service has exactly sidecars × subscriptions / services = 25
@@ -330,30 +324,7 @@ const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
 // services and bytes, for the report) instead of decoding ~10 KB of policy JSON per message in the one
 // process that plays 1,000 sidecars. --full-decode uses the generated decoder instead.
 
-function varint(buf, pos) {
-  let v = 0;
-  let mul = 1;
-  for (;;) {
-    const b = buf[pos++];
-    if (b === undefined) throw new Error('truncated varint');
-    v += (b & 0x7f) * mul;
-    if (b < 0x80) return [v, pos];
-    mul *= 128;
-  }
-}
 
-function skip(buf, pos, wireType) {
-  switch (wireType) {
-    case 0: return varint(buf, pos)[1];
-    case 1: return pos + 8;
-    case 2: {
-      const [len, p] = varint(buf, pos);
-      return p + len;
-    }
-    case 5: return pos + 4;
-    default: throw new Error(`unexpected wire type ${wireType}`);
-  }
-}
 
 function lightDecode(buf) {
   let snapshot;
@@ -660,12 +631,7 @@ function summarizeProfile(file, fromUs, toUs, top = 15) {
 // ---------------------------------------------------------------------------------------------
 // Reporting
 
-function percentile(sorted, p) {
-  if (sorted.length === 0) return NaN;
-  return sorted[Math.min(sorted.length - 1, Math.max(0, Math.ceil(p * sorted.length) - 1))];
-}
 
-const fmt = (n, d = 0) => (n === Infinity ? 'timeout' : Number.isFinite(n) ? n.toFixed(d) : '–');
 
 function textTable({ header, rows }) {
   const widths = header.map((h, i) => Math.max(h.length, ...rows.map((r) => String(r[i]).length)));

@@ -39,3 +39,47 @@ export function gitState(repoDir) {
   const git = (args) => spawnSync('git', ['-C', repoDir, ...args], { encoding: 'utf8', timeout: 10_000 }).stdout?.trim();
   return { commit: git(['rev-parse', '--short', 'HEAD']), dirty: Boolean(git(['status', '--porcelain'])) };
 }
+
+// ---------------------------------------------------------------------------------------------
+// The control-plane benches (control-plane.mjs, control-plane-scale.mjs): names, addresses, numbers, and
+// the little protobuf reading their simulated sidecars need to ACK a snapshot.
+
+export const serviceName = (s) => `svc-${String(s).padStart(3, '0')}`;
+/** Static endpoint e of service s: 198.18.0.0/16. */
+export const endpointAddress = (opts, s, e) => {
+  const k = s * opts.endpoints + e;
+  return `198.18.${Math.floor(k / 250)}.${(k % 250) + 1}:8080`;
+};
+/** Simulated sidecar i's address: 198.19.0.0/16. */
+export const sidecarAddress = (i) => `198.19.${Math.floor(i / 250)}.${(i % 250) + 1}:15006`;
+export const fmt = (n, d = 0) => (n === Infinity ? 'timeout' : Number.isFinite(n) ? n.toFixed(d) : '–');
+
+export function varint(buf, pos) {
+  let v = 0;
+  let mul = 1;
+  for (;;) {
+    const b = buf[pos++];
+    if (b === undefined) throw new Error('truncated varint');
+    v += (b & 0x7f) * mul;
+    if (b < 0x80) return [v, pos];
+    mul *= 128;
+  }
+}
+
+export function skip(buf, pos, wt) {
+  switch (wt) {
+    case 0: return varint(buf, pos)[1];
+    case 1: return pos + 8;
+    case 2: {
+      const [len, p] = varint(buf, pos);
+      return p + len;
+    }
+    case 5: return pos + 4;
+    default: throw new Error(`unexpected wire type ${wt}`);
+  }
+}
+
+export function percentile(sorted, p) {
+  if (sorted.length === 0) return NaN;
+  return sorted[Math.min(sorted.length - 1, Math.max(0, Math.ceil(p * sorted.length) - 1))];
+}
