@@ -82,7 +82,7 @@ export const COMMANDS: readonly Command[] = [
       'within a second (when it does not, says so; the exit status is 0 either way).',
     options: {
       server: { type: 'string', value: HOST_PORT, help: "the control plane's HTTP address, https (default: $OUTRIGGER_CONTROL_PLANE, else 127.0.0.1:15080)" },
-      'ca-file': { type: 'string', value: 'FILE', help: "the mesh CA its certificate chains to (default: $OUTRIGGER_CA_FILE, else ./outrigger-data/mesh-ca.crt if it exists)" },
+      'ca-file': { type: 'string', value: 'FILE', file: true, help: "the mesh CA its certificate chains to (default: $OUTRIGGER_CA_FILE, else ./outrigger-data/mesh-ca.crt if it exists)" },
       client: { type: 'boolean', help: 'print only the version of this outrigger' },
     },
     run: async (a) => (await import('./version.js')).runVersion(a),
@@ -109,8 +109,8 @@ export const COMMANDS: readonly Command[] = [
       calls: { type: 'string', value: 'SERVICE', help: 'a service the app calls for each request' },
       'delay-ms': { type: 'string', value: 'N', help: 'simulated work per request, ms (default 0)' },
       capacity: { type: 'string', value: 'N', help: 'requests in flight the instance reports as full load (default 20)' },
-      'token-file': { type: 'string', value: 'FILE', help: "the sidecar's join token file (default: DIR/sidecar.token when it exists, else $OUTRIGGER_TOKEN)" },
-      'ca-file': { type: 'string', value: 'FILE', help: "the mesh CA the sidecar pins (default: DIR/mesh-ca.crt when it exists, else fetched with the token)" },
+      'token-file': { type: 'string', value: 'FILE', file: true, help: "the sidecar's join token file (default: DIR/sidecar.token when it exists, else $OUTRIGGER_TOKEN)" },
+      'ca-file': { type: 'string', value: 'FILE', file: true, help: "the mesh CA the sidecar pins (default: DIR/mesh-ca.crt when it exists, else fetched with the token)" },
       'admin-port': { type: 'string', value: 'N', help: "the sidecar's admin port on 127.0.0.1, 1..65535 (default: a free one)" },
     },
     run: async (a) => (await import('./demo.js')).runDemoInstance(a),
@@ -139,6 +139,9 @@ export const CTL_SUMMARY = 'operate a running control plane: services, endpoints
 
 /** The commands of `outrigger ctl`, for completion. */
 export const CTL_COMMANDS = ['services', 'endpoints', 'circuits', 'policy', 'weight', 'drain', 'undrain', 'sidecars', 'autoscale', 'scale', 'help'] as const;
-export const CTL_FLAGS = ['--server', '--json', '--help'] as const;
+export const CTL_FLAGS = ['--server', '--token', '--token-file', '--ca-file', '--output', '-o', '--json', '--help', '-h'] as const;
+/** ctl flags whose value is a file name, and the choices of `--output`. */
+export const CTL_FILE_FLAGS = ['--token-file', '--ca-file', '-f', '--file'] as const;
+export const CTL_OUTPUT_CHOICES = ['json', 'yaml', 'table'] as const;
 
 export const commandNamed = (name: string): Command | undefined => COMMANDS.find((c) => c.name === name);

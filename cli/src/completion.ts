@@ -1,5 +1,5 @@
 import { optionsOf, type Args, type OptionSpec } from './args.js';
-import { COMMANDS, CTL_COMMANDS, CTL_FLAGS, CTL_SUMMARY, type Command } from './commands.js';
+import { COMMANDS, CTL_COMMANDS, CTL_FILE_FLAGS, CTL_FLAGS, CTL_OUTPUT_CHOICES, CTL_SUMMARY, type Command } from './commands.js';
 
 /**
  * `outrigger completion bash|zsh`: completion scripts generated from the command table, so that they offer
@@ -51,11 +51,11 @@ _outrigger() {
   case "$cmd" in
 ${COMMANDS.map(bashCommand).join('\n')}
     ctl)
-      case "$prev" in --server) COMPREPLY=(); return ;; -f) COMPREPLY=($(compgen -f -- "$cur")); return ;; esac
+      case "$prev" in --server|--token) COMPREPLY=(); return ;; ${CTL_FILE_FLAGS.join('|')}) COMPREPLY=($(compgen -f -- "$cur")); return ;; --output|-o) COMPREPLY=($(compgen -W "${CTL_OUTPUT_CHOICES.join(' ')}" -- "$cur")); return ;; esac
       if [[ "$cur" == -* ]]; then COMPREPLY=($(compgen -W "${CTL_FLAGS.join(' ')}" -- "$cur")); return; fi
       local sub="" j
       for (( j = i + 1; j < COMP_CWORD; j++ )); do
-        case "\${COMP_WORDS[j]}" in --server) (( j++ )) ;; -*) ;; *) sub="\${COMP_WORDS[j]}"; break ;; esac
+        case "\${COMP_WORDS[j]}" in --server|--token|--token-file|--ca-file|--output|-o) (( j++ )) ;; -*) ;; *) sub="\${COMP_WORDS[j]}"; break ;; esac
       done
       if [[ -z "$sub" ]]; then COMPREPLY=($(compgen -W "${CTL_COMMANDS.join(' ')}" -- "$cur"))
       else case "$sub" in policy) COMPREPLY=($(compgen -W "get set" -- "$cur")) ;; weight) COMPREPLY=($(compgen -W "set clear" -- "$cur")) ;; esac; fi
@@ -108,6 +108,10 @@ _outrigger() {
 ${COMMANDS.map(zshCommand).join('\n')}
     ctl) _arguments -s \\
         '--server[the control plane HTTP address]:host\\:port: ' \\
+        '--token[the bearer token]:token: ' \\
+        '--token-file[read the token from a file]:file:_files' \\
+        '--ca-file[the CA that signed the control plane certificate]:file:_files' \\
+        '(-o --output)'{-o,--output}'[output format]:format:(${CTL_OUTPUT_CHOICES.join(' ')})' \\
         '--json[print the JSON answer]' \\
         '1:ctl command:(${CTL_COMMANDS.join(' ')})' \\
         '*::argument:_files' ;;

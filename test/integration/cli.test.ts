@@ -176,6 +176,11 @@ describe('outrigger schema and completion', () => {
     expect(complete('outrigger', 'sidecar', '-c', 'outrigger.b')).toBe('outrigger.bash');
     expect(complete('outrigger', 'ctl', '--server', '127.0.0.1:15080', 'po')).toBe('policy');
     expect(complete('outrigger', 'ctl', 'policy', '')).toBe('get set');
+    expect(complete('outrigger', 'ctl', '--t')).toBe('--token --token-file');
+    expect(complete('outrigger', 'ctl', '--ca-file', 'outrigger.b')).toBe('outrigger.bash');
+    expect(complete('outrigger', 'ctl', '-o', 'y')).toBe('yaml');
+    expect(complete('outrigger', 'ctl', '--ca-file', 'ca.crt', '--token-file', 't', 'dr')).toBe('drain');
+    expect(complete('outrigger', 'demo-instance', '--ca-file', 'outrigger.b')).toBe('outrigger.bash');
     expect(complete('outrigger', 'help', 'comp')).toBe('completion');
   });
 
