@@ -93,7 +93,10 @@ export const COMMANDS: readonly Command[] = [
     description:
       'Runs a whole local mesh: the control plane with its dashboard, catalog and inventory with several\n' +
       'instances each (sized by the autoscaler), a sidecar beside each, and a gentle load. Ctrl-C stops it all.',
-    options: { rps: { type: 'string', value: 'N', help: 'requests per second of the built-in load, 0..1000; 0 turns it off (default 20)' } },
+    options: {
+      rps: { type: 'string', value: 'N', help: 'requests per second of the built-in load, 0..1000; 0 turns it off (default 20)' },
+      grpc: { type: 'boolean', help: 'catalog asks inventory over gRPC (HTTP/2) instead of HTTP/1.1' },
+    },
     run: async (a) => (await import('./demo.js')).runDemo(a),
   },
   {
@@ -107,6 +110,7 @@ export const COMMANDS: readonly Command[] = [
       'run-dir': { type: 'string', value: 'DIR', required: true, help: 'where the sidecar configuration and pid files go (required)' },
       host: { type: 'string', value: 'HOST', help: 'the inbound listener\'s host (default 127.0.0.1)' },
       calls: { type: 'string', value: 'SERVICE', help: 'a service the app calls for each request' },
+      grpc: { type: 'boolean', help: 'the app calls --calls over gRPC instead of HTTP/1.1' },
       'delay-ms': { type: 'string', value: 'N', help: 'simulated work per request, ms (default 0)' },
       capacity: { type: 'string', value: 'N', help: 'requests in flight the instance reports as full load (default 20)' },
       'token-file': { type: 'string', value: 'FILE', file: true, help: "the sidecar's join token file (default: DIR/sidecar.token when it exists, else $OUTRIGGER_TOKEN)" },
@@ -128,6 +132,7 @@ export const COMMANDS: readonly Command[] = [
       'delay-ms': { type: 'string', value: 'N', help: 'simulated work per request, ms (default 0)' },
       'fail-percent': { type: 'string', value: 'P', help: 'share of requests answered 500, 0..100 (default 0)' },
       calls: { type: 'string', value: 'SERVICE', help: 'another service to call for each request' },
+      grpc: { type: 'boolean', help: 'call --calls with the gRPC call ListItems instead of GET /items' },
       via: { type: 'string', value: HOST_PORT, help: "the sidecar's outbound listener (default 127.0.0.1:15001)" },
     },
     run: async (a) => (await import('./demo.js')).runDemoApp(a),

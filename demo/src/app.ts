@@ -1,14 +1,21 @@
-import { Agent, createServer, request, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
-import type { AddressInfo } from 'node:net';
+import { Agent, request, type ServerResponse } from 'node:http';
+import type { Http2ServerRequest, Http2ServerResponse } from 'node:http2';
+import type { AddressInfo, Server } from 'node:net';
+import { status as GrpcStatus } from '@grpc/grpc-js';
 import { hostname } from 'node:os';
 import { checkHostPort } from '../../common/src/config/address.js';
 import { systemRandom, type Random } from '../../common/src/random.js';
+import { dualProtocolServer, InventoryCaller, isGrpc, serveListItems, type AnyRequest, type AnyResponse } from './grpc.js';
 
 /**
  * A demo service instance (`outrigger demo-app`): the app behind a sidecar in `npm start` and in
  * docker-compose.yml. Answers every request with JSON naming its service and instance; `GET /healthz`
  * answers 200. With `calls`, it first asks another service through its sidecar's outbound listener (as
  * `catalog` asks `inventory`) and includes the answer.
+ *
+ * It speaks HTTP/1.1 and h2c (prior knowledge) on one port: over HTTP/2 it also answers the gRPC call
+ * `outrigger.demo.v1.Inventory/ListItems`. With `calls.protocol: grpc` it asks the other service with that
+ * call instead of `GET /items` (`outrigger demo --grpc`).
  *
  * The knob (`GET /knob` shows it, `POST /knob?delayMs=300&failPercent=20` sets it) makes this one instance
  * slow or failing at run time, to watch the mesh route around it.
@@ -24,8 +31,11 @@ export interface DemoAppOptions {
   readonly delayMs?: number | undefined;
   /** Share of requests answered 500, 0..100. */
   readonly failPercent?: number | undefined;
-  /** Another service to call for each request, through the sidecar's outbound listener `via` (host:port). */
-  readonly calls?: { readonly service: string; readonly via: string } | undefined;
+  /**
+   * Another service to call for each request, through the sidecar's outbound listener `via` (host:port):
+   * `GET /items` over HTTP/1.1 (`protocol: http`, the default) or the gRPC call ListItems (`grpc`).
+   */
+  readonly calls?: { readonly service: string; readonly via: string; readonly protocol?: 'http' | 'grpc' | undefined } | undefined;
   readonly random?: Random | undefined;
 }
 
@@ -35,6 +45,7 @@ export interface Knob {
 }
 
 export interface DemoApp {
+  /** The listener (HTTP/1.1 and h2c). */
   readonly server: Server;
   /** host:port actually bound. */
   readonly address: string;
@@ -42,11 +53,16 @@ export interface DemoApp {
   stop(): Promise<void>;
 }
 
-function send(res: ServerResponse, status: number, body: unknown): void {
+function send(res: AnyResponse, status: number, body: unknown): void {
   const text = `${JSON.stringify(body)}\n`;
-  res.writeHead(status, { 'content-type': 'application/json', 'content-length': Buffer.byteLength(text) });
+  (res as ServerResponse).writeHead(status, { 'content-type': 'application/json', 'content-length': Buffer.byteLength(text) });
   res.end(text);
 }
+
+const header = (req: AnyRequest, name: string): string | undefined => {
+  const v = req.headers[name];
+  return typeof v === 'string' ? v : undefined;
+};
 
 /** Parses a knob value from the query: a number within [0, max], or undefined when absent. */
 function knobValue(url: URL, key: string, max: number): number | undefined | Error {
@@ -66,7 +82,7 @@ export async function startDemoApp(options: DemoAppOptions): Promise<DemoApp> {
   const agent = new Agent({ keepAlive: true, maxSockets: 64 });
   const host = hostname();
 
-  function handleKnob(req: IncomingMessage, res: ServerResponse, url: URL): void {
+  function handleKnob(req: AnyRequest, res: AnyResponse, url: URL): void {
     if (req.method === 'POST' || req.method === 'PUT') {
       const delay = knobValue(url, 'delayMs', 60_000);
       const fail = knobValue(url, 'failPercent', 100);
@@ -79,7 +95,7 @@ export async function startDemoApp(options: DemoAppOptions): Promise<DemoApp> {
     send(res, 200, { service: options.name, instance, ...knob });
   }
 
-  function answer(req: IncomingMessage, res: ServerResponse, extra: Record<string, unknown>): void {
+  function answer(req: AnyRequest, res: AnyResponse, extra: Record<string, unknown>): void {
     if (res.destroyed) return;
     if (knob.failPercent > 0 && random.next() * 100 < knob.failPercent) {
       return send(res, 500, { service: options.name, instance, error: 'failing on purpose (knob failPercent)' });
@@ -87,9 +103,22 @@ export async function startDemoApp(options: DemoAppOptions): Promise<DemoApp> {
     send(res, 200, { service: options.name, instance, host, method: req.method, path: req.url, requestId: req.headers['x-request-id'] ?? null, ...extra });
   }
 
-  function callUpstream(req: IncomingMessage, res: ServerResponse, calls: { service: string; via: string }): void {
+  let caller: InventoryCaller | undefined;
+  function callOverGrpc(req: AnyRequest, res: AnyResponse, calls: { service: string; via: string }): void {
+    caller ??= new InventoryCaller(calls.service, calls.via);
+    caller.listItems(header(req, 'x-request-id') ?? '', header(req, 'traceparent'), 10_000, (err, r) => {
+      if (res.destroyed) return;
+      if (err !== null) {
+        return send(res, 502, { service: options.name, instance, error: `${calls.service} answered gRPC status ${err.code} (${GrpcStatus[err.code] ?? '?'}): ${err.details}` });
+      }
+      answer(req, res, { [calls.service]: r });
+    });
+  }
+
+  function callUpstream(req: AnyRequest, res: AnyResponse, calls: { service: string; via: string; protocol?: 'http' | 'grpc' | undefined }): void {
     const via = checkHostPort(calls.via, false);
     if ('problem' in via) return send(res, 500, { error: `calls.via: ${via.problem}` });
+    if (calls.protocol === 'grpc') return callOverGrpc(req, res, calls);
     const headers: Record<string, string> = { host: calls.service };
     // Pass the trace along, as an instrumented service would.
     for (const h of ['x-request-id', 'traceparent']) {
@@ -122,10 +151,28 @@ export async function startDemoApp(options: DemoAppOptions): Promise<DemoApp> {
     up.end();
   }
 
-  const server = createServer((req, res) => {
+  /** The gRPC call: the same knob and answer as `GET /items`, as a ListItems response or a gRPC status. */
+  function handleGrpc(req: Http2ServerRequest, res: Http2ServerResponse): void {
+    serveListItems(req, res, (request, reply) => {
+      const work = (): void => {
+        if (knob.failPercent > 0 && random.next() * 100 < knob.failPercent) {
+          return reply({ code: GrpcStatus.UNAVAILABLE, message: `${instance} failing on purpose (knob failPercent)` });
+        }
+        reply({ service: options.name, instance, host, items: ['anchor', 'oar', 'paddle'], requestId: request.requestId });
+      };
+      if (knob.delayMs > 0) setTimeout(work, knob.delayMs);
+      else work();
+    });
+  }
+
+  const handler = (req: AnyRequest, res: AnyResponse): void => {
+    if (isGrpc(req)) {
+      if (req.httpVersionMajor === 2) return handleGrpc(req as Http2ServerRequest, res as Http2ServerResponse);
+      return send(res, 415, { error: 'gRPC needs HTTP/2' });
+    }
     const url = new URL(req.url ?? '/', 'http://app');
     if (url.pathname === '/healthz' && (req.method === 'GET' || req.method === 'HEAD')) {
-      res.writeHead(200, { 'content-type': 'text/plain', 'content-length': 3 });
+      (res as ServerResponse).writeHead(200, { 'content-type': 'text/plain', 'content-length': 3 });
       res.end('ok\n');
       return;
     }
@@ -137,8 +184,9 @@ export async function startDemoApp(options: DemoAppOptions): Promise<DemoApp> {
     };
     if (knob.delayMs > 0) setTimeout(work, knob.delayMs);
     else work();
-  });
-  server.keepAliveTimeout = 30_000;
+  };
+  const dual = dualProtocolServer(handler, 30_000);
+  const server = dual.server;
   await new Promise<void>((resolve, reject) => {
     server.once('error', reject);
     server.listen(hp.port, hp.host, () => resolve());
@@ -151,11 +199,11 @@ export async function startDemoApp(options: DemoAppOptions): Promise<DemoApp> {
     knob,
     stop: () =>
       new Promise<void>((resolve) => {
-        server.close(() => resolve());
-        server.closeIdleConnections();
+        void dual.close().then(resolve);
         agent.destroy();
+        caller?.close();
         // Requests still running get a moment to finish, then their connections are cut.
-        setTimeout(() => server.closeAllConnections(), 2_000).unref();
+        setTimeout(() => dual.destroyAll(), 2_000).unref();
       }),
   };
 }

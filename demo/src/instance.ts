@@ -32,6 +32,8 @@ export interface InstanceOptions {
   readonly controlPlane: string;
   /** A service the app calls for each request (through its sidecar). */
   readonly calls?: string | undefined;
+  /** The app calls `calls` over gRPC rather than HTTP/1.1. */
+  readonly grpc?: boolean | undefined;
   readonly delayMs?: number | undefined;
   readonly capacity?: number | undefined;
   /**
@@ -113,7 +115,7 @@ export async function runInstance(o: InstanceOptions): Promise<RunningInstance> 
   const done = new Promise<number>((r) => (resolveDone = r));
 
   const appArgs = [BIN, 'demo-app', '--name', o.service, '--instance', id, '--listen', `127.0.0.1:${appPort}`, '--delay-ms', String(o.delayMs ?? 0)];
-  if (o.calls !== undefined) appArgs.push('--calls', o.calls, '--via', `127.0.0.1:${outboundPort}`);
+  if (o.calls !== undefined) appArgs.push('--calls', o.calls, '--via', `127.0.0.1:${outboundPort}`, ...(o.grpc === true ? ['--grpc'] : []));
 
   const startApp = (): void => {
     const child = spawn(process.execPath, ['--max-semi-space-size=4', ...appArgs], { stdio: ['ignore', 'ignore', 'inherit', 'ipc'] });

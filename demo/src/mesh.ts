@@ -29,6 +29,8 @@ export interface MeshOptions {
   readonly ports?: Partial<MeshPorts> | undefined;
   /** Requests per second of the built-in load; 0 turns it off. */
   readonly loadRps?: number | undefined;
+  /** Catalog asks inventory over gRPC (`protocol: grpc` in inventory's policy) instead of HTTP/1.1. */
+  readonly grpc?: boolean | undefined;
   readonly print?: ((line: string) => void) | undefined;
   readonly timers?: Timers | undefined;
 }
@@ -123,10 +125,14 @@ export async function runMesh(options: MeshOptions = {}): Promise<Mesh> {
     instanceTtl: '6s',
     drainTime: '3s',
     weightInterval: '2s',
-    services: { catalog: POLICY, inventory: POLICY },
+    // Over gRPC, retries also take `unavailable` (an instance failing through its knob answers that status).
+    services: {
+      catalog: POLICY,
+      inventory: options.grpc === true ? { ...POLICY, protocol: 'grpc', retry: { ...POLICY.retry, on: [...POLICY.retry.on, 'unavailable'] } } : POLICY,
+    },
     autoscale: {
       inventory: autoscale('inventory', 3, 6, inventoryPorts, ['--delay-ms', '30', '--capacity', '4'], grpc, runDir),
-      catalog: autoscale('catalog', 2, 4, catalogPorts, ['--calls', 'inventory', '--delay-ms', '5', '--capacity', '8'], grpc, runDir),
+      catalog: autoscale('catalog', 2, 4, catalogPorts, ['--calls', 'inventory', ...(options.grpc === true ? ['--grpc'] : []), '--delay-ms', '5', '--capacity', '8'], grpc, runDir),
     },
   };
   const cpFile = join(runDir, 'cp.yaml');
@@ -215,7 +221,7 @@ export async function runMesh(options: MeshOptions = {}): Promise<Mesh> {
     print('');
     print(`  dashboard:        ${dashboardUrl}`);
     print(`                    (HTTPS with the demo's own CA, ${caFile}: your browser asks once)`);
-    print(`  send requests:    curl ${catalogUrl}items              (catalog, which asks inventory)`);
+    print(`  send requests:    curl ${catalogUrl}items              (catalog, which asks inventory${options.grpc === true ? ' over gRPC' : ''})`);
     print(`              or:   curl -H 'Host: inventory' http://127.0.0.1:${ports.edgeOutbound}/items`);
     print(`  edge sidecar:     http://127.0.0.1:${ports.edgeAdmin}/clusters  (also /circuits /metrics)`);
     print(`  control plane:    npx outrigger ctl --server ${controlPlane.httpAddress} --token-file ${adminTokenFile} --ca-file ${caFile} services`);

@@ -8,7 +8,9 @@ import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, afterEach, describe, expect, it } from 'vitest';
+import type { ServiceError } from '@grpc/grpc-js';
 import { startDemoApp, type DemoApp } from '../../demo/src/app.js';
+import { InventoryCaller } from '../../demo/src/grpc.js';
 import { seededRandom } from '../../common/src/random.js';
 import { sendApi, spawnControlPlane, type ControlPlaneProcess } from '../helpers/control-plane.js';
 import { freePort, send, waitFor } from '../helpers/net.js';
@@ -88,6 +90,30 @@ describe('demo app', () => {
     const refused = await send(orphan.address, { path: '/items' });
     expect(refused.status).toBe(502);
     expect(JSON.parse(refused.body).error).toMatch(/^inventory: connect ECONNREFUSED/);
+  });
+  it('answers gRPC ListItems over h2c and HTTP/1.1 on one port, and asks over gRPC with --grpc, a failing instance answering UNAVAILABLE', async () => {
+    const inventory = await startDemoApp({ name: 'inventory', instance: 'inventory-1', listen: '127.0.0.1:0' });
+    apps.push(inventory);
+    const direct = new InventoryCaller('inventory', inventory.address);
+    try {
+      const r = await new Promise<{ err: ServiceError | null; res: unknown }>((resolve) => direct.listItems('g-1', undefined, 5_000, (err, res) => resolve({ err, res })));
+      expect(r.err).toBeNull();
+      expect(r.res).toMatchObject({ service: 'inventory', instance: 'inventory-1', items: ['anchor', 'oar', 'paddle'], requestId: 'g-1' });
+    } finally {
+      direct.close();
+    }
+    expect((await send(inventory.address, { path: '/healthz' })).status).toBe(200);
+
+    const catalog = await startDemoApp({ name: 'catalog', listen: '127.0.0.1:0', calls: { service: 'inventory', via: inventory.address, protocol: 'grpc' } });
+    apps.push(catalog);
+    const ok = await send(catalog.address, { path: '/items', headers: { 'x-request-id': 'g-2' } });
+    expect(ok.status).toBe(200);
+    expect(JSON.parse(ok.body)).toMatchObject({ service: 'catalog', requestId: 'g-2', inventory: { service: 'inventory', requestId: 'g-2' } });
+
+    await send(inventory.address, { method: 'POST', path: '/knob?failPercent=100' });
+    const failing = await send(catalog.address, { path: '/items' });
+    expect(failing.status).toBe(502);
+    expect(JSON.parse(failing.body).error).toBe('inventory answered gRPC status 14 (UNAVAILABLE): inventory-1 failing on purpose (knob failPercent)');
   });
 });
 
