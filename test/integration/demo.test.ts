@@ -4,7 +4,7 @@
  * behind when it goes).
  */
 import { spawn, type ChildProcess } from 'node:child_process';
-import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, afterEach, describe, expect, it } from 'vitest';
@@ -164,4 +164,47 @@ describe('demo instance', () => {
     // The sidecar deregistered on its way out.
     await waitFor(async () => !(await instances()).some((i) => i.address === address && i.state === 'serving'), 10_000);
   }, 40_000);
+});
+
+describe('outrigger demo --grpc', () => {
+  let child: ChildProcess | undefined;
+  afterAll(() => {
+    if (child?.pid !== undefined && child.exitCode === null) process.kill(child.pid, 'SIGKILL');
+  });
+
+  it('runs the catalog->inventory hop over gRPC through the sidecars, each call balanced on its own, and Ctrl-C stops it all', async () => {
+    child = spawn(process.execPath, [bin, 'demo', '--grpc', '--rps', '0'], { stdio: ['ignore', 'pipe', 'pipe'] });
+    let out = '';
+    child.stdout?.on('data', (d: Buffer) => (out += d.toString()));
+    child.stderr?.on('data', (d: Buffer) => (out += d.toString()));
+    await waitFor(() => out.includes('Stop everything with Ctrl-C.'), 90_000, 100);
+    expect(out).toContain('Outrigger demo mesh is up.');
+    expect(out).toContain('(catalog, which asks inventory over gRPC)');
+    const catalog = /curl http:\/\/(127\.0\.0\.1:\d+)\/items/.exec(out)?.[1];
+    const runDir = /\((?:HTTPS with the demo's own CA, )(\/\S+)\/mesh-ca\.crt/.exec(out)?.[1];
+    expect(catalog).toBeDefined();
+    expect(runDir).toBeDefined();
+
+    // Each catalog instance holds one gRPC channel to its sidecar; the sidecar spreads the calls over all
+    // three inventory instances (once their health checks pass and slow start lets them in).
+    const seen = new Map<string, number>();
+    const bad: string[] = [];
+    await waitFor(async () => {
+      const r = await send(catalog!, { path: '/items' });
+      const body = r.status === 200 ? (JSON.parse(r.body) as { inventory?: { instance?: string; items?: string[] } }) : undefined;
+      if (body?.inventory?.instance === undefined || body.inventory.items?.join() !== 'anchor,oar,paddle') bad.push(`${r.status} ${r.body}`);
+      else seen.set(body.inventory.instance, (seen.get(body.inventory.instance) ?? 0) + 1);
+      return seen.size === 3;
+    }, 40_000, 50);
+    expect(bad).toEqual([]);
+
+    const pids = readdirSync(runDir!)
+      .filter((f) => f.endsWith('.pid'))
+      .map((f) => Number(readFileSync(join(runDir!, f), 'utf8')));
+    expect(pids.length).toBeGreaterThanOrEqual(10); // 5 instances: app and sidecar each
+    child.kill('SIGINT');
+    await waitFor(() => child!.exitCode !== null || child!.signalCode !== null, 30_000, 100);
+    await waitFor(() => pids.every((p) => !alive(p)), 15_000, 100);
+    expect(existsSync(runDir!)).toBe(false);
+  }, 150_000);
 });
