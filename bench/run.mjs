@@ -90,6 +90,8 @@ const GOALS = {
 const H2_GOALS = { h2VsNginx: 0.6, grpcVsNginx: 0.6 };
 // Client streams per HTTP/2 connection for the open-streams targets (less if the proxy announces fewer).
 const STREAMS_PER_CONNECTION = 100;
+// The gRPC targets' cross-check after the load: this many unary calls with @grpc/grpc-js, so many at a time.
+const GRPC_JS_CHECK = { calls: 2000, concurrency: 50 };
 
 // ---------------------------------------------------------------------------------------------
 // Options
@@ -1361,9 +1363,14 @@ async function measureH2(name, port, host, proxies, tools, opts, backendChild) {
     `other ${fmt(lp.otherCpuPct, 0)}%${lp.maxRssMb !== null ? `; proxy max RSS ${fmt(lp.maxRssMb, 1)} MB, RssAnon ${fmt(lp.maxRssAnonMb, 1)} MB` : ''}`);
   const failed = Object.values(lat.failures).reduce((a, b) => a + b, 0);
   if (failed > 0) throw new Error(`non-2xx/failed requests in the latency run: ${JSON.stringify(lat.failures)} (status -1 = failed stream)`);
+  // A cross-check with a real gRPC client after the load: every call must end OK. Its rate is grpc-js's (in
+  // the bench process, sharing the machine), far below what the proxies can do: not a throughput figure.
+  let grpcJs = null;
   if (kind === 'grpc') {
-    await grpcUnaryCalls(port, host);
-    log('  check: a gRPC unary call after the load still ends with status OK');
+    const g = await grpcUnaryCalls(port, host, GRPC_JS_CHECK);
+    grpcJs = { ...GRPC_JS_CHECK, seconds: g.seconds, callsPerSecond: g.calls / g.seconds };
+    log(`  check: @grpc/grpc-js, ${g.calls} unary calls ${GRPC_JS_CHECK.concurrency} at a time after the load: all status OK ` +
+      `(${fmt(grpcJs.callsPerSecond, 0)} calls/s, bounded by grpc-js in the bench process)`);
   }
   const warnings = [];
   if (lat.achievedRps < opts.rate * 0.95) warnings.push(`latency run reached only ${fmt(lat.achievedRps, 0)} of ${opts.rate} req/s`);
@@ -1371,7 +1378,7 @@ async function measureH2(name, port, host, proxies, tools, opts, backendChild) {
   if (otherCpuPct > 15) warnings.push(`other processes used ${fmt(otherCpuPct, 0)}% CPU during the measurements: numbers are noisy`);
   for (const w of warnings) log(`  WARNING: ${w}`);
   return {
-    name, ok: true, kind, rps: h2.rps, h2load: h2, lat, throughputRun: tp, latencyRun: lp, warnings,
+    name, ok: true, kind, rps: h2.rps, h2load: h2, lat, grpcJs, throughputRun: tp, latencyRun: lp, warnings,
     proxyProcesses: proxyPids.length,
     proxyCpuPct: tp.proxyCpuPct,
     backendCpuPct: tp.backendCpuPct,
