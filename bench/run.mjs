@@ -100,8 +100,8 @@ function usage() {
   return `Usage: node bench/run.mjs [options]   (normally: npm run bench -- [options])
 
   --only LIST        comma-separated subset of: ${ALL_TARGETS.join(',')}   (default: all)
-  --duration SEC     length of the wrk throughput run and of the h2load latency run (default 10)
-  --warmup SEC       wrk warm-up before each target's measurements (default 2)
+  --duration SEC     length of each throughput run (wrk, or h2load for HTTP/2) and of each h2load latency run (default 10)
+  --warmup SEC       warm-up (wrk, or h2load for HTTP/2) before each target's measurements (default 2)
   --connections N    wrk connections for the throughput run (default 50)
   --rate N           total request rate of the latency run, spread over 10 h2load clients (default 2000)
   --h2-connections N h2load connections for the HTTP/2 and gRPC throughput runs (default 10)
