@@ -781,7 +781,8 @@ ${nginxHttpCommon(dir)}${servers}${h2Servers}}
  * all the time. `streams` (the open-streams target) raises worker_connections and the read timeout.
  */
 function h2ProxyNginxConf(dir, port, backendPorts, keepalive, streams = 0) {
-  return `${nginxCommon(dir, streams ? 2 * streams + 1024 : 4096)}http {
+  // Held streams: a connection upstream each, plus the few client connections.
+  return `${nginxCommon(dir, streams ? streams + 1024 : 4096)}http {
 ${nginxHttpCommon(dir)}  upstream h2_backends {
 ${backendPorts.map((p) => `    server ${HOST}:${p};\n`).join('')}    keepalive ${keepalive};
     keepalive_requests 1000000;
