@@ -1,7 +1,9 @@
 // Outrigger benchmark harness: the sidecar against nginx, HAProxy, a plain http-proxy forwarder, a
 // plain undici forwarder and a raw-socket floor, all in front of the same three nginx backends on
-// 127.0.0.1; and two sidecars in a row (caller -> callee, plaintext and mutual TLS, certificates from a
-// control plane the bench starts) against two nginx in a row (plaintext, and TLS with client certificates).
+// 127.0.0.1; two sidecars in a row (caller -> callee, plaintext and mutual TLS, certificates from a
+// control plane the bench starts) against two nginx in a row (plaintext, and TLS with client certificates);
+// HTTP/2 (h2c) and gRPC unary calls through the sidecar against direct and nginx (grpc_pass), with h2load;
+// and the memory that open HTTP/2 streams cost the sidecar and nginx.
 // See bench/README.md for what it measures and how to read the output.
 //
 //   npm run bench                                   # build, then every target
@@ -10,6 +12,7 @@
 import { spawn, spawnSync } from 'node:child_process';
 import fs from 'node:fs';
 import http from 'node:http';
+import http2 from 'node:http2';
 import https from 'node:https';
 import net from 'node:net';
 import os from 'node:os';
@@ -23,8 +26,28 @@ const WORK_DIR = path.join(BENCH_DIR, '.work');
 const RUN_DIR = path.join(WORK_DIR, 'run');
 const HOST = '127.0.0.1';
 const SIDECAR_HOST_HEADER = 'bench';
-const ALL_TARGETS = ['direct', 'nginx', 'haproxy', 'http-proxy', 'undici', 'raw', 'sidecar', 'sidecar-ft', 'nginx-pair', 'nginx-pair-tls', 'pair', 'pair-mtls'];
+const HTTP1_TARGETS = ['direct', 'nginx', 'haproxy', 'http-proxy', 'undici', 'raw', 'sidecar', 'sidecar-ft', 'nginx-pair', 'nginx-pair-tls', 'pair', 'pair-mtls'];
+// HTTP/2 (h2c, prior knowledge) GETs and gRPC unary calls, measured with h2load against three more nginx
+// backend ports that speak HTTP/2; and open long-lived HTTP/2 streams (memory per stream).
+const H2_TARGETS = ['h2-direct', 'h2-nginx', 'h2-sidecar', 'grpc-direct', 'grpc-nginx', 'grpc-sidecar'];
+const STREAMS_TARGETS = ['streams-nginx', 'streams-sidecar'];
+const ALL_TARGETS = [...HTTP1_TARGETS, ...H2_TARGETS, ...STREAMS_TARGETS];
 const PAIR_TARGETS = ['pair', 'pair-mtls']; // need the control plane
+/** What a target is sent: HTTP/1.1 (wrk, h2load --h1), HTTP/2 GETs, gRPC unary calls, or held-open streams. */
+const kindOf = (name) => (name.startsWith('h2-') ? 'h2' : name.startsWith('grpc-') ? 'grpc' : name.startsWith('streams-') ? 'streams' : 'http1');
+/** The row that "added p50" is measured from, per kind. */
+const DIRECT_OF = { http1: 'direct', h2: 'h2-direct', grpc: 'grpc-direct' };
+// The sidecar's services for the HTTP/2 targets; the sidecar routes on :authority, so each is also the
+// :authority sent (nginx ignores it).
+const H2_SERVICE = 'bench-h2';
+const GRPC_SERVICE = 'bench-grpc';
+const HOLD_SERVICE = 'bench-hold';
+// The gRPC method called, and the one message used as both request and response: a protobuf message with
+// field 1 (string) = "hello, world\n", in a gRPC frame (flag 0 = not compressed, 4-byte length): 20 bytes.
+const GRPC_METHOD = '/bench.Bench/Unary';
+const GRPC_MESSAGE = Buffer.concat([Buffer.from([0x0a, 13]), Buffer.from('hello, world\n')]);
+const GRPC_FRAME = Buffer.concat([Buffer.from([0, 0, 0, 0, GRPC_MESSAGE.length]), GRPC_MESSAGE]);
+const HELLO = 'hello, world\n';
 // The callee's service for each sidecar pair: the caller routes on Host, so it is also the Host header sent.
 const PAIR_SERVICE = { pair: 'bench-pair', 'pair-mtls': 'bench-pair-mtls' };
 // Name in the nginx TLS upstream's server certificate, checked by the front nginx (proxy_ssl_name).
@@ -42,6 +65,14 @@ const LABELS = {
   'nginx-pair-tls': 'nginx → nginx, TLS + client cert',
   pair: 'sidecar → sidecar, plaintext',
   'pair-mtls': 'sidecar → sidecar, mutual TLS',
+  'h2-direct': 'HTTP/2 direct (no proxy)',
+  'h2-nginx': 'HTTP/2 nginx (grpc_pass)',
+  'h2-sidecar': 'HTTP/2 sidecar (protocol: http2)',
+  'grpc-direct': 'gRPC unary direct (no proxy)',
+  'grpc-nginx': 'gRPC unary nginx (grpc_pass)',
+  'grpc-sidecar': 'gRPC unary sidecar (protocol: grpc)',
+  'streams-nginx': 'open HTTP/2 streams, nginx (grpc_pass)',
+  'streams-sidecar': 'open HTTP/2 streams, sidecar (protocol: http2)',
 };
 const TOOLS = { nginx: 'nginx', haproxy: 'haproxy', wrk: 'wrk', h2load: 'nghttp2-client' };
 
@@ -55,6 +86,12 @@ const GOALS = {
   p99OverNginxMs: 0.3, // p99 at the fixed rate <= nginx's p99 + 0.3 ms
   rssAnonMb: 40, // max RssAnon under load <= 40 MB
 };
+// HTTP/2 and gRPC unary throughput through the sidecar (h2-sidecar, grpc-sidecar) >= 0.6x nginx with grpc_pass.
+const H2_GOALS = { h2VsNginx: 0.6, grpcVsNginx: 0.6 };
+// Client streams per HTTP/2 connection for the open-streams targets (less if the proxy announces fewer).
+const STREAMS_PER_CONNECTION = 100;
+// The gRPC targets' cross-check after the load: this many unary calls with @grpc/grpc-js, so many at a time.
+const GRPC_JS_CHECK = { calls: 2000, concurrency: 50 };
 
 // ---------------------------------------------------------------------------------------------
 // Options
@@ -63,16 +100,19 @@ function usage() {
   return `Usage: node bench/run.mjs [options]   (normally: npm run bench -- [options])
 
   --only LIST        comma-separated subset of: ${ALL_TARGETS.join(',')}   (default: all)
-  --duration SEC     length of the wrk throughput run and of the h2load latency run (default 10)
-  --warmup SEC       wrk warm-up before each target's measurements (default 2)
+  --duration SEC     length of each throughput run (wrk, or h2load for HTTP/2) and of each h2load latency run (default 10)
+  --warmup SEC       warm-up (wrk, or h2load for HTTP/2) before each target's measurements (default 2)
   --connections N    wrk connections for the throughput run (default 50)
   --rate N           total request rate of the latency run, spread over 10 h2load clients (default 2000)
+  --h2-connections N h2load connections for the HTTP/2 and gRPC throughput runs (default 10)
+  --h2-streams N     concurrent streams per h2load connection in those runs (default 10)
+  --open-streams L   comma-separated, increasing numbers of streams held open by the streams-* targets (default 1000,5000)
   --help             this text
 `;
 }
 
 function parseArgs(argv) {
-  const opts = { only: [...ALL_TARGETS], duration: 10, warmup: 2, connections: 50, rate: 2000, clients: 10 };
+  const opts = { only: [...ALL_TARGETS], duration: 10, warmup: 2, connections: 50, rate: 2000, clients: 10, h2Connections: 10, h2Streams: 10, openStreams: [1000, 5000] };
   for (let i = 0; i < argv.length; i++) {
     const arg = argv[i];
     const [flag, inline] = arg.includes('=') ? [arg.slice(0, arg.indexOf('=')), arg.slice(arg.indexOf('=') + 1)] : [arg, undefined];
@@ -98,6 +138,16 @@ function parseArgs(argv) {
       case '--warmup': opts.warmup = int(0); break;
       case '--connections': opts.connections = int(1); break;
       case '--rate': opts.rate = int(opts.clients); break;
+      case '--h2-connections': opts.h2Connections = int(1); break;
+      case '--h2-streams': opts.h2Streams = int(1); break;
+      case '--open-streams': {
+        const levels = value().split(',').map((v) => Number(v.trim()));
+        if (!levels.length || levels.some((n, i) => !Number.isInteger(n) || n < 1 || (i > 0 && n <= levels[i - 1]))) {
+          throw new Error(`${flag} must be increasing integers >= 1, comma-separated (e.g. 1000,5000)`);
+        }
+        opts.openStreams = levels;
+        break;
+      }
       case '--help': case '-h': process.stdout.write(usage()); process.exit(0); break;
       default: throw new Error(`unknown option ${arg}\n\n${usage()}`);
     }
@@ -316,6 +366,81 @@ function httpsGetNoClientCert(port, ca, servername) {
   });
 }
 
+/**
+ * One HTTP/2 (h2c, prior knowledge) GET on a connection of its own: { status, body }, or status 0 and the
+ * error. `authority` is the :authority sent (the sidecar routes on it).
+ */
+function h2Get(port, { path: urlPath = '/', authority, timeoutMs = 2000 } = {}) {
+  return new Promise((resolve) => {
+    const session = http2.connect(`http://${HOST}:${port}`);
+    let settled = false;
+    const done = (r) => {
+      if (settled) return;
+      settled = true;
+      clearTimeout(timer);
+      session.destroy();
+      resolve(r);
+    };
+    const timer = setTimeout(() => done({ status: 0, error: 'timeout' }), timeoutMs);
+    session.on('error', (err) => done({ status: 0, error: err.message }));
+    const req = session.request({ ':method': 'GET', ':path': urlPath, ':authority': authority ?? `${HOST}:${port}` });
+    let status = 0;
+    let body = '';
+    req.setEncoding('utf8');
+    req.on('response', (h) => { status = Number(h[':status']); });
+    req.on('data', (c) => { body += c; });
+    req.on('end', () => done({ status, body }));
+    req.on('error', (err) => done({ status: 0, error: err.message }));
+  });
+}
+
+/** Polls an HTTP/2 GET until it answers 200, or throws (early if the child exits). */
+async function waitForH2(child, port, urlPath, timeoutMs, authority) {
+  const deadline = performance.now() + timeoutMs;
+  let last = null;
+  while (performance.now() < deadline) {
+    if (child?.exited) throw exitedError(child);
+    last = await h2Get(port, { path: urlPath, authority, timeoutMs: 1000 });
+    if (last.status === 200) return last;
+    await sleep(100);
+  }
+  const what = last ? (last.status ? `HTTP ${last.status}` : last.error) : 'no answer';
+  throw new Error(`HTTP/2 GET http://${HOST}:${port}${urlPath} did not return 200 within ${timeoutMs / 1000} s (last: ${what})${child ? `\n${tail(child.logFile)}` : ''}`);
+}
+
+/**
+ * A real gRPC client (@grpc/grpc-js) makes `calls` unary calls of GRPC_METHOD through `port` (:authority
+ * `authority`), `concurrency` at a time, and checks that each ends with status OK and the expected message.
+ * Returns { calls, seconds } or throws on the first failure.
+ */
+async function grpcUnaryCalls(port, authority, { calls = 1, concurrency = 1, timeoutMs = 5000 } = {}) {
+  const { default: grpc } = await import('@grpc/grpc-js');
+  const client = new grpc.Client(`${HOST}:${port}`, grpc.credentials.createInsecure(), { 'grpc.default_authority': authority });
+  const identity = (b) => b;
+  const one = () => new Promise((resolve, reject) => {
+    const call = client.makeUnaryRequest(GRPC_METHOD, identity, identity, GRPC_MESSAGE, new grpc.Metadata(), {}, (err, reply) => {
+      clearTimeout(timer);
+      if (err) reject(new Error(`gRPC ${GRPC_METHOD} via ${HOST}:${port} (:authority ${authority}) failed: ${grpc.status[err.code] ?? err.code} ${err.details ?? err.message}`));
+      else if (!Buffer.isBuffer(reply) || !reply.equals(GRPC_MESSAGE)) reject(new Error(`gRPC ${GRPC_METHOD} via ${HOST}:${port} returned ${reply?.toString('hex')}, expected ${GRPC_MESSAGE.toString('hex')}`));
+      else resolve();
+    });
+    const timer = setTimeout(() => call.cancel(), timeoutMs);
+  });
+  const t0 = performance.now();
+  let next = 0;
+  try {
+    await Promise.all(Array.from({ length: Math.min(concurrency, calls) }, async () => {
+      while (next < calls) {
+        next++;
+        await one();
+      }
+    }));
+  } finally {
+    client.close();
+  }
+  return { calls, seconds: (performance.now() - t0) / 1000 };
+}
+
 // ---------------------------------------------------------------------------------------------
 // /proc sampling: RSS and CPU time of a process group (nginx/HAProxy master + workers, node).
 
@@ -491,13 +616,29 @@ function percentile(sorted, p) {
   return sorted[Math.min(sorted.length, Math.max(1, rank)) - 1];
 }
 
-async function runH2load(tools, name, port, host, opts, onStart) {
-  const logFile = path.join(RUN_DIR, `${name}.tsv`);
-  fs.rmSync(logFile, { force: true });
+/**
+ * What h2load sends for a kind of target: HTTP/1.1 GETs (--h1), HTTP/2 GETs (h2c with prior knowledge,
+ * h2load's default for http://), or gRPC unary calls (POST of a gRPC frame from a file, with the gRPC
+ * headers); and the response body each should get (its size is checked against h2load's data bytes).
+ */
+function h2loadRequest(kind, host) {
   // With --h1, a "-H host: ..." header is sent in addition to the Host that h2load derives from
   // :authority (nginx answers the duplicate with 400); setting :authority sets the single Host.
-  const args = ['--h1', '-t', '1', '-c', String(opts.clients), '--rps', String(opts.rate / opts.clients), '-D', String(opts.duration),
-    '--log-file', logFile, '-H', `:authority: ${host}`, `http://${HOST}:${port}/`];
+  const authority = ['-H', `:authority: ${host}`];
+  if (kind === 'http1') return { flags: ['--h1', ...authority], path: '/', bodyBytes: HELLO.length };
+  if (kind === 'h2') return { flags: authority, path: '/', bodyBytes: HELLO.length };
+  return {
+    flags: [...authority, '-d', path.join(RUN_DIR, 'grpc', 'request.grpc'), '-H', 'content-type: application/grpc', '-H', 'te: trailers'],
+    path: GRPC_METHOD, bodyBytes: GRPC_FRAME.length,
+  };
+}
+
+async function runH2load(tools, name, port, host, opts, onStart, kind = 'http1') {
+  const logFile = path.join(RUN_DIR, `${name}.tsv`);
+  fs.rmSync(logFile, { force: true });
+  const req = h2loadRequest(kind, host);
+  const args = ['-t', '1', '-c', String(opts.clients), '--rps', String(opts.rate / opts.clients), '-D', String(opts.duration),
+    '--log-file', logFile, ...req.flags, `http://${HOST}:${port}${req.path}`];
   const res = await runTool(name, tools.h2load, args, (opts.duration + 30) * 1000, onStart);
   if (!res.ok) throw new Error(`h2load failed (${res.exitInfo}):\n${res.output}`);
   // --log-file rows: start time (µs since epoch) \t HTTP status (-1 = failed) \t µs until end of response.
@@ -524,14 +665,56 @@ async function runH2load(tools, name, port, host, opts, onStart) {
   };
 }
 
+/** h2load's summary: requests by outcome, status classes, bytes, and the run's length. */
+function parseH2loadSummary(output) {
+  const finished = /finished in ([\d.]+)(us|ms|s|m|h), ([\d.]+) req\/s/.exec(output);
+  const reqs = /requests: (\d+) total, (\d+) started, (\d+) done, (\d+) succeeded, (\d+) failed, (\d+) errored, (\d+) timeout/.exec(output);
+  const codes = /status codes: (\d+) 2xx, (\d+) 3xx, (\d+) 4xx, (\d+) 5xx/.exec(output);
+  const traffic = /traffic: \S+ \((\d+)\) total, \S+ \((\d+)\) headers .*?, \S+ \((\d+)\) data/.exec(output);
+  if (!finished || !reqs || !codes || !traffic) throw new Error(`could not parse h2load output:\n${output}`);
+  const time = /time for request:\s+(\S+)\s+(\S+)\s+(\S+)/.exec(output);
+  return {
+    seconds: wrkDurationMs(`${finished[1]}${finished[2]}`) / 1000,
+    total: +reqs[1], done: +reqs[3], succeeded: +reqs[4], failed: +reqs[5], errored: +reqs[6], timeout: +reqs[7],
+    status2xx: +codes[1], non2xx: +codes[2] + +codes[3] + +codes[4],
+    bytesTotal: +traffic[1], headerBytes: +traffic[2], dataBytes: +traffic[3],
+    latencyMeanMs: time ? wrkDurationMs(time[3]) : NaN, latencyMaxMs: time ? wrkDurationMs(time[2]) : NaN,
+  };
+}
+
+/**
+ * Closed-loop HTTP/2 throughput: h2load -c N -m M for `seconds` (h2c; gRPC unary calls for kind grpc).
+ * h2load stops at the end of -D with streams still in flight, which it counts as failed: up to N x M of
+ * them are expected; more fail the target, as does any non-2xx answer or a response body missing from
+ * the data bytes (e.g. a gRPC error answered as trailers only, which is HTTP 200).
+ */
+async function runH2loadThroughput(tools, name, port, host, kind, seconds, opts, onStart) {
+  const req = h2loadRequest(kind, host);
+  const inFlight = opts.h2Connections * opts.h2Streams;
+  const args = ['-t', '1', '-c', String(opts.h2Connections), '-m', String(opts.h2Streams), '-D', String(seconds), ...req.flags, `http://${HOST}:${port}${req.path}`];
+  const res = await runTool(name, tools.h2load, args, (seconds + 30) * 1000, onStart);
+  if (!res.ok) throw new Error(`h2load failed (${res.exitInfo}):\n${res.output}`);
+  const r = parseH2loadSummary(res.output);
+  const log = path.join(RUN_DIR, `${name}.out.log`);
+  if (r.non2xx > 0) throw new Error(`returned ${r.non2xx} non-2xx responses under h2load (see ${log})`);
+  if (r.failed > inFlight) throw new Error(`${r.failed} streams failed under h2load, more than the ${inFlight} in flight when it stops (see ${log})`);
+  // Streams cut at the end may have their status but not their body.
+  const fullBodies = Math.floor(r.dataBytes / req.bodyBytes);
+  if (fullBodies < r.status2xx - inFlight) {
+    throw new Error(`h2load got ${r.dataBytes} bytes of response bodies for ${r.status2xx} 2xx answers of ${req.bodyBytes} bytes each: answers without the body (see ${log})`);
+  }
+  if (r.succeeded === 0) throw new Error(`no request succeeded under h2load (see ${log})`);
+  return { ...r, rps: r.succeeded / r.seconds, cutAtEnd: r.failed };
+}
+
 // ---------------------------------------------------------------------------------------------
 // Configs
 
-function nginxCommon(dir) {
+function nginxCommon(dir, workerConnections = 4096) {
   return `worker_processes 1;
-pid ${dir}/nginx.pid;
+${workerConnections > 4096 ? `worker_rlimit_nofile ${workerConnections + 1024};\n` : ''}pid ${dir}/nginx.pid;
 error_log ${dir}/error.log warn;
-events { worker_connections 4096; }
+events { worker_connections ${workerConnections}; }
 `;
 }
 
@@ -547,17 +730,70 @@ function nginxHttpCommon(dir) {
 `;
 }
 
-function backendsNginxConf(dir, ports) {
-  const servers = ports.map((p) => `  server {
-    listen ${HOST}:${p};
-    location / {
+/**
+ * The backends: one nginx (1 worker). HTTP/1.1 on `ports`; HTTP/2 (h2c, prior knowledge) on `h2Ports`,
+ * where GET answers the same 13 bytes and a POST to /bench.Bench/... is a gRPC unary call answered with
+ * GRPC_FRAME (the file `grpcDir`/reply.grpc) and the trailer grpc-status: 0. The static module refuses a POST
+ * with 405, which error_page turns into a GET of the same file with status 200. The request body is read
+ * before the answer (the mirror with mirror_request_body, to an internal location that does nothing): an
+ * answer sent before it would be followed by a RST_STREAM for a stream nginx's grpc_pass has already
+ * finished ("upstream sent frame for unknown stream"), which fails that upstream connection.
+ */
+function backendsNginxConf(dir, ports, h2Ports, grpcDir) {
+  const hello = `    location / {
       default_type text/plain;
       return 200 "hello, world\\n";
+    }
+`;
+  const servers = ports.map((p) => `  server {
+    listen ${HOST}:${p};
+${hello}  }
+`).join('');
+  const h2Servers = h2Ports.map((p) => `  server {
+    listen ${HOST}:${p} http2;
+${hello}    location /bench.Bench/ {
+      root ${grpcDir};
+      types { }
+      default_type application/grpc;
+      etag off;
+      mirror /bench-read-body;
+      mirror_request_body on;
+      try_files /reply.grpc =404;
+      error_page 405 =200 /bench.Bench/reply;
+      add_trailer grpc-status 0 always;
+    }
+    location = /bench-read-body {
+      internal;
+      return 204;
     }
   }
 `).join('');
   return `${nginxCommon(dir)}http {
-${nginxHttpCommon(dir)}${servers}}
+${nginxHttpCommon(dir)}${servers}${h2Servers}}
+`;
+}
+
+/**
+ * nginx as an HTTP/2 proxy (1 worker): h2c listener, grpc_pass to an upstream of HTTP/2 backends. nginx's
+ * gRPC proxy is its only HTTP/2 upstream (proxy_pass speaks HTTP/1.x), and it passes plain HTTP/2 GETs too,
+ * so it serves both the HTTP/2 and the gRPC rows. It does not multiplex upstream: one upstream connection
+ * per stream in flight, so `keepalive` is at least the streams h2load keeps in flight, or it would reconnect
+ * all the time. `streams` (the open-streams target) raises worker_connections and the read timeout.
+ */
+function h2ProxyNginxConf(dir, port, backendPorts, keepalive, streams = 0) {
+  // Held streams: a connection upstream each, plus the few client connections.
+  return `${nginxCommon(dir, streams ? streams + 1024 : 4096)}http {
+${nginxHttpCommon(dir)}  upstream h2_backends {
+${backendPorts.map((p) => `    server ${HOST}:${p};\n`).join('')}    keepalive ${keepalive};
+    keepalive_requests 1000000;
+  }
+  server {
+    listen ${HOST}:${port} http2;
+    location / {
+      grpc_pass grpc://h2_backends;
+${streams ? '      grpc_read_timeout 10m;\n      grpc_send_timeout 10m;\n' : ''}    }
+  }
+}
 `;
 }
 
@@ -763,6 +999,22 @@ ${faultTolerance ? 'metrics: { enabled: true }\n' : ''}services:
 ${backendPorts.map((p) => `      - { address: ${HOST}:${p} }\n`).join('')}${faultTolerance ? FAULT_TOLERANCE_YAML : ''}`;
 }
 
+/**
+ * The sidecar for the HTTP/2 targets: `services` = [{ name, protocol, ports, extra }], each with every policy
+ * at its default unless `extra` (YAML lines) says otherwise. Log level warn, access log off, like `sidecar`.
+ */
+function h2SidecarYaml(outPort, adminPort, services) {
+  return `service: bench-client
+admin: { listen: ${HOST}:${adminPort} }
+outbound: { listen: ${HOST}:${outPort} }
+log: { level: warn, accessLog: { enabled: false } }
+services:
+${services.map((s) => `  ${s.name}:
+    protocol: ${s.protocol}
+    endpoints:
+${s.ports.map((p) => `      - { address: ${HOST}:${p} }\n`).join('')}${s.extra ?? ''}`).join('')}`;
+}
+
 async function startNginx(tools, name, conf) {
   const dir = path.join(RUN_DIR, name);
   fs.mkdirSync(dir, { recursive: true });
@@ -801,7 +1053,7 @@ function nodeEnv() {
   return { ...process.env, NODE_ENV: 'production' };
 }
 
-function defineTargets(tools, ports, shared) {
+function defineTargets(tools, ports, shared, opts) {
   const { backends } = ports;
   return {
     direct: {
@@ -841,7 +1093,62 @@ function defineTargets(tools, ports, shared) {
     'nginx-pair-tls': { start: () => startNginxPair('nginx-pair-tls', true) },
     pair: { start: () => startSidecarPair('pair', 'off') },
     'pair-mtls': { start: () => startSidecarPair('pair-mtls', 'strict') },
+    'h2-direct': { start: async () => ({ child: null, port: ports.h2Backends[0], host: H2_SERVICE }) },
+    'h2-nginx': { start: () => startH2Nginx('h2-nginx', ports.h2Nginx, H2_SERVICE) },
+    'h2-sidecar': { start: () => startH2Sidecar('h2-sidecar', [{ name: H2_SERVICE, protocol: 'http2', ports: ports.h2Backends }], H2_SERVICE) },
+    'grpc-direct': { start: async () => ({ child: null, port: ports.h2Backends[0], host: GRPC_SERVICE }) },
+    'grpc-nginx': { start: () => startH2Nginx('grpc-nginx', ports.grpcNginx, GRPC_SERVICE) },
+    'grpc-sidecar': { start: () => startH2Sidecar('grpc-sidecar', [{ name: GRPC_SERVICE, protocol: 'grpc', ports: ports.h2Backends }], GRPC_SERVICE) },
+    'streams-nginx': {
+      start: async () => {
+        const hold = needHold();
+        const max = opts.openStreams.at(-1);
+        const child = await startNginx(tools, 'streams-nginx', (dir) => h2ProxyNginxConf(dir, ports.streamsNginx, [hold.port], 64, max));
+        await waitForH2(child, ports.streamsNginx, '/ping', 10_000, HOLD_SERVICE);
+        return { child, port: ports.streamsNginx, host: HOLD_SERVICE };
+      },
+    },
+    'streams-sidecar': {
+      start: () => {
+        const hold = needHold();
+        // Held streams are requests in flight: the service's limit is raised above the most held at once, and
+        // its deadline to 10 minutes (a held response sends nothing after its first chunk).
+        const max = opts.openStreams.at(-1);
+        const extra = `    timeout: 10m\n    limits: { maxConcurrent: ${max + 1024} }\n`;
+        return startH2Sidecar('streams-sidecar', [{ name: HOLD_SERVICE, protocol: 'http2', ports: [hold.port], extra }], HOLD_SERVICE, '/ping');
+      },
+    },
   };
+
+  function needHold() {
+    if (!shared.hold) throw new Error(`no HTTP/2 hold backend: ${shared.holdError ?? 'not started'}`);
+    return shared.hold;
+  }
+
+  /** nginx with grpc_pass in front of the three HTTP/2 backends; keepalive covers h2load's streams in flight. */
+  async function startH2Nginx(name, port, host) {
+    const keepalive = Math.max(64, opts.h2Connections * opts.h2Streams);
+    const child = await startNginx(tools, name, (dir) => h2ProxyNginxConf(dir, port, ports.h2Backends, keepalive));
+    await waitForH2(child, port, '/', 10_000, host);
+    return { child, port, host };
+  }
+
+  /**
+   * The sidecar with HTTP/2 services (protocol http2 or grpc); ready once /ready answers 200 and an HTTP/2
+   * GET of `probePath` with :authority `host` through the outbound listener answers 200. (A gRPC service
+   * is then checked with a real gRPC call before it is measured.)
+   */
+  async function startH2Sidecar(name, services, host, probePath = '/') {
+    const cli = path.join(REPO_DIR, 'bin', 'outrigger.js');
+    if (!fs.existsSync(cli)) throw new Error(`${path.relative(REPO_DIR, cli)} not found (run npm run build)`);
+    const cfg = path.join(RUN_DIR, `${name}.yaml`);
+    fs.writeFileSync(cfg, h2SidecarYaml(ports.h2SidecarOut, ports.h2SidecarAdmin, services));
+    const nodeArgs = process.env.SIDECAR_NODE_ARGS ? process.env.SIDECAR_NODE_ARGS.split(' ') : [];
+    const child = startChild(name, process.execPath, [...nodeArgs, cli, 'sidecar', '--config', cfg], { env: nodeEnv(), cwd: REPO_DIR });
+    await waitFor200(child, ports.h2SidecarAdmin, '/ready', 10_000);
+    if (services.every((s) => s.protocol !== 'grpc')) await waitForH2(child, ports.h2SidecarOut, probePath, 10_000, host);
+    return { child, port: ports.h2SidecarOut, host };
+  }
 
   /** nginx (front) -> nginx (terminator) -> one backend; with tls, the middle hop is TLS with client certificates. */
   async function startNginxPair(name, tls) {
@@ -928,7 +1235,7 @@ function defineTargets(tools, ports, shared) {
 // ---------------------------------------------------------------------------------------------
 // One target: warm-up, throughput (with RSS/CPU sampling), latency at a fixed rate.
 
-async function benchTarget(name, target, tools, opts, backendChild, controlPlaneChild) {
+async function benchTarget(name, target, tools, opts, backendChild, controlPlaneChild, shared) {
   log(`\n== ${LABELS[name]}`);
   // Everything this target starts (also what a failed start() left behind) is stopped at its end.
   const runningBefore = new Set(children);
@@ -938,7 +1245,9 @@ async function benchTarget(name, target, tools, opts, backendChild, controlPlane
     const proxies = started.children ?? (started.child ? [started.child] : []);
     const host = started.host ?? SIDECAR_HOST_HEADER;
     log(`  listening on ${HOST}:${port}${proxies.length ? ` (${proxies.map((c) => `${c.name} pid ${c.pid}`).join(', ')})` : ''}` +
-      `${host !== SIDECAR_HOST_HEADER ? `, Host: ${host}` : ''}`);
+      `${host !== SIDECAR_HOST_HEADER ? `, ${kindOf(name) === 'http1' ? 'Host' : ':authority'}: ${host}` : ''}`);
+    if (kindOf(name) === 'h2' || kindOf(name) === 'grpc') return await measureH2(name, port, host, proxies, tools, opts, backendChild);
+    if (kindOf(name) === 'streams') return await measureStreams(name, port, host, proxies, opts, shared);
 
     if (opts.warmup > 0) {
       log(`  warm-up: wrk ${opts.warmup}s`);
@@ -981,7 +1290,7 @@ async function benchTarget(name, target, tools, opts, backendChild, controlPlane
     for (const w of warnings) log(`  WARNING: ${w}`);
 
     return {
-      name, ok: true, wrk, lat, throughputRun: tp, latencyRun: lp, warnings,
+      name, ok: true, kind: 'http1', rps: wrk.rps, wrk, lat, throughputRun: tp, latencyRun: lp, warnings,
       proxyProcesses: proxyPids.length,
       proxyCpuPct: tp.proxyCpuPct,
       backendCpuPct: tp.backendCpuPct,
@@ -1000,6 +1309,191 @@ async function benchTarget(name, target, tools, opts, backendChild, controlPlane
   }
 }
 
+/**
+ * An HTTP/2 or gRPC target: a check that the path works (an HTTP/2 GET with the expected body, or a real
+ * gRPC unary call with status OK and the expected message), warm-up, closed-loop throughput with h2load
+ * -c N -m M (with RSS/CPU sampling), then latency at the fixed rate over HTTP/2 (one stream per
+ * connection at a time, as the HTTP/1.1 latency run).
+ */
+async function measureH2(name, port, host, proxies, tools, opts, backendChild) {
+  const kind = kindOf(name);
+  const proc = proxies[0] ?? null;
+  if (kind === 'grpc') {
+    // Retried for up to 10 s: a proxy may be ready before its upstream sessions are.
+    const deadline = performance.now() + 10_000;
+    for (;;) {
+      if (proc?.exited) throw exitedError(proc);
+      try {
+        await grpcUnaryCalls(port, host);
+        break;
+      } catch (err) {
+        if (performance.now() > deadline) throw err;
+        await sleep(200);
+      }
+    }
+    log(`  check: a @grpc/grpc-js unary call ${GRPC_METHOD} ended with status OK and the expected reply`);
+  } else {
+    const r = await h2Get(port, { authority: host });
+    if (r.status !== 200 || r.body !== HELLO) throw new Error(`an HTTP/2 GET / (:authority ${host}) returned ${r.status || r.error} ${JSON.stringify(r.body ?? '')}, expected 200 ${JSON.stringify(HELLO)}`);
+    log(`  check: an HTTP/2 GET / answered 200 with the backend's body`);
+  }
+  const cm = `-c ${opts.h2Connections} -m ${opts.h2Streams}`;
+  if (opts.warmup > 0) {
+    log(`  warm-up: h2load ${cm} -D ${opts.warmup}`);
+    await runH2loadThroughput(tools, `${name}.warmup.h2load`, port, host, kind, opts.warmup, opts);
+  }
+  const quiet = await waitForQuiet(10);
+  if (!quiet.quiet) log(`  note: the machine stayed busy (${fmt(quiet.busyPct, 0)}% of a core used by others) for 10 s; measuring anyway`);
+  const proxyPids = proxies.flatMap((c) => groupPids(c.pid));
+  const backendPids = groupPids(backendChild.pid);
+  log(`  throughput: h2load -t1 ${cm} -D ${opts.duration}${kind === 'grpc' ? ` (gRPC unary: POST ${GRPC_METHOD}, content-type application/grpc, te: trailers)` : ''}`);
+  const probe = startProbe(proxyPids, backendPids);
+  const h2 = await runH2loadThroughput(tools, `${name}.h2load-throughput`, port, host, kind, opts.duration, opts, probe.track);
+  const tp = probe.stop();
+  log(`    ${fmt(h2.rps, 0)} req/s (${h2.succeeded} succeeded in ${fmt(h2.seconds, 2)} s, ${h2.cutAtEnd} cut at the end), h2load mean ${fmt(h2.latencyMeanMs, 2)} ms`);
+  log(`    CPU: ${tp.proxyCpuPct !== null ? `proxy ${fmt(tp.proxyCpuPct, 0)}%, ` : ''}backends ${fmt(tp.backendCpuPct, 0)}%, h2load ${fmt(tp.loadGenCpuPct, 0)}%, ` +
+    `other ${fmt(tp.otherCpuPct, 0)}%${tp.maxRssMb !== null ? `; proxy max RSS ${fmt(tp.maxRssMb, 1)} MB, RssAnon ${fmt(tp.maxRssAnonMb, 1)} MB` : ''}`);
+
+  log(`  latency: h2load -c ${opts.clients} --rps ${opts.rate / opts.clients} -D ${opts.duration} over HTTP/2 (${opts.rate} req/s)`);
+  const probe2 = startProbe(proxyPids, backendPids);
+  const lat = await runH2load(tools, `${name}.h2load`, port, host, opts, probe2.track, kind);
+  const lp = probe2.stop();
+  log(`    ${lat.requests} requests (${fmt(lat.achievedRps, 0)}/s): p50 ${fmt(lat.p50Ms, 3)} ms, p90 ${fmt(lat.p90Ms, 3)} ms, ` +
+    `p99 ${fmt(lat.p99Ms, 3)} ms, p99.9 ${fmt(lat.p999Ms, 3)} ms, max ${fmt(lat.maxMs, 3)} ms`);
+  log(`    CPU: ${lp.proxyCpuPct !== null ? `proxy ${fmt(lp.proxyCpuPct, 0)}%, ` : ''}backends ${fmt(lp.backendCpuPct, 0)}%, h2load ${fmt(lp.loadGenCpuPct, 0)}%, ` +
+    `other ${fmt(lp.otherCpuPct, 0)}%${lp.maxRssMb !== null ? `; proxy max RSS ${fmt(lp.maxRssMb, 1)} MB, RssAnon ${fmt(lp.maxRssAnonMb, 1)} MB` : ''}`);
+  const failed = Object.values(lat.failures).reduce((a, b) => a + b, 0);
+  if (failed > 0) throw new Error(`non-2xx/failed requests in the latency run: ${JSON.stringify(lat.failures)} (status -1 = failed stream)`);
+  // A cross-check with a real gRPC client after the load: every call must end OK. Its rate is grpc-js's (in
+  // the bench process, sharing the machine), far below what the proxies can do: not a throughput figure.
+  let grpcJs = null;
+  if (kind === 'grpc') {
+    const g = await grpcUnaryCalls(port, host, GRPC_JS_CHECK);
+    grpcJs = { ...GRPC_JS_CHECK, seconds: g.seconds, callsPerSecond: g.calls / g.seconds };
+    log(`  check: @grpc/grpc-js, ${g.calls} unary calls ${GRPC_JS_CHECK.concurrency} at a time after the load: all status OK ` +
+      `(${fmt(grpcJs.callsPerSecond, 0)} calls/s, bounded by grpc-js in the bench process)`);
+  }
+  const warnings = [];
+  if (lat.achievedRps < opts.rate * 0.95) warnings.push(`latency run reached only ${fmt(lat.achievedRps, 0)} of ${opts.rate} req/s`);
+  const otherCpuPct = Math.max(tp.otherCpuPct, lp.otherCpuPct);
+  if (otherCpuPct > 15) warnings.push(`other processes used ${fmt(otherCpuPct, 0)}% CPU during the measurements: numbers are noisy`);
+  for (const w of warnings) log(`  WARNING: ${w}`);
+  return {
+    name, ok: true, kind, rps: h2.rps, h2load: h2, lat, grpcJs, throughputRun: tp, latencyRun: lp, warnings,
+    proxyProcesses: proxyPids.length,
+    proxyCpuPct: tp.proxyCpuPct,
+    backendCpuPct: tp.backendCpuPct,
+    controlPlaneCpuPct: null,
+    otherCpuPct,
+    maxRssMb: tp.maxRssMb === null ? null : Math.max(tp.maxRssMb, lp.maxRssMb),
+    maxRssAnonMb: tp.maxRssAnonMb === null ? null : Math.max(tp.maxRssAnonMb, lp.maxRssAnonMb),
+    // Streams h2load cut when it stopped are not errors of the proxy.
+    errors: h2.non2xx + failed,
+  };
+}
+
+/** Median summed VmRSS and RssAnon (MB) of `pids` over `samples` readings 250 ms apart. */
+async function medianMemMb(pids, samples = 8) {
+  const rss = [];
+  const anon = [];
+  for (let i = 0; i < samples; i++) {
+    if (i > 0) await sleep(250);
+    let r = 0;
+    let a = 0;
+    for (const p of pids) {
+      const m = memKb(p);
+      r += m.rss;
+      a += m.anon;
+    }
+    rss.push(r / 1024);
+    anon.push(a / 1024);
+  }
+  const med = (xs) => xs.sort((x, y) => x - y)[Math.floor(xs.length / 2)];
+  return { rssMb: med(rss), rssAnonMb: med(anon) };
+}
+
+/**
+ * Opens HTTP/2 streams through `port` (:authority `authority`) until `state` holds `total` of them, each a
+ * GET the hold backend answers with 200 and a first chunk and then keeps open. New connections are opened
+ * as needed, each with up to STREAMS_PER_CONNECTION streams (fewer if the proxy allows fewer at once).
+ */
+async function openHeldStreams(port, authority, total, state, timeoutMs = 60_000) {
+  const deadline = performance.now() + timeoutMs;
+  while (state.streams < total) {
+    if (performance.now() > deadline) throw new Error(`only ${state.streams} of ${total} streams opened within ${timeoutMs / 1000} s`);
+    const session = http2.connect(`http://${HOST}:${port}`);
+    state.sessions.push(session);
+    session.on('error', (err) => { state.errors.push(err.message); });
+    await new Promise((resolve, reject) => {
+      const timer = setTimeout(() => reject(new Error('no SETTINGS from the proxy within 10 s')), 10_000);
+      session.once('remoteSettings', () => { clearTimeout(timer); resolve(); });
+      session.once('error', (err) => { clearTimeout(timer); reject(err); });
+    });
+    const allowed = session.remoteSettings.maxConcurrentStreams ?? STREAMS_PER_CONNECTION;
+    const n = Math.min(STREAMS_PER_CONNECTION, allowed, total - state.streams);
+    await Promise.all(Array.from({ length: n }, () => new Promise((resolve, reject) => {
+      const req = session.request({ ':method': 'GET', ':path': '/hold', ':authority': authority });
+      const timer = setTimeout(() => reject(new Error('a held stream got no answer within 20 s')), 20_000);
+      req.on('response', (h) => {
+        if (h[':status'] !== 200) {
+          clearTimeout(timer);
+          reject(new Error(`a held stream was answered ${h[':status']}`));
+        }
+      });
+      req.once('data', () => { clearTimeout(timer); resolve(); }); // the backend's first chunk: the stream is open end to end
+      req.on('error', (err) => { clearTimeout(timer); reject(err); });
+      req.on('close', () => { state.closed++; });
+    })));
+    state.streams += n;
+  }
+}
+
+/**
+ * An open-streams target: the proxy's memory (median of 2 s of samples) idle, then with each number of
+ * streams in opts.openStreams held open through it to the hold backend, which must count them all;
+ * reported as MB per 1,000 streams.
+ */
+async function measureStreams(name, port, host, proxies, opts, shared) {
+  const proxyPids = proxies.flatMap((c) => groupPids(c.pid));
+  const holdCount = async () => {
+    const r = await h2Get(shared.hold.port, { path: '/count' });
+    return r.status === 200 ? Number(r.body) : NaN;
+  };
+  const state = { sessions: [], streams: 0, closed: 0, errors: [] };
+  try {
+    const before = await holdCount();
+    if (before !== 0) throw new Error(`the hold backend holds ${before} streams before the target starts, expected 0`);
+    await sleep(1000);
+    const idle = await medianMemMb(proxyPids);
+    log(`  idle: RssAnon ${fmt(idle.rssAnonMb, 1)} MB, RSS ${fmt(idle.rssMb, 1)} MB`);
+    const levels = [];
+    for (const total of opts.openStreams) {
+      await openHeldStreams(port, host, total, state);
+      const held = await holdCount();
+      if (state.closed > 0 || held !== total) {
+        throw new Error(`${total} streams opened, but the hold backend holds ${held} and ${state.closed} were closed${state.errors.length ? ` (${state.errors[0]})` : ''}`);
+      }
+      await sleep(2000);
+      const mem = await medianMemMb(proxyPids);
+      if (state.closed > 0) throw new Error(`${state.closed} held streams were closed by the proxy while held`);
+      const perThousand = ((mem.rssAnonMb - idle.rssAnonMb) / total) * 1000;
+      levels.push({ streams: total, connections: state.sessions.length, ...mem, mbPer1000: perThousand });
+      log(`  ${total} streams open on ${state.sessions.length} connections (the backend holds ${held}): RssAnon ${fmt(mem.rssAnonMb, 1)} MB, ` +
+        `RSS ${fmt(mem.rssMb, 1)} MB: ${fmt(perThousand, 2)} MB RssAnon per 1,000 streams`);
+    }
+    const last = levels.at(-1);
+    const prev = levels.at(-2);
+    const marginal = prev ? ((last.rssAnonMb - prev.rssAnonMb) / (last.streams - prev.streams)) * 1000 : null;
+    if (prev) log(`  from ${prev.streams} to ${last.streams} streams: ${fmt(marginal, 2)} MB RssAnon per 1,000 more`);
+    return { name, ok: true, kind: 'streams', idle, levels, mbPer1000: last.mbPer1000, marginalMbPer1000: marginal, proxyProcesses: proxyPids.length };
+  } finally {
+    for (const s of state.sessions) s.destroy();
+    // The next target starts from a backend that holds nothing.
+    const deadline = performance.now() + 15_000;
+    while (performance.now() < deadline && (await holdCount()) !== 0) await sleep(200);
+  }
+}
+
 // ---------------------------------------------------------------------------------------------
 // Report
 
@@ -1012,16 +1506,37 @@ function signed(n, digits) {
   return `${n >= 0 ? '+' : ''}${n.toFixed(digits)}`;
 }
 
-function tableRows(results, opts) {
-  const direct = results.find((r) => r.name === 'direct' && r.ok);
-  const header = ['Target', `req/s (wrk -c${opts.connections})`, 'proxy CPU %', 'backends CPU %', `p50 ms @${opts.rate / 1000}k`, 'p90 ms',
+/** The table of one kind of target: http1 (wrk), or h2 (the HTTP/2 and gRPC targets, h2load). */
+function tableRows(results, opts, kind = 'http1') {
+  const direct = (r) => results.find((d) => d.name === DIRECT_OF[r.kind ?? kindOf(r.name)] && d.ok);
+  const load = kind === 'http1' ? `wrk -c${opts.connections}` : `h2load -c${opts.h2Connections} -m${opts.h2Streams}`;
+  results = results.filter((r) => (kind === 'http1' ? kindOf(r.name) === 'http1' : ['h2', 'grpc'].includes(kindOf(r.name))));
+  const header = ['Target', `req/s (${load})`, 'proxy CPU %', 'backends CPU %', `p50 ms @${opts.rate / 1000}k`, 'p90 ms',
     'p99 ms', 'p99.9 ms', 'added p50 ms', 'max RSS MB', 'max RssAnon MB', 'errors', 'other CPU %'];
   const rows = results.map((r) => {
     if (!r.ok) return [LABELS[r.name], `FAILED: ${r.error}`, ...header.slice(2).map(() => '')];
-    const added = direct && r.name !== 'direct' ? r.lat.p50Ms - direct.lat.p50Ms : null;
-    return [LABELS[r.name], fmt(r.wrk.rps, 0), fmt(r.proxyCpuPct, 0), fmt(r.backendCpuPct, 0), fmt(r.lat.p50Ms, 3), fmt(r.lat.p90Ms, 3),
-      fmt(r.lat.p99Ms, 3), fmt(r.lat.p999Ms, 3), r.name === 'direct' ? '0' : signed(added, 3), fmt(r.maxRssMb, 1), fmt(r.maxRssAnonMb, 1), String(r.errors),
+    const isDirect = Object.values(DIRECT_OF).includes(r.name);
+    const added = direct(r) && !isDirect ? r.lat.p50Ms - direct(r).lat.p50Ms : null;
+    return [LABELS[r.name], fmt(r.rps, 0), fmt(r.proxyCpuPct, 0), fmt(r.backendCpuPct, 0), fmt(r.lat.p50Ms, 3), fmt(r.lat.p90Ms, 3),
+      fmt(r.lat.p99Ms, 3), fmt(r.lat.p999Ms, 3), isDirect ? '0' : signed(added, 3), fmt(r.maxRssMb, 1), fmt(r.maxRssAnonMb, 1), String(r.errors),
       fmt(r.otherCpuPct, 0)];
+  });
+  return { header, rows };
+}
+
+/** The open-streams table: the proxy's RssAnon idle and at each number of held streams, and per 1,000. */
+function streamsTableRows(results, opts) {
+  results = results.filter((r) => kindOf(r.name) === 'streams');
+  const n = (v) => v.toLocaleString('en-US');
+  const last = opts.openStreams.at(-1);
+  const prev = opts.openStreams.at(-2);
+  const header = ['Target', 'idle RssAnon MB', ...opts.openStreams.map((v) => `RssAnon MB @${n(v)}`), `MB per 1,000 (0→${n(last)})`,
+    ...(prev ? [`MB per 1,000 (${n(prev)}→${n(last)})`] : []), `connections @${n(last)}`, `RSS MB @${n(last)}`];
+  const rows = results.map((r) => {
+    if (!r.ok) return [LABELS[r.name], `FAILED: ${r.error}`, ...header.slice(2).map(() => '')];
+    const top = r.levels.at(-1);
+    return [LABELS[r.name], fmt(r.idle.rssAnonMb, 1), ...r.levels.map((l) => fmt(l.rssAnonMb, 1)), fmt(r.mbPer1000, 2),
+      ...(prev ? [fmt(r.marginalMbPer1000, 2)] : []), String(top.connections), fmt(top.rssMb, 1)];
   });
   return { header, rows };
 }
@@ -1042,6 +1557,7 @@ function markdownTable({ header, rows }) {
 const SHORT = {
   direct: 'direct', nginx: 'nginx', haproxy: 'HAProxy', 'http-proxy': 'http-proxy', undici: 'undici forwarder', raw: 'raw-socket floor', sidecar: 'sidecar', 'sidecar-ft': 'sidecar-ft',
   'nginx-pair': 'nginx-pair', 'nginx-pair-tls': 'nginx-pair-tls', pair: 'pair', 'pair-mtls': 'pair-mtls',
+  ...Object.fromEntries([...H2_TARGETS, ...STREAMS_TARGETS].map((t) => [t, t])),
 };
 
 /**
@@ -1054,7 +1570,7 @@ function comparisons(results) {
   const hp = get('http-proxy');
   const direct = get('direct');
   const ratios = [];
-  const ratio = (a, b) => (a && b ? a.wrk.rps / b.wrk.rps : null);
+  const ratio = (a, b) => (a && b ? a.rps / b.rps : null);
   const x = (n) => `${fmt(n, 2)}x`;
 
   // Where the Node.js floors are against the C proxies and the plain Node proxy.
@@ -1080,7 +1596,7 @@ function comparisons(results) {
   // Two proxies in a row: what (mutual) TLS on the middle hop costs each, and the sidecars against nginx.
   // CPU per request (both proxies' CPU time during the wrk run / requests) depends less than req/s on how
   // much of the machine the proxies got, so it is the steadier figure on a busy machine.
-  const cpuUsPerReq = (r) => (r.proxyCpuPct / 100) * 1e6 / r.wrk.rps;
+  const cpuUsPerReq = (r) => (r.proxyCpuPct / 100) * 1e6 / r.rps;
   const pairRatio = (a, b, what) => {
     const [ra, rb] = [get(a), get(b)];
     if (ra && rb) {
@@ -1098,13 +1614,30 @@ function comparisons(results) {
     ratios.push(`control plane CPU during the wrk run (not in proxy CPU %): ${withCp.map((r) => `${SHORT[r.name]} ${fmt(r.controlPlaneCpuPct, 1)}%`).join(', ')}`);
   }
   if (direct && nginx) {
-    const others = results.filter((r) => r.ok && r.name !== 'direct' && r.name !== 'nginx');
+    const others = results.filter((r) => r.ok && kindOf(r.name) === 'http1' && r.name !== 'direct' && r.name !== 'nginx');
     ratios.push(`added p50 over direct: nginx ${signed(nginx.lat.p50Ms - direct.lat.p50Ms, 3)} ms` +
       others.map((r) => `, ${SHORT[r.name]} ${signed(r.lat.p50Ms - direct.lat.p50Ms, 3)} ms`).join(''));
   }
 
-  // Goals for GOAL_TARGET. Each: measured figures, the limit it is held to, and the margin in marginUnit
-  // (>= 0: passed with that much to spare; < 0: missed by that much).
+  // HTTP/2 and gRPC: the sidecar and nginx against direct and each other, with CPU per request; added p50.
+  for (const kind of ['h2', 'grpc']) {
+    const what = kind === 'h2' ? 'HTTP/2' : 'gRPC unary';
+    pairRatio(`${kind}-sidecar`, `${kind}-nginx`, what);
+    const d = get(`${kind}-direct`);
+    const viaProxies = [`${kind}-nginx`, `${kind}-sidecar`].map(get).filter(Boolean);
+    if (d && viaProxies.length) {
+      ratios.push(`${what} through a proxy / direct: ${viaProxies.map((r) => `${SHORT[r.name]} ${x(ratio(r, d))}`).join(', ')}; ` +
+        `added p50 over ${SHORT[d.name]}: ${viaProxies.map((r) => `${SHORT[r.name]} ${signed(r.lat.p50Ms - d.lat.p50Ms, 3)} ms`).join(', ')}`);
+    }
+  }
+  const streams = STREAMS_TARGETS.map(get).filter(Boolean);
+  if (streams.length) {
+    ratios.push(`open HTTP/2 streams, RssAnon per 1,000: ${streams.map((r) => `${SHORT[r.name]} ${fmt(r.mbPer1000, 2)} MB` +
+      `${r.marginalMbPer1000 !== null ? ` (${fmt(r.marginalMbPer1000, 2)} MB for each 1,000 beyond ${r.levels.at(-2).streams.toLocaleString('en-US')})` : ''}`).join(', ')}`);
+  }
+
+  // Goals. Each: measured figures, the limit it is held to, and the margin in marginUnit (>= 0: passed with
+  // that much to spare; < 0: missed by that much). The HTTP/1.1 goals are held by GOAL_TARGET.
   const t = get(GOAL_TARGET);
   const name = SHORT[GOAL_TARGET];
   const goals = [];
@@ -1117,13 +1650,13 @@ function comparisons(results) {
     const g = compute();
     goals.push({ goal: label, status: g.margin >= 0 ? 'PASS' : 'MISS', ...g, text: `${g.text}; ${g.margin >= 0 ? `${g.marginText} to spare` : `misses by ${g.marginText}`}` });
   };
-  const throughputGoal = (factor, other) => {
-    const need = factor * other.wrk.rps;
-    const margin = t.wrk.rps - need;
+  const throughputGoal = (factor, other, target = t) => {
+    const need = factor * other.rps;
+    const margin = target.rps - need;
     return {
-      ratio: ratio(t, other), limitRatio: factor, margin: ratio(t, other) - factor, marginUnit: 'x', rps: t.wrk.rps, otherRps: other.wrk.rps, neededRps: need,
-      text: `${x(ratio(t, other))} (${fmt(t.wrk.rps, 0)} vs ${fmt(other.wrk.rps, 0)} req/s; needs ${fmt(need, 0)})`,
-      marginText: `${fmt(Math.abs(ratio(t, other) - factor), 2)}x = ${fmt(Math.abs(margin), 0)} req/s${margin < 0 ? ` (+${fmt((-margin / t.wrk.rps) * 100, 0)}% needed)` : ''}`,
+      ratio: ratio(target, other), limitRatio: factor, margin: ratio(target, other) - factor, marginUnit: 'x', rps: target.rps, otherRps: other.rps, neededRps: need,
+      text: `${x(ratio(target, other))} (${fmt(target.rps, 0)} vs ${fmt(other.rps, 0)} req/s; needs ${fmt(need, 0)})`,
+      marginText: `${fmt(Math.abs(ratio(target, other) - factor), 2)}x = ${fmt(Math.abs(margin), 0)} req/s${margin < 0 ? ` (+${fmt((-margin / target.rps) * 100, 0)}% needed)` : ''}`,
     };
   };
   goal(`${name} throughput >= ${GOALS.vsNginx}x nginx`, [GOAL_TARGET, 'nginx'], () => throughputGoal(GOALS.vsNginx, nginx));
@@ -1158,6 +1691,11 @@ function comparisons(results) {
       marginText: `${fmt(Math.abs(margin), 1)} MB`,
     };
   });
+  // The HTTP/2 goals, on the h2load throughput of the sidecar against nginx with grpc_pass.
+  goal(`h2-sidecar HTTP/2 throughput >= ${H2_GOALS.h2VsNginx}x nginx (grpc_pass)`, ['h2-sidecar', 'h2-nginx'],
+    () => throughputGoal(H2_GOALS.h2VsNginx, get('h2-nginx'), get('h2-sidecar')));
+  goal(`grpc-sidecar gRPC unary throughput >= ${H2_GOALS.grpcVsNginx}x nginx (grpc_pass)`, ['grpc-sidecar', 'grpc-nginx'],
+    () => throughputGoal(H2_GOALS.grpcVsNginx, get('grpc-nginx'), get('grpc-sidecar')));
   const checks = goals.map((g) => `${g.status}  ${g.goal}${g.status === 'SKIP' ? ' ' : ': '}${g.text}`);
   for (const g of goals) delete g.marginText;
   return { ratios, checks, goals };
@@ -1187,7 +1725,22 @@ function machineInfo(tools) {
   };
 }
 
-function markdownReport(machine, opts, table, comp) {
+function markdownReport(machine, opts, tables, comp) {
+  const { table, h2Table, streamsTable } = tables;
+  const h2Part = h2Table.rows.length ? `
+HTTP/2 and gRPC unary (h2c with prior knowledge): throughput \`h2load -t1 -c ${opts.h2Connections} -m ${opts.h2Streams} -D ${opts.duration}\` after a ${opts.warmup} s warm-up
+(closed loop; gRPC = POST ${GRPC_METHOD} of a ${GRPC_FRAME.length}-byte gRPC frame, content-type application/grpc, te: trailers); latency
+\`h2load -c ${opts.clients} --rps ${opts.rate / opts.clients} -D ${opts.duration}\` over HTTP/2. nginx proxies with grpc_pass (1 worker); the sidecar's
+service has \`protocol: http2\` or \`protocol: grpc\`. Each gRPC row was checked with a @grpc/grpc-js unary call (status OK) before and after its load.
+
+${markdownTable(h2Table)}
+` : '';
+  const streamsPart = streamsTable.rows.length ? `
+Open HTTP/2 streams: GETs held open through the proxy to a node:http2 backend that answers 200 and a first chunk and then
+waits, ${STREAMS_PER_CONNECTION} streams per client connection; RssAnon = median of 2 s of samples once all are open and counted by the backend.
+
+${markdownTable(streamsTable)}
+` : '';
   return `# Outrigger benchmark run
 
 ${machine.date}, commit ${machine.commit}
@@ -1212,11 +1765,11 @@ The pair targets are two proxies in a row in front of one backend; their CPU, RS
 CPU % = CPU time / wall time during the wrk run (100% = one core of ${machine.nproc}); "other" is CPU used by processes outside the bench during either run (noise: should be near 0).
 Load average at start: ${machine.loadavg}.
 
-${markdownTable(table)}
-
+${table.rows.length ? markdownTable(table) : '(no HTTP/1.1 target run)'}
+${h2Part}${streamsPart}
 ${comp.ratios.map((l) => `- ${l}`).join('\n')}
 
-Goals for ${LABELS[GOAL_TARGET]} (informational):
+Goals (informational; the HTTP/1.1 ones on ${LABELS[GOAL_TARGET]}, the HTTP/2 ones on h2-sidecar and grpc-sidecar):
 
 ${comp.checks.map((l) => `- ${l}`).join('\n')}
 `;
@@ -1239,9 +1792,11 @@ async function main() {
   log(`work dir: ${path.relative(REPO_DIR, RUN_DIR)} (configs, child logs, h2load request logs)`);
 
   // Every listener gets its own port, so that no target waits for another's sockets to close.
-  const free = await freePorts(26, HOST);
+  const free = await freePorts(35, HOST);
   const [b1, b2, b3, nginxPort, haproxyPort, httpProxyPort, undiciPort, rawPort, sidecarOut, sidecarAdmin, cpGrpc, cpHttp] = free.splice(0, 12);
   const ports = { backends: [b1, b2, b3], nginx: nginxPort, haproxy: haproxyPort, httpProxy: httpProxyPort, undici: undiciPort, raw: rawPort, sidecarOut, sidecarAdmin };
+  const [h2b1, h2b2, h2b3, h2Nginx, grpcNginx, streamsNginx, h2SidecarOut, h2SidecarAdmin, hold] = free.splice(0, 9);
+  Object.assign(ports, { h2Backends: [h2b1, h2b2, h2b3], h2Nginx, grpcNginx, streamsNginx, h2SidecarOut, h2SidecarAdmin, hold });
   for (const name of ['nginx-pair', 'nginx-pair-tls']) ports[name] = { front: free.shift(), terminator: free.shift() };
   for (const name of PAIR_TARGETS) {
     const [callerOut, callerAdmin, calleeIn, calleeOut, calleeAdmin] = free.splice(0, 5);
@@ -1250,7 +1805,12 @@ async function main() {
 
   // Shared by the pair targets: the nginx TLS pair's certificates, and one control plane (the mesh CA, and
   // discovery) for both sidecar pairs. A failure here fails those targets only.
-  const shared = { tls: null, tlsError: null, controlPlane: null, controlPlaneError: null };
+  const shared = { tls: null, tlsError: null, controlPlane: null, controlPlaneError: null, hold: null, holdError: null };
+  // The gRPC message as h2load's request body and as the backends' reply.
+  const grpcDir = path.join(RUN_DIR, 'grpc');
+  fs.mkdirSync(grpcDir, { recursive: true });
+  fs.writeFileSync(path.join(grpcDir, 'request.grpc'), GRPC_FRAME);
+  fs.writeFileSync(path.join(grpcDir, 'reply.grpc'), GRPC_FRAME);
   if (opts.only.includes('nginx-pair-tls')) {
     try {
       shared.tls = makeNginxTlsFiles(path.join(RUN_DIR, 'tls'));
@@ -1264,10 +1824,26 @@ async function main() {
   const results = [];
   let backendChild = null;
   let cpChild = null;
+  let holdChild = null;
   try {
-    backendChild = await startNginx(tools, 'backends', (dir) => backendsNginxConf(dir, ports.backends));
+    backendChild = await startNginx(tools, 'backends', (dir) => backendsNginxConf(dir, ports.backends, ports.h2Backends, grpcDir));
     for (const p of ports.backends) await waitFor200(backendChild, p, '/', 10_000);
-    log(`backends: nginx (1 worker) on ${ports.backends.map((p) => `${HOST}:${p}`).join(', ')}`);
+    for (const p of ports.h2Backends) await waitForH2(backendChild, p, '/', 10_000);
+    log(`backends: nginx (1 worker) on ${ports.backends.map((p) => `${HOST}:${p}`).join(', ')} (HTTP/1.1) and ` +
+      `${ports.h2Backends.map((p) => `${HOST}:${p}`).join(', ')} (HTTP/2 h2c, GET and gRPC ${GRPC_METHOD})`);
+
+    if (opts.only.some((t) => STREAMS_TARGETS.includes(t))) {
+      try {
+        holdChild = startChild('h2-hold-backend', process.execPath, [path.join(BENCH_DIR, 'h2-hold-backend.mjs'), '--listen', `${HOST}:${ports.hold}`],
+          { env: nodeEnv(), cwd: REPO_DIR });
+        await waitForH2(holdChild, ports.hold, '/ping', 10_000);
+        shared.hold = { child: holdChild, port: ports.hold };
+        log(`hold backend (HTTP/2, holds every stream open): ${HOST}:${ports.hold} (pid ${holdChild.pid})`);
+      } catch (err) {
+        shared.holdError = err.message.split('\n')[0];
+        log(`hold backend did not start: ${err.message}`);
+      }
+    }
 
     if (opts.only.some((t) => PAIR_TARGETS.includes(t))) {
       try {
@@ -1280,9 +1856,10 @@ async function main() {
       }
     }
 
-    const targets = defineTargets(tools, ports, shared);
-    for (const name of opts.only) results.push(await benchTarget(name, targets[name], tools, opts, backendChild, cpChild));
+    const targets = defineTargets(tools, ports, shared, opts);
+    for (const name of opts.only) results.push(await benchTarget(name, targets[name], tools, opts, backendChild, cpChild, shared));
   } finally {
+    await stopChild(holdChild);
     await stopChild(cpChild);
     await stopChild(backendChild);
   }
@@ -1291,14 +1868,15 @@ async function main() {
     process.exit(130);
   }
 
-  const table = tableRows(results, opts);
+  const tables = { table: tableRows(results, opts), h2Table: tableRows(results, opts, 'h2'), streamsTable: streamsTableRows(results, opts) };
   const comp = comparisons(results);
-  log(`\n${textTable(table)}\n`);
+  for (const t of Object.values(tables)) if (t.rows.length) log(`\n${textTable(t)}`);
+  log('');
   for (const l of comp.ratios) log(l);
   log('');
   for (const l of comp.checks) log(l);
 
-  const md = markdownReport(machine, opts, table, comp);
+  const md = markdownReport(machine, opts, tables, comp);
   fs.writeFileSync(path.join(WORK_DIR, 'last-run.md'), md);
   fs.writeFileSync(path.join(WORK_DIR, 'last-run.json'), `${JSON.stringify({ machine, opts, results, ratios: comp.ratios, goals: comp.goals }, null, 2)}\n`);
   log(`\nWrote ${path.relative(REPO_DIR, path.join(WORK_DIR, 'last-run.md'))} (and last-run.json)`);
