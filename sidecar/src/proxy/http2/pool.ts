@@ -219,6 +219,8 @@ export class H2Link implements UpstreamLink {
   private readonly onEnd = (): void => {
     const h = this.handler;
     if (h === undefined || !this.responseStarted) return;
+    // node:http2 also ends the readable side of a stream its session lost: that is no complete response.
+    if (this.conn.session.destroyed || (this.stream?.rstCode ?? 0) !== 0) return;
     this.completed = true;
     this.handler = undefined;
     this.free();
