@@ -1,5 +1,6 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import * as grpc from '@grpc/grpc-js';
+import { systemClock } from '../../common/src/clock.js';
 import { freePort, waitFor } from './net.js';
 
 /**
@@ -45,7 +46,7 @@ export function echoClient(address: string, authority?: string): EchoClient {
     raw: c,
     unary: (msg, o) =>
       new Promise((resolve, reject) => {
-        const opts: grpc.CallOptions = o?.deadlineMs === undefined ? {} : { deadline: Date.now() + o.deadlineMs };
+        const opts: grpc.CallOptions = o?.deadlineMs === undefined ? {} : { deadline: systemClock.wallNow() + o.deadlineMs };
         method('Unary')(msg, new grpc.Metadata(), opts, (err: grpc.ServiceError | null, res: EchoMessage) => (err ? reject(err) : resolve(res)));
       }),
     serverStream: (count) =>

@@ -60,7 +60,7 @@ class H2Conn {
   }
 
   get hasRoom(): boolean {
-    return this.connected && !this.draining && !this.dead && this.active < this.limit;
+    return this.connected && !this.draining && !this.dead && !this.session.closed && !this.session.destroyed && this.active < this.limit;
   }
 }
 
@@ -73,6 +73,7 @@ export class H2Link implements UpstreamLink {
   private responseStarted = false;
   private released = false;
   private completed = false;
+  private ended = false;
 
   constructor(
     private readonly pool: H2Pool,
@@ -217,25 +218,43 @@ export class H2Link implements UpstreamLink {
   };
 
   private readonly onEnd = (): void => {
+    if (this.handler === undefined || !this.responseStarted) return;
+    this.ended = true;
+    // node:http2 also ends the readable side of a stream that was reset or whose session was lost, just before
+    // it closes the stream: the response is complete only if neither happened by then.
+    setImmediate(this.afterEnd);
+  };
+
+  private readonly afterEnd = (): void => {
     const h = this.handler;
-    if (h === undefined || !this.responseStarted) return;
-    // node:http2 also ends the readable side of a stream its session lost: that is no complete response.
-    if (this.conn.session.destroyed || (this.stream?.rstCode ?? 0) !== 0) return;
+    if (h === undefined || !this.endedCleanly()) return;
     this.completed = true;
     this.handler = undefined;
     this.free();
     h.onResponseEnd();
   };
 
+  /** The response ended, and the stream was not reset nor its session lost. */
+  private endedCleanly(): boolean {
+    return this.ended && !this.conn.session.destroyed && (this.stream?.rstCode ?? 0) === 0;
+  }
+
   private readonly onDrain = (): void => {
     this.handler?.onUpstreamDrain();
   };
 
   private readonly onClose = (): void => {
+    if (this.handler !== undefined && !this.completed && this.endedCleanly()) {
+      this.afterEnd();
+      return;
+    }
     const h = this.handler;
     this.handler = undefined;
     this.free();
     if (h === undefined || this.completed) return;
+    // A session that is going away takes no new stream (its GOAWAY event may come after this).
+    const session = this.conn.session;
+    if (session.closed || session.destroyed) this.conn.draining = true;
     const s = this.stream!;
     const rst = s.rstCode ?? 0;
     const e = this.conn.lastError;

@@ -25,7 +25,6 @@ const {
   HTTP2_HEADER_STATUS,
   NGHTTP2_CANCEL,
   NGHTTP2_INTERNAL_ERROR,
-  NGHTTP2_NO_ERROR,
 } = http2.constants;
 
 /** How many concurrent streams one client connection may open (SETTINGS_MAX_CONCURRENT_STREAMS). */
@@ -45,6 +44,8 @@ export class Http2Exchange implements IncomingExchange {
   readonly hasBody: boolean;
   private readonly chunkIn: boolean;
   private readonly grpc: boolean;
+  /** The client takes trailers (a gRPC call, or `te: trailers`): the response waits for them. */
+  private readonly trailersWanted: boolean;
   private consumer: BodyConsumer | undefined;
   private queued: Buffer[] | undefined;
   private bodyDone: boolean;
@@ -81,6 +82,7 @@ export class Http2Exchange implements IncomingExchange {
     this.bodyDone = !this.hasBody;
     this.chunkIn = this.hasBody && !(contentLength >= 0);
     this.grpc = isGrpcContentType(headers['content-type']);
+    this.trailersWanted = this.grpc || headers.te === 'trailers';
     const path = String(headers[HTTP2_HEADER_PATH] ?? (method === 'CONNECT' ? (authority ?? '') : '/'));
     this.head = {
       minor: 1,
@@ -141,9 +143,8 @@ export class Http2Exchange implements IncomingExchange {
 
   private readonly onWantTrailers = (): void => {
     const t = this.trailersOut;
-    const out = t === undefined || t.length === 0 ? undefined : headerObject(t);
-    if (out === undefined) this.stream.close(NGHTTP2_NO_ERROR);
-    else this.stream.sendTrailers(out);
+    // Empty trailers end the stream cleanly (an empty HEADERS frame with END_STREAM).
+    this.stream.sendTrailers(t === undefined || t.length === 0 ? {} : headerObject(t));
   };
 
   setBodyConsumer(consumer: BodyConsumer): void {
@@ -189,7 +190,7 @@ export class Http2Exchange implements IncomingExchange {
     if (h === undefined) return;
     this.pending = undefined;
     if (this.stream.destroyed) return;
-    this.stream.respond(h, { waitForTrailers: this.grpc });
+    this.stream.respond(h, { waitForTrailers: this.trailersWanted });
   }
 
   private send(chunk: Buffer): boolean {
