@@ -72,7 +72,7 @@ export interface Downstream {
   destroy(code?: string): void;
   detach(): DetachedSocket;
   /** 2 for an HTTP/2 stream (the inbound side then speaks HTTP/2 to the app too); absent for HTTP/1.x. */
-  readonly version?: 2;
+  readonly version?: 2 | undefined;
 }
 
 /** A request as a listener hands it to its handler. */
