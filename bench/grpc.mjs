@@ -162,7 +162,8 @@ function startSidecar(name, admin, services) {
 
 const [grpcPort, nginxGrpcPort, sidecarGrpcPort, sidecarAdmin, backendPort, backendH2Port, nginxH2Port, sidecarH2Port, sidecar2Admin] = await freePorts(9);
 
-log(`Outrigger gRPC / HTTP/2 bench  |  ${cpuModel()}, node ${process.version}  |  ${gitState(REPO_DIR)}`);
+const git = gitState(REPO_DIR);
+log(`Outrigger gRPC / HTTP/2 bench  |  ${cpuModel()}, node ${process.version}  |  ${git.commit}${git.dirty ? ' (uncommitted changes)' : ''}`);
 log(`h2load -t1 -c${CLIENTS} -m${STREAMS} -D${DURATION}; work dir ${path.relative(REPO_DIR, RUN_DIR)}`);
 
 const grpcServer = start('grpc-server', process.execPath, ['-e', GRPC_SERVER, String(grpcPort)]);
@@ -213,20 +214,8 @@ const measure = (section, label, url, extra, pids = []) => {
   return r;
 };
 
-log('\n== gRPC unary (POST /test.Echo/Unary, one @grpc/grpc-js server)');
-// A synchronous spawn (h2load) blocks this process but not the measured ones: the RSS sampler only runs between runs,
-// so the peak is read from the sidecar right after each run too.
-const gDirect = measure('grpc', 'direct', `http://${HOST}:${grpcPort}/test.Echo/Unary`, grpcArgs);
-const gNginx = measure('grpc', 'nginx grpc_pass (1 worker)', `http://${HOST}:${nginxGrpcPort}/test.Echo/Unary`, grpcArgs);
-const gSidecar = measure('grpc', 'Outrigger sidecar (protocol: grpc)', `http://${HOST}:${sidecarGrpcPort}/test.Echo/Unary`, grpcArgs, [sidecar.pid]);
-
-log('\n== HTTP/2 GET / (h2c front, HTTP/1.1 keep-alive to one nginx backend)');
-const hDirect = measure('h2', 'direct (nginx backend over h2c)', `http://${HOST}:${backendH2Port}/`, []);
-const hNginx = measure('h2', 'nginx (1 worker, http2 + proxy_pass)', `http://${HOST}:${nginxH2Port}/`, []);
-const hSidecar = measure('h2', 'Outrigger sidecar (h2c, protocol: http)', `http://${HOST}:${sidecarH2Port}/`, [], [sidecarH2.pid]);
-
 // Memory per 1,000 open streams: 10 client sessions x 100 calls the server holds until all have arrived.
-log('\n== memory per 1,000 open gRPC streams through the sidecar');
+log('\n== memory per 1,000 open gRPC streams through the sidecar (first, on a fresh sidecar)');
 const before = rssKb(sidecar.pid);
 const OPEN = 1000;
 const sessions = Array.from({ length: 10 }, () => http2.connect(`http://${HOST}:${sidecarGrpcPort}`));
@@ -259,6 +248,18 @@ await new Promise((resolve) => {
 });
 for (let i = 0; i < 100 && answered < OPEN; i++) await sleep(50);
 for (const s of sessions) s.destroy();
+
+log('\n== gRPC unary (POST /test.Echo/Unary, one @grpc/grpc-js server)');
+// A synchronous spawn (h2load) blocks this process but not the measured ones: the RSS sampler only runs between runs,
+// so the peak is read from the sidecar right after each run too.
+const gDirect = measure('grpc', 'direct', `http://${HOST}:${grpcPort}/test.Echo/Unary`, grpcArgs);
+const gNginx = measure('grpc', 'nginx grpc_pass (1 worker)', `http://${HOST}:${nginxGrpcPort}/test.Echo/Unary`, grpcArgs);
+const gSidecar = measure('grpc', 'Outrigger sidecar (protocol: grpc)', `http://${HOST}:${sidecarGrpcPort}/test.Echo/Unary`, grpcArgs, [sidecar.pid]);
+
+log('\n== HTTP/2 GET / (h2c front, HTTP/1.1 keep-alive to one nginx backend)');
+const hDirect = measure('h2', 'direct (nginx backend over h2c)', `http://${HOST}:${backendH2Port}/`, []);
+const hNginx = measure('h2', 'nginx (1 worker, http2 + proxy_pass)', `http://${HOST}:${nginxH2Port}/`, []);
+const hSidecar = measure('h2', 'Outrigger sidecar (h2c, protocol: http)', `http://${HOST}:${sidecarH2Port}/`, [], [sidecarH2.pid]);
 
 const ratio = (a, b) => (Number.isFinite(a) && Number.isFinite(b) && b > 0 ? a / b : NaN);
 const gr = ratio(gSidecar.rps, gNginx.rps);
