@@ -93,7 +93,10 @@ export const COMMANDS: readonly Command[] = [
     description:
       'Runs a whole local mesh: the control plane with its dashboard, catalog and inventory with several\n' +
       'instances each (sized by the autoscaler), a sidecar beside each, and a gentle load. Ctrl-C stops it all.',
-    options: { rps: { type: 'string', value: 'N', help: 'requests per second of the built-in load, 0..1000; 0 turns it off (default 20)' } },
+    options: {
+      rps: { type: 'string', value: 'N', help: 'requests per second of the built-in load, 0..1000; 0 turns it off (default 20)' },
+      grpc: { type: 'boolean', help: 'catalog asks inventory over gRPC (protocol: grpc) instead of HTTP/1.1' },
+    },
     run: async (a) => (await import('./demo.js')).runDemo(a),
   },
   {
@@ -112,6 +115,7 @@ export const COMMANDS: readonly Command[] = [
       'token-file': { type: 'string', value: 'FILE', help: "the sidecar's join token file (default: DIR/sidecar.token when it exists, else $OUTRIGGER_TOKEN)" },
       'ca-file': { type: 'string', value: 'FILE', help: "the mesh CA the sidecar pins (default: DIR/mesh-ca.crt when it exists, else fetched with the token)" },
       'admin-port': { type: 'string', value: 'N', help: "the sidecar's admin port on 127.0.0.1, 1..65535 (default: a free one)" },
+      grpc: { type: 'boolean', help: 'the app serves and calls over gRPC (demo-app --grpc)' },
     },
     run: async (a) => (await import('./demo.js')).runDemoInstance(a),
   },
@@ -129,6 +133,7 @@ export const COMMANDS: readonly Command[] = [
       'fail-percent': { type: 'string', value: 'P', help: 'share of requests answered 500, 0..100 (default 0)' },
       calls: { type: 'string', value: 'SERVICE', help: 'another service to call for each request' },
       via: { type: 'string', value: HOST_PORT, help: "the sidecar's outbound listener (default 127.0.0.1:15001)" },
+      grpc: { type: 'boolean', help: 'also serve the gRPC call /demo.Demo/Items (h2c, same port), and call SERVICE with it' },
     },
     run: async (a) => (await import('./demo.js')).runDemoApp(a),
   },

@@ -11,7 +11,7 @@ export async function runDemo(args: Args): Promise<void> {
   const { runMesh } = await import('../../demo/src/mesh.js');
   let mesh: Awaited<ReturnType<typeof runMesh>>;
   try {
-    mesh = await runMesh({ loadRps: rps });
+    mesh = await runMesh({ loadRps: rps, grpc: args.flag('grpc') });
   } catch (err) {
     throw new CommandError(`demo: ${message(err)}`);
   }
@@ -37,6 +37,7 @@ export async function runDemoInstance(args: Args): Promise<void> {
     delayMs,
     capacity,
     calls: args.string('calls'),
+    grpc: args.flag('grpc'),
     tokenFile: args.string('token-file'),
     caFile: args.string('ca-file'),
     adminPort,
@@ -55,7 +56,7 @@ export async function runDemoApp(args: Args): Promise<void> {
   const { startDemoApp } = await import('../../demo/src/app.js');
   let app: Awaited<ReturnType<typeof startDemoApp>>;
   try {
-    app = await startDemoApp({ name, instance: args.string('instance'), listen, delayMs, failPercent, calls: calls === undefined ? undefined : { service: calls, via } });
+    app = await startDemoApp({ name, instance: args.string('instance'), listen, delayMs, failPercent, grpc: args.flag('grpc'), calls: calls === undefined ? undefined : { service: calls, via } });
   } catch (err) {
     throw new CommandError(`demo-app: ${message(err)}`);
   }

@@ -3,6 +3,8 @@ import type { AddressInfo } from 'node:net';
 import { hostname } from 'node:os';
 import { checkHostPort } from '../../common/src/config/address.js';
 import { systemRandom, type Random } from '../../common/src/random.js';
+import { systemClock } from '../../common/src/clock.js';
+import { dualProtocolServer, grpcStatusName, ItemsClient, type ItemsAnswer } from './grpc.js';
 
 /**
  * A demo service instance (`outrigger demo-app`): the app behind a sidecar in `npm start` and in
@@ -27,6 +29,8 @@ export interface DemoAppOptions {
   /** Another service to call for each request, through the sidecar's outbound listener `via` (host:port). */
   readonly calls?: { readonly service: string; readonly via: string } | undefined;
   readonly random?: Random | undefined;
+  /** gRPC: also serve the unary call /demo.Demo/Items (h2c, same port), and ask `calls` with it instead of GET /items. */
+  readonly grpc?: boolean | undefined;
 }
 
 export interface Knob {
@@ -87,7 +91,40 @@ export async function startDemoApp(options: DemoAppOptions): Promise<DemoApp> {
     send(res, 200, { service: options.name, instance, host, method: req.method, path: req.url, requestId: req.headers['x-request-id'] ?? null, ...extra });
   }
 
+  const itemsClient = options.grpc === true && options.calls !== undefined ? new ItemsClient(options.calls.via, options.calls.service) : undefined;
+
+  /** The gRPC hop: Items on `calls.service`, answered as JSON like the HTTP one. */
+  function callUpstreamGrpc(req: IncomingMessage, res: ServerResponse, service: string, client: ItemsClient): void {
+    const md: Record<string, string> = {};
+    for (const h of ['x-request-id', 'traceparent']) {
+      const v = req.headers[h];
+      if (typeof v === 'string') md[h] = v;
+    }
+    client.call(md, new Date(systemClock.wallNow() + 10_000)).then(
+      (body) => answer(req, res, { [service]: body }),
+      (err: { code?: number; details?: string }) => {
+        if (!res.headersSent) send(res, 502, { service: options.name, instance, error: `${service}: gRPC ${grpcStatusName(err.code ?? 2)}: ${err.details ?? ''}` });
+      },
+    );
+  }
+
+  /** Items over gRPC: the same answer as GET, after the same knob delay and failures. */
+  function itemsAnswer(metadata: Record<string, string>): Promise<ItemsAnswer> {
+    return new Promise((resolve) => {
+      const reply = (): void => {
+        if (knob.failPercent > 0 && random.next() * 100 < knob.failPercent) {
+          resolve({ code: 13, details: `${instance} is failing on purpose (knob failPercent)` });
+          return;
+        }
+        resolve({ message: { service: options.name, instance, host, method: 'gRPC', path: '/demo.Demo/Items', requestId: metadata['x-request-id'] ?? null } });
+      };
+      if (knob.delayMs > 0) setTimeout(reply, knob.delayMs);
+      else reply();
+    });
+  }
+
   function callUpstream(req: IncomingMessage, res: ServerResponse, calls: { service: string; via: string }): void {
+    if (itemsClient !== undefined) return callUpstreamGrpc(req, res, calls.service, itemsClient);
     const via = checkHostPort(calls.via, false);
     if ('problem' in via) return send(res, 500, { error: `calls.via: ${via.problem}` });
     const headers: Record<string, string> = { host: calls.service };
@@ -139,11 +176,14 @@ export async function startDemoApp(options: DemoAppOptions): Promise<DemoApp> {
     else work();
   });
   server.keepAliveTimeout = 30_000;
+  // With gRPC, one port takes both HTTP/1.1 and h2c.
+  const plain = (method: string, path: string, md: Record<string, string>): unknown => ({ service: options.name, instance, host, method, path, requestId: md['x-request-id'] ?? null });
+  const listener = options.grpc === true ? dualProtocolServer(server, itemsAnswer, plain) : server;
   await new Promise<void>((resolve, reject) => {
-    server.once('error', reject);
-    server.listen(hp.port, hp.host, () => resolve());
+    listener.once('error', reject);
+    listener.listen(hp.port, hp.host, () => resolve());
   });
-  const bound = server.address() as AddressInfo;
+  const bound = listener.address() as AddressInfo;
   const boundHost = bound.family === 'IPv6' ? `[${bound.address}]` : bound.address;
   return {
     server,
@@ -151,9 +191,11 @@ export async function startDemoApp(options: DemoAppOptions): Promise<DemoApp> {
     knob,
     stop: () =>
       new Promise<void>((resolve) => {
-        server.close(() => resolve());
+        listener.close(() => resolve());
+        if (listener !== server) server.close();
         server.closeIdleConnections();
         agent.destroy();
+        itemsClient?.close();
         // Requests still running get a moment to finish, then their connections are cut.
         setTimeout(() => server.closeAllConnections(), 2_000).unref();
       }),

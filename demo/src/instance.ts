@@ -34,6 +34,8 @@ export interface InstanceOptions {
   readonly calls?: string | undefined;
   readonly delayMs?: number | undefined;
   readonly capacity?: number | undefined;
+  /** The app serves and makes its calls over gRPC (`demo-app --grpc`). */
+  readonly grpc?: boolean | undefined;
   /**
    * Where the sidecar config and pid files go. When it holds the control plane's sidecar.token (the demo
    * mesh runs its control plane with its state here), the sidecar sends that token; else $OUTRIGGER_TOKEN.
@@ -114,6 +116,7 @@ export async function runInstance(o: InstanceOptions): Promise<RunningInstance> 
 
   const appArgs = [BIN, 'demo-app', '--name', o.service, '--instance', id, '--listen', `127.0.0.1:${appPort}`, '--delay-ms', String(o.delayMs ?? 0)];
   if (o.calls !== undefined) appArgs.push('--calls', o.calls, '--via', `127.0.0.1:${outboundPort}`);
+  if (o.grpc === true) appArgs.push('--grpc');
 
   const startApp = (): void => {
     const child = spawn(process.execPath, ['--max-semi-space-size=4', ...appArgs], { stdio: ['ignore', 'ignore', 'inherit', 'ipc'] });

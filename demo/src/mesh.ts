@@ -31,6 +31,8 @@ export interface MeshOptions {
   readonly loadRps?: number | undefined;
   readonly print?: ((line: string) => void) | undefined;
   readonly timers?: Timers | undefined;
+  /** catalog asks inventory over gRPC (inventory's policy says `protocol: grpc`) instead of HTTP/1.1. */
+  readonly grpc?: boolean | undefined;
 }
 
 export interface MeshPorts {
@@ -117,16 +119,17 @@ export async function runMesh(options: MeshOptions = {}): Promise<Mesh> {
   const catalogPorts = await freeRange(Number(inventoryPorts.split('-')[0]) + 100, 20);
   const runDir = await mkdtemp(join(tmpdir(), 'outrigger-demo-'));
   const grpc = `127.0.0.1:${ports.grpc}`;
+  const grpcFlag = options.grpc === true ? ['--grpc'] : [];
   const cpConfig = {
     listen: { grpc, http: `127.0.0.1:${ports.dashboard}` },
     store: { file: join(runDir, 'state.json') },
     instanceTtl: '6s',
     drainTime: '3s',
     weightInterval: '2s',
-    services: { catalog: POLICY, inventory: POLICY },
+    services: { catalog: POLICY, inventory: options.grpc === true ? { ...POLICY, protocol: 'grpc', retry: { ...POLICY.retry, on: [...POLICY.retry.on, 'unavailable'] } } : POLICY },
     autoscale: {
-      inventory: autoscale('inventory', 3, 6, inventoryPorts, ['--delay-ms', '30', '--capacity', '4'], grpc, runDir),
-      catalog: autoscale('catalog', 2, 4, catalogPorts, ['--calls', 'inventory', '--delay-ms', '5', '--capacity', '8'], grpc, runDir),
+      inventory: autoscale('inventory', 3, 6, inventoryPorts, ['--delay-ms', '30', '--capacity', '4', ...grpcFlag], grpc, runDir),
+      catalog: autoscale('catalog', 2, 4, catalogPorts, ['--calls', 'inventory', '--delay-ms', '5', '--capacity', '8', ...grpcFlag], grpc, runDir),
     },
   };
   const cpFile = join(runDir, 'cp.yaml');
