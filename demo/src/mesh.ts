@@ -126,7 +126,7 @@ export async function runMesh(options: MeshOptions = {}): Promise<Mesh> {
     instanceTtl: '6s',
     drainTime: '3s',
     weightInterval: '2s',
-    services: { catalog: POLICY, inventory: options.grpc === true ? { ...POLICY, protocol: 'grpc', retry: { ...POLICY.retry, on: [...POLICY.retry.on, 'unavailable'] } } : POLICY },
+    services: { catalog: POLICY, inventory: options.grpc === true ? { ...POLICY, protocol: 'grpc' } : POLICY },
     autoscale: {
       inventory: autoscale('inventory', 3, 6, inventoryPorts, ['--delay-ms', '30', '--capacity', '4', ...grpcFlag], grpc, runDir),
       catalog: autoscale('catalog', 2, 4, catalogPorts, ['--calls', 'inventory', '--delay-ms', '5', '--capacity', '8', ...grpcFlag], grpc, runDir),

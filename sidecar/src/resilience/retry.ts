@@ -36,7 +36,8 @@ const GRPC_RETRY_ON: Readonly<Record<number, RetryConfig['on'][number]>> = {
 
 /**
  * Whether `failure` is retriable under `config.on`. `gateway-error` covers 502/503/504 and per-try
- * timeouts (as Envoy's), `5xx` covers every 5xx status and connect failures, resets and timeouts.
+ * timeouts (as Envoy's), `5xx` covers every 5xx status and connect failures, resets and timeouts; both
+ * cover the gRPC status UNAVAILABLE, and each gRPC code name covers its code.
  */
 export function isRetriableFailure(config: RetryConfig, failure: AttemptFailure): boolean {
   const on = config.on;
@@ -54,7 +55,9 @@ export function isRetriableFailure(config: RetryConfig, failure: AttemptFailure)
   }
   if (failure.kind === 'grpc') {
     const cond = GRPC_RETRY_ON[failure.code];
-    return cond !== undefined && on.includes(cond);
+    if (cond !== undefined && on.includes(cond)) return true;
+    // UNAVAILABLE is gRPC's 503 (as the gRPC HTTP mapping has it): the default conditions retry it too.
+    return failure.code === 14 && (on.includes('gateway-error') || on.includes('5xx'));
   }
   const s = failure.status;
   if (on.includes('5xx') && s >= 500 && s <= 599) return true;

@@ -80,9 +80,13 @@ describe('gRPC semantics', () => {
     const all = parseServiceConfig({ endpoints: [], retry: { on: ['cancelled', 'deadline-exceeded', 'internal', 'resource-exhausted', 'unavailable'] } }, 'test').retry;
     for (const c of [1, 4, 8, 13, 14]) expect(isRetriableFailure(all, { kind: 'grpc', code: c })).toBe(true);
     for (const c of [0, 2, 3, 5, 6, 7, 9, 10, 11, 12, 15, 16]) expect(isRetriableFailure(all, { kind: 'grpc', code: c })).toBe(false);
-    // The HTTP conditions do not cover gRPC codes.
-    const http = parseServiceConfig({ endpoints: [], retry: { on: ['5xx', 'gateway-error'] } }, 'test').retry;
-    expect(isRetriableFailure(http, { kind: 'grpc', code: GrpcStatus.UNAVAILABLE })).toBe(false);
+    // UNAVAILABLE is gRPC's 503: gateway-error (in the default conditions) and 5xx cover it, and no other code.
+    for (const on of [['gateway-error'], ['5xx'], ['connect-failure', 'reset', 'gateway-error']]) {
+      const http = parseServiceConfig({ endpoints: [], retry: { on } }, 'test').retry;
+      for (let c = 0; c <= 16; c++) expect(isRetriableFailure(http, { kind: 'grpc', code: c })).toBe(c === GrpcStatus.UNAVAILABLE);
+    }
+    const none = parseServiceConfig({ endpoints: [], retry: { on: ['connect-failure', 'reset', 'timeout', 'retriable-status'], statuses: [503] } }, 'test').retry;
+    expect(isRetriableFailure(none, { kind: 'grpc', code: GrpcStatus.UNAVAILABLE })).toBe(false);
   });
 
   it('accepts protocol http2 and grpc', () => {
