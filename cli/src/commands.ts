@@ -95,7 +95,7 @@ export const COMMANDS: readonly Command[] = [
       'instances each (sized by the autoscaler), a sidecar beside each, and a gentle load. Ctrl-C stops it all.',
     options: {
       rps: { type: 'string', value: 'N', help: 'requests per second of the built-in load, 0..1000; 0 turns it off (default 20)' },
-      grpc: { type: 'boolean', help: 'catalog asks inventory over gRPC (HTTP/2) instead of HTTP/1.1' },
+      grpc: { type: 'boolean', help: 'catalog asks inventory over gRPC (protocol: grpc) instead of HTTP/1.1' },
     },
     run: async (a) => (await import('./demo.js')).runDemo(a),
   },

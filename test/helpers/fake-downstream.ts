@@ -47,8 +47,10 @@ export class FakeDownstream implements Downstream {
     this.body += chunk.toString();
     return true;
   }
-  end(): void {
+  trailers: readonly string[] | undefined;
+  end(trailers?: readonly string[]): void {
     this.ended = true;
+    this.trailers = trailers;
   }
   sendError(status: number, reason: string, _message: string, headers?: Readonly<Record<string, string>>): void {
     this.status = status;

@@ -14,6 +14,7 @@ import { InventoryCaller } from '../../demo/src/grpc.js';
 import { seededRandom } from '../../common/src/random.js';
 import { sendApi, spawnControlPlane, type ControlPlaneProcess } from '../helpers/control-plane.js';
 import { freePort, send, waitFor } from '../helpers/net.js';
+import { startSidecar } from '../helpers/sidecar.js';
 
 const bin = new URL('../../bin/outrigger.js', import.meta.url).pathname;
 
@@ -114,6 +115,49 @@ describe('demo app', () => {
     const failing = await send(catalog.address, { path: '/items' });
     expect(failing.status).toBe(502);
     expect(JSON.parse(failing.body).error).toBe('inventory answered gRPC status 14 (UNAVAILABLE): inventory-1 failing on purpose (knob failPercent)');
+  });
+});
+
+describe('demo app over gRPC (npm start -- --grpc)', () => {
+  const apps: DemoApp[] = [];
+  const stops: (() => Promise<void>)[] = [];
+  afterEach(async () => {
+    for (const a of apps.splice(0)) await a.stop();
+    for (const s of stops.splice(0)) await s();
+  });
+
+  it('serves HTTP/1.1 and gRPC on one port, and catalog asks inventory with a gRPC call through a sidecar', async () => {
+    const inventory = await startDemoApp({ name: 'inventory', instance: 'inventory-1', listen: '127.0.0.1:0' });
+    apps.push(inventory);
+    // HTTP/1.1 still answers on the same port (health checks, the knob).
+    expect((await send(inventory.address, { path: '/healthz' })).status).toBe(200);
+    const sidecar = await startSidecar(`
+service: catalog
+admin: { listen: 127.0.0.1:0 }
+outbound: { listen: 127.0.0.1:0 }
+log: { level: silent }
+services:
+  inventory:
+    protocol: grpc
+    endpoints: [ { address: ${inventory.address} } ]
+    retry: { attempts: 0 }
+`);
+    stops.push(() => sidecar.stop());
+    const catalog = await startDemoApp({ name: 'catalog', listen: '127.0.0.1:0', calls: { service: 'inventory', via: sidecar.addresses.outbound, protocol: 'grpc' } });
+    apps.push(catalog);
+    const r = await send(catalog.address, { path: '/items', headers: { 'x-request-id': 'g-1' } });
+    expect(r.status).toBe(200);
+    expect(JSON.parse(r.body)).toMatchObject({ service: 'catalog', inventory: { service: 'inventory', instance: 'inventory-1', items: ['anchor', 'oar', 'paddle'], requestId: 'g-1' } });
+    // A plain HTTP/1.1 request for inventory through the same sidecar reaches the app over HTTP/2.
+    const plain = await send(sidecar.addresses.outbound, { path: '/items', headers: { host: 'inventory' } });
+    expect(JSON.parse(plain.body)).toMatchObject({ service: 'inventory', method: 'GET', path: '/items' });
+
+    await send(inventory.address, { method: 'POST', path: '/knob?failPercent=100' });
+    const failing = await send(catalog.address, { path: '/items' });
+    expect(failing.status).toBe(502);
+    expect(JSON.parse(failing.body).error).toBe('inventory answered gRPC status 14 (UNAVAILABLE): inventory-1 failing on purpose (knob failPercent)');
+    const metrics = (await send(sidecar.addresses.admin, { path: '/metrics' })).body;
+    expect(metrics).toMatch(/outrigger_grpc_calls_total\{direction="outbound",service="inventory",grpc_code="UNAVAILABLE"\} 1\n/);
   });
 });
 

@@ -32,10 +32,22 @@ export { LB_POLICIES };
 
 export const HASH_POLICIES: readonly LbPolicy[] = ['ring-hash', 'maglev'];
 
-export const RETRY_ON = ['connect-failure', 'reset', 'gateway-error', '5xx', 'timeout', 'retriable-status'] as const satisfies readonly RetryOn[];
+export const RETRY_ON = [
+  'connect-failure',
+  'reset',
+  'gateway-error',
+  '5xx',
+  'timeout',
+  'retriable-status',
+  'cancelled',
+  'deadline-exceeded',
+  'internal',
+  'resource-exhausted',
+  'unavailable',
+] as const satisfies readonly RetryOn[];
 const _allRetryOn: readonly (typeof RETRY_ON)[number][] = [] as RetryOn[];
 
-export const PROTOCOLS = ['http', 'tcp'] as const satisfies readonly ServiceProtocol[];
+export const PROTOCOLS = ['http', 'http2', 'grpc', 'tcp'] as const satisfies readonly ServiceProtocol[];
 const _allProtocols: readonly (typeof PROTOCOLS)[number][] = [] as ServiceProtocol[];
 
 export const LOG_LEVELS = ['trace', 'debug', 'info', 'warn', 'error', 'silent'] as const satisfies readonly SidecarConfig['log']['level'][];

@@ -75,7 +75,19 @@ export interface LimitsConfig {
   readonly maxRetries: number; // default 64
 }
 
-export type RetryOn = 'connect-failure' | 'reset' | 'gateway-error' | '5xx' | 'timeout' | 'retriable-status';
+/** Retry conditions: HTTP ones, and gRPC status codes (lower case, dashes) for `grpc` services. */
+export type RetryOn =
+  | 'connect-failure'
+  | 'reset'
+  | 'gateway-error'
+  | '5xx'
+  | 'timeout'
+  | 'retriable-status'
+  | 'cancelled'
+  | 'deadline-exceeded'
+  | 'internal'
+  | 'resource-exhausted'
+  | 'unavailable';
 
 export interface RetryConfig {
   readonly attempts: number; // retries after the first try, integer 0..10, default 2
@@ -86,7 +98,8 @@ export interface RetryConfig {
   readonly budget: { readonly ratio: number; readonly minPerSecond: number }; // default 0.2, 10
 }
 
-export type ServiceProtocol = 'http' | 'tcp';
+/** `http`: HTTP/1.1 upstream; `http2`: HTTP/2 (h2c, or h2 over mutual TLS); `grpc`: HTTP/2 with gRPC semantics; `tcp`: pass-through. */
+export type ServiceProtocol = 'http' | 'http2' | 'grpc' | 'tcp';
 
 /** Policy of one upstream service (what the control plane pushes per service). */
 export interface ServiceConfig {
@@ -95,7 +108,7 @@ export interface ServiceConfig {
   readonly endpoints: readonly EndpointConfig[];
   /** Optional local port that forwards to this service alone (Consul-style upstream listener). */
   readonly listen?: string | undefined; // host:port
-  /** What the service speaks: `http` (requests are proxied) or `tcp` (connections on `listen` are passed through). */
+  /** What the service speaks: `http`, `http2` or `grpc` (requests are proxied) or `tcp` (connections on `listen` are passed through). */
   readonly protocol: ServiceProtocol; // default http
   readonly healthCheck?: HealthCheckConfig | undefined;
   readonly outlierDetection?: OutlierDetectionConfig | undefined;

@@ -13,6 +13,7 @@ import type { AccessLog } from '../../../common/src/logger.js';
 import type { Direction, TrafficStats } from '../telemetry/stats.js';
 import { forwardRequestHeaders, headerValue, responseHeaderBlock } from './headers.js';
 import type { ResponseHead } from './http1/parser.js';
+import { formatGrpcTimeout, grpcStatusOfReason, GrpcStatus, isGrpcContentType, outcomeOfGrpcStatus, parseGrpcStatus, parseGrpcTimeout } from './grpc.js';
 import { UpstreamError, type BodyConsumer, type Downstream, type ExchangeObserver, type ResponseFraming, type UpstreamHandler, type UpstreamLink, type UpstreamPoolLike } from './exchange.js';
 
 /** Where a request goes: built per cluster (or for the inbound app), reused by every request. */
@@ -30,8 +31,8 @@ export interface Route {
   readonly authority: string;
   /** Chooses an endpoint, avoiding those already tried where possible. */
   pick(hashKey: string | undefined, avoid: readonly Endpoint[] | undefined): Endpoint | undefined;
-  /** The connection pool of an endpoint. */
-  pool(endpoint: Endpoint): UpstreamPoolLike;
+  /** The connection pool of an endpoint; `http2Client` when the client spoke HTTP/2 (the inbound side mirrors it). */
+  pool(endpoint: Endpoint, http2Client: boolean): UpstreamPoolLike;
   /** Called once when a call admitted on this route has finished. */
   readonly release?: (() => void) | undefined;
   /** 'allow' on an inbound route whose service has an authorization policy (calls that run were allowed). */
@@ -54,6 +55,9 @@ const STALE_RETRIES = 2;
 const DEADLINE_HEADER = 'x-outrigger-deadline-ms';
 
 const RETRY_AFTER = { 'retry-after': '1' } as const;
+
+/** The client's grpc-timeout line, replaced per attempt by the time left. */
+const GRPC_TIMEOUT_LINE = /^grpc-timeout:[^\r]*\r\n/im;
 
 const perTryTimeoutError = new UpstreamError('no response headers within the per-try timeout', 'request', 'ETIMEDOUT_TRY');
 
@@ -146,11 +150,14 @@ class Attempt implements UpstreamHandler, BodyConsumer {
   }
 
   onBodyData(chunk: Buffer): boolean {
+    if (this.call.copy !== undefined) this.call.keep(chunk);
     const c = this.conn;
     return c === undefined ? true : c.write(chunk);
   }
 
   onBodyEnd(): void {
+    if (this.call.copy !== undefined) this.call.copyDone = true;
+    this.conn?.endRequest?.();
     this.requestSent();
   }
 
@@ -165,6 +172,10 @@ class Attempt implements UpstreamHandler, BodyConsumer {
 
   onResponseData(chunk: Buffer): void {
     if (!this.dropped) this.call.onData(this, chunk);
+  }
+
+  onResponseTrailers(trailers: string[]): void {
+    if (!this.dropped) this.call.onTrailers(trailers);
   }
 
   onResponseEnd(): void {
@@ -228,6 +239,19 @@ export class Call implements ExchangeObserver, BodyConsumer, GuardSlot, PickSlot
   private clientGone = false;
   private status = 0;
   private reason: ProxyErrorReason | undefined;
+  /** A gRPC call (content-type application/grpc): its outcome is its grpc-status. */
+  readonly grpc: boolean;
+  /** The call's grpc-status once known (trailers, a trailers-only answer, or the sidecar's own answer). */
+  private grpcCode: number | undefined;
+  /** The client sent grpc-timeout: it is sent upstream shrunk by the time spent. */
+  private readonly grpcTimeout: boolean;
+  /** The committed attempt of a gRPC call whose outcome waits for its trailers. */
+  private awaitingStatus: Attempt | undefined;
+  private trailers: string[] | undefined;
+  /** A copy of a streamed gRPC request body while it fits the replay limit, so that a retry can send it again. */
+  copy: Buffer[] | undefined;
+  private copyBytes = 0;
+  copyDone = false;
 
   constructor(
     private readonly ex: Downstream,
@@ -239,7 +263,10 @@ export class Call implements ExchangeObserver, BodyConsumer, GuardSlot, PickSlot
     const head = ex.head;
     const fwd = forwardRequestHeaders(head, ex.remoteAddress, 'http', route.authority, ex.peer);
     this.timers = deps.timers;
-    this.headBlock = fwd.block;
+    this.grpc = isGrpcContentType(headerValue(head.headers, 'content-type'));
+    const grpcTimeout = this.grpc ? parseGrpcTimeout(headerValue(head.headers, 'grpc-timeout')) : undefined;
+    this.grpcTimeout = grpcTimeout !== undefined;
+    this.headBlock = grpcTimeout === undefined ? fwd.block : fwd.block.replace(GRPC_TIMEOUT_LINE, '');
     this.requestId = fwd.requestId;
     this.method = head.method;
     this.isHead = head.method === 'HEAD';
@@ -247,10 +274,12 @@ export class Call implements ExchangeObserver, BodyConsumer, GuardSlot, PickSlot
     this.target = target;
     const path = target.charCodeAt(0) === 47 /* / */ || target === '*' ? target : absoluteFormPath(target);
     this.requestLine = `${head.method} ${path} HTTP/1.1\r\n`;
-    const asked = parseDeadlineHeader(headerValue(head.headers, DEADLINE_HEADER));
+    let asked = parseDeadlineHeader(headerValue(head.headers, DEADLINE_HEADER));
+    if (grpcTimeout !== undefined && (asked === undefined || grpcTimeout < asked)) asked = grpcTimeout;
     this.deadlineAt = start + (asked !== undefined && asked < route.timeoutMs ? asked : route.timeoutMs);
     this.keyed = headerValue(head.headers, 'idempotency-key') !== undefined;
-    this.replayable = route.retry !== undefined && route.retry.attempts > 0 && (this.keyed || isIdempotentMethod(this.method));
+    // A gRPC call may be sent again (gRPC's own retry rules: the server had not answered it).
+    this.replayable = route.retry !== undefined && route.retry.attempts > 0 && (this.keyed || isIdempotentMethod(this.method) || this.grpc);
     this.bodyState = ex.hasBody ? BODY_STREAM : BODY_NONE;
     ex.observer = this;
   }
@@ -316,6 +345,25 @@ export class Call implements ExchangeObserver, BodyConsumer, GuardSlot, PickSlot
     this.ex.resumeBody();
   }
 
+  /** After a failed attempt: a whole streamed body that was kept is what a retry sends. Always true. */
+  private useCopy(): boolean {
+    const parts = this.copy;
+    if (parts !== undefined && this.copyDone && this.bodyState === BODY_STREAM) {
+      this.copy = undefined;
+      this.bodyBuffer = parts.length === 1 ? parts[0]! : Buffer.concat(parts);
+      this.bodyState = BODY_BUFFERED;
+      this.bodyStarted = false;
+    }
+    return true;
+  }
+
+  /** Keeps a streamed gRPC body's bytes for a retry until they pass the replay limit. */
+  keep(chunk: Buffer): void {
+    this.copyBytes += chunk.length;
+    if (this.copyBytes > REPLAY_BUFFER_LIMIT) this.copy = undefined;
+    else this.copy!.push(chunk);
+  }
+
   /** The attempt no longer takes the streamed body (dropped or timed out). */
   releaseBody(a: Attempt): void {
     if (this.bodyState === BODY_STREAM && this.current === a) this.ex.clearBodyConsumer();
@@ -346,7 +394,7 @@ export class Call implements ExchangeObserver, BodyConsumer, GuardSlot, PickSlot
   }
 
   private dispatch(endpoint: Endpoint, ticket: BreakerTicket | undefined, now: number, remaining: number): void {
-    const a = new Attempt(this, endpoint, this.route.pool(endpoint), ticket, now);
+    const a = new Attempt(this, endpoint, this.route.pool(endpoint, this.ex.version === 2), ticket, now);
     this.current = a;
     const retry = this.route.retry;
     a.tryTimeoutMs = retry !== undefined && retry.perTryTimeoutMs < remaining ? retry.perTryTimeoutMs : remaining;
@@ -359,7 +407,9 @@ export class Call implements ExchangeObserver, BodyConsumer, GuardSlot, PickSlot
   /** Writes the request on the attempt's connection. */
   send(a: Attempt, conn: UpstreamLink): void {
     const remaining = Math.max(1, Math.ceil(this.deadlineAt - this.deps.clock.now()));
-    const head = `${this.requestLine}${this.headBlock}${DEADLINE_HEADER}: ${remaining}\r\n\r\n`;
+    const head = this.grpcTimeout
+      ? `${this.requestLine}${this.headBlock}${DEADLINE_HEADER}: ${remaining}\r\ngrpc-timeout: ${formatGrpcTimeout(remaining)}\r\n\r\n`
+      : `${this.requestLine}${this.headBlock}${DEADLINE_HEADER}: ${remaining}\r\n\r\n`;
     switch (this.bodyState) {
       case BODY_NONE:
         conn.writeRequest(head, undefined);
@@ -372,6 +422,7 @@ export class Call implements ExchangeObserver, BodyConsumer, GuardSlot, PickSlot
       default:
         conn.write(head);
         this.bodyStarted = true;
+        if (this.grpc && this.replayable && this.attempts === 1 && this.copyBytes === 0) this.copy = [];
         this.ex.setBodyConsumer(a);
     }
   }
@@ -386,13 +437,31 @@ export class Call implements ExchangeObserver, BodyConsumer, GuardSlot, PickSlot
       this.onError(a, new UpstreamError('101 Switching Protocols without an upgrade request', 'request', 'bad-upgrade'));
       return;
     }
-    const outcome = outcomeOfStatus(status);
-    this.report(a, outcome);
-    if (outcome !== Outcome.Success && this.route.retry !== undefined && isRetriableStatus(this.route.retry, status)) {
-      if (this.mayRetry({ kind: 'status', status }, 'status')) {
-        a.drop();
-        this.retry(a);
-        return;
+    if (this.grpc && status === 200) {
+      const code = parseGrpcStatus(headerValue(head.headers, 'grpc-status'));
+      if (code === undefined) {
+        // The outcome is in the trailers.
+        this.awaitingStatus = a;
+      } else {
+        // Trailers-only: the call is answered (and may be retried) before anything was committed.
+        this.grpcCode = code;
+        this.report(a, outcomeOfGrpcStatus(code));
+        if (code !== GrpcStatus.OK && this.route.retry !== undefined && this.useCopy() && this.mayRetry({ kind: 'grpc', code }, 'status')) {
+          this.grpcCode = undefined;
+          a.drop();
+          this.retry(a);
+          return;
+        }
+      }
+    } else {
+      const outcome = outcomeOfStatus(status);
+      this.report(a, outcome);
+      if (outcome !== Outcome.Success && this.route.retry !== undefined && isRetriableStatus(this.route.retry, status)) {
+        if (this.mayRetry({ kind: 'status', status }, 'status')) {
+          a.drop();
+          this.retry(a);
+          return;
+        }
       }
     }
     this.committed = a;
@@ -406,6 +475,7 @@ export class Call implements ExchangeObserver, BodyConsumer, GuardSlot, PickSlot
     if (this.isHead || status === 204 || status === 304) framing = 'none';
     else if (head.chunked) framing = 'chunked';
     else if (head.contentLength >= 0) framing = 'length';
+    else if (head.streamed === true) framing = 'stream';
     else framing = 'close';
     this.ex.writeHead(status, head.reason, responseHeaderBlock(head.headers, false), framing);
   }
@@ -429,9 +499,21 @@ export class Call implements ExchangeObserver, BodyConsumer, GuardSlot, PickSlot
     if (!this.ex.write(chunk)) a.conn?.pause();
   }
 
+  onTrailers(trailers: string[]): void {
+    this.trailers = trailers;
+    if (this.grpc) {
+      const code = parseGrpcStatus(headerValue(trailers, 'grpc-status'));
+      if (code !== undefined) this.grpcCode = code;
+    }
+  }
+
   onEnd(a: Attempt): void {
     a.done();
-    if (!this.clientGone) this.ex.end();
+    if (this.awaitingStatus === a) {
+      this.awaitingStatus = undefined;
+      this.report(a, outcomeOfGrpcStatus(this.grpcCode ?? GrpcStatus.UNKNOWN));
+    }
+    if (!this.clientGone) this.ex.end(this.trailers);
     this.finish();
   }
 
@@ -445,10 +527,16 @@ export class Call implements ExchangeObserver, BodyConsumer, GuardSlot, PickSlot
     if (this.committed === a) {
       // The response had started: the only honest signal left is to cut the connection.
       this.reason = classifyUpstreamError(err);
-      this.ex.destroy();
+      if (this.awaitingStatus === a) {
+        this.awaitingStatus = undefined;
+        this.report(a, Outcome.GatewayFailure);
+        this.grpcCode = GrpcStatus.UNAVAILABLE;
+      }
+      this.ex.destroy(err.code);
       this.finish();
       return;
     }
+    this.useCopy();
     // A kept-alive connection the upstream closed just as the request went out: not the endpoint's fault,
     // and nothing was processed. Send it again on a fresh connection (as browsers and Envoy do).
     if (
@@ -457,7 +545,7 @@ export class Call implements ExchangeObserver, BodyConsumer, GuardSlot, PickSlot
       err.code !== 'ETIMEDOUT_TRY' &&
       this.staleRetries < STALE_RETRIES &&
       this.bodyState !== BODY_STREAM &&
-      (this.keyed || isIdempotentMethod(this.method))
+      (this.keyed || isIdempotentMethod(this.method) || this.grpc)
     ) {
       this.staleRetries++;
       const now = this.deps.clock.now();
@@ -513,6 +601,7 @@ export class Call implements ExchangeObserver, BodyConsumer, GuardSlot, PickSlot
   private fail(reason: ProxyErrorReason, message: string, extra?: Record<string, string>): void {
     if (this.finished) return;
     this.reason = reason;
+    if (this.grpc) this.grpcCode = grpcStatusOfReason(reason);
     if (!this.clientGone) {
       this.status = errorStatus[reason];
       this.ex.sendError(this.status, reason, message, extra);
@@ -528,6 +617,7 @@ export class Call implements ExchangeObserver, BodyConsumer, GuardSlot, PickSlot
     const code = this.clientGone && this.status === 0 ? 499 : this.status;
     this.route.guard?.leave(this, code);
     this.route.stats.record(code, elapsed / 1000);
+    if (this.grpc) this.route.stats.recordGrpc(this.clientGone && this.grpcCode === undefined ? GrpcStatus.CANCELLED : (this.grpcCode ?? GrpcStatus.UNKNOWN));
     this.route.release?.();
     const log = this.deps.accessLog;
     if (log.active) {

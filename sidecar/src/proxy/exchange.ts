@@ -34,7 +34,12 @@ export interface ExchangeObserver {
   onClientDrain(): void;
 }
 
-export type ResponseFraming = 'length' | 'chunked' | 'close' | 'none' | 'upgrade';
+/**
+ * How the response body bytes handed to `Downstream.write` are framed: as received from an HTTP/1.1 upstream
+ * (`length`, `chunked` bytes, `close`-delimited, `none`), or `stream`: plain payload bytes whose end is the
+ * end of an HTTP/2 stream, possibly followed by trailers (the HTTP/1.1 engine chunks them itself).
+ */
+export type ResponseFraming = 'length' | 'chunked' | 'close' | 'none' | 'upgrade' | 'stream';
 
 /** A socket taken out of HTTP handling after 101, with the bytes already read from it. */
 export interface DetachedSocket {
@@ -59,12 +64,23 @@ export interface Downstream {
   writeHead(status: number, reason: string, headerBlock: string, framing: ResponseFraming): void;
   /** Response body bytes; false means wait for the observer's onClientDrain. */
   write(chunk: Buffer): boolean;
-  end(): void;
-  /** A JSON error answer (`x-outrigger-error: reason`); cuts the connection if the response had started. */
+  /** The response is complete; `trailers` (flat [name, value, ...]) follow a `stream`-framed body. */
+  end(trailers?: readonly string[]): void;
+  /** A JSON error answer (a gRPC answer with grpc-status to a gRPC call) (`x-outrigger-error: reason`); cuts the connection if the response had started. */
   sendError(status: number, reason: string, message: string, extraHeaders?: Readonly<Record<string, string>>): void;
-  /** Cuts the client connection. */
-  destroy(): void;
+  /** Cuts the client connection (HTTP/2: resets the stream; `code` is the upstream failure's, e.g. `RST_8`). */
+  destroy(code?: string): void;
   detach(): DetachedSocket;
+  /** 2 for an HTTP/2 stream (the inbound side then speaks HTTP/2 to the app too); absent for HTTP/1.x. */
+  readonly version?: 2 | undefined;
+}
+
+/** A request as a listener hands it to its handler. */
+export interface IncomingExchange extends Downstream {
+  /** The service a CONNECT tunnel carries, if the request came through one. */
+  readonly tunnel: string | undefined;
+  /** The response has ended (or the client left). */
+  readonly finished: boolean;
 }
 
 /** What one exchange on an upstream connection hears back. */
@@ -75,6 +91,8 @@ export interface UpstreamHandler {
   onResponseHead(head: ResponseHead): void;
   /** Response body bytes as framed by the upstream (a chunked body stays chunked). */
   onResponseData(chunk: Buffer): void;
+  /** Trailers of an HTTP/2 response (flat [name, value, ...]), before `onResponseEnd`. */
+  onResponseTrailers?(trailers: string[]): void;
   /** The response is complete. */
   onResponseEnd(): void;
   /** The exchange failed (no connection, a reset, a malformed response, or the connection closed early). */
@@ -100,6 +118,8 @@ export interface UpstreamLink {
   write(data: string | Buffer): boolean;
   /** Writes the request head and a body in one go. */
   writeRequest(head: string, body: Buffer | undefined): void;
+  /** The request body (streamed with `write` after the head) is complete (HTTP/2 ends its stream). */
+  endRequest?(): void;
   pause(): void;
   resume(): void;
   /** Gives up the exchange and closes the connection. */

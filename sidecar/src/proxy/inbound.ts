@@ -10,7 +10,9 @@ import { headerValue } from './headers.js';
 import type { RequestHead } from './http1/parser.js';
 import { Idempotency } from './idempotency/gate.js';
 import type { UpstreamSettings } from './outbound.js';
-import type { PoolOptions, UpstreamPool } from './http1/pool.js';
+import type { PoolOptions } from './http1/pool.js';
+import type { H2PoolOptions } from './http2/pool.js';
+import type { UpstreamPoolLike } from './exchange.js';
 import type { ExchangeHandler } from './http1/server.js';
 import type { PoolRegistry } from './pools.js';
 
@@ -38,6 +40,8 @@ class AppRoute implements Route {
   readonly authority: string;
   /** Replaced (not mutated) when the `http` section changes; the registry applies it to the pool. */
   poolOptions: PoolOptions;
+  /** For calls that came in over HTTP/2: the app is spoken to in HTTP/2 too (h2c with prior knowledge). */
+  h2Options: H2PoolOptions;
   authz: 'allow' | undefined;
 
   constructor(
@@ -54,6 +58,11 @@ class AppRoute implements Route {
     this.authority = url.host;
     this.endpoint = new Endpoint({ address: url.host, weight: 1, capacity: connections, cost: 1 });
     this.poolOptions = this.optionsFor(upstream);
+    this.h2Options = this.h2OptionsFor(upstream);
+  }
+
+  h2OptionsFor(upstream: UpstreamSettings): H2PoolOptions {
+    return { maxConnections: 4, connectTimeoutMs: APP_CONNECT_TIMEOUT_MS, idleTimeoutMs: upstream.idleTimeoutMs, limits: upstream.limits };
   }
 
   optionsFor(upstream: UpstreamSettings): PoolOptions {
@@ -64,8 +73,8 @@ class AppRoute implements Route {
     return this.endpoint;
   }
 
-  pool(): UpstreamPool {
-    return this.pools.get(this.endpoint, this.poolOptions);
+  pool(_endpoint: Endpoint, http2Client: boolean): UpstreamPoolLike {
+    return http2Client ? this.pools.getH2(this.endpoint, this.h2Options) : this.pools.get(this.endpoint, this.poolOptions);
   }
 }
 
@@ -180,6 +189,7 @@ export class InboundProxy {
       this.pools.release([old.endpoint]);
     } else {
       old.poolOptions = old.optionsFor(upstream);
+      old.h2Options = old.h2OptionsFor(upstream);
     }
     this.configureAuthorization(options.authorization);
   }

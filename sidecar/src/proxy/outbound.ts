@@ -6,9 +6,12 @@ import type { Metrics } from '../telemetry/metrics.js';
 import { absoluteFormAuthority, Call, type CallDeps, type Route } from './call.js';
 import { headerBag, hostName } from './headers.js';
 import type { ParseLimits } from './http1/parser.js';
-import type { PoolOptions, UpstreamPool } from './http1/pool.js';
+import type { PoolOptions } from './http1/pool.js';
+import type { H2PoolOptions } from './http2/pool.js';
+import type { UpstreamPoolLike } from './exchange.js';
 import type { MeshCredentials, TlsRefusal } from './tls/mesh-tls.js';
-import type { Exchange, ExchangeHandler } from './http1/server.js';
+import type { ExchangeHandler } from './http1/server.js';
+import type { IncomingExchange } from './exchange.js';
 import type { PoolRegistry } from './pools.js';
 
 /** Upstream connection settings the whole sidecar shares (per-service ones come from the service's policy). */
@@ -31,6 +34,9 @@ export interface ServiceResolver {
   resolve(name: string, done: (found: boolean) => void): void;
 }
 
+/** HTTP/2 sessions to one endpoint at most (each carries as many calls as the server's SETTINGS allow). */
+const H2_SESSIONS_PER_ENDPOINT = 16;
+
 /** The per-cluster route: reads the cluster's current picker and the guard; built once per config. */
 class ClusterRoute implements Route {
   readonly direction = 'outbound' as const;
@@ -41,6 +47,9 @@ class ClusterRoute implements Route {
   private readonly poolOptions: PoolOptions;
   /** For endpoints marked `mesh`: the same over mutual TLS (plaintext until this sidecar has a certificate). */
   private readonly meshPoolOptions: PoolOptions;
+  /** `http2` and `grpc` services: HTTP/2 sessions (h2c, or h2 over mutual TLS to mesh endpoints). */
+  private readonly h2Options: H2PoolOptions | undefined;
+  private readonly meshH2Options: H2PoolOptions | undefined;
 
   constructor(
     private readonly cluster: Cluster,
@@ -57,13 +66,21 @@ class ClusterRoute implements Route {
     this.retry = cfg.retry;
     this.poolOptions = { maxConnections: cfg.limits.maxConcurrent, connectTimeoutMs: cfg.connectTimeoutMs, idleTimeoutMs: upstream.idleTimeoutMs, limits: upstream.limits };
     this.meshPoolOptions = mesh === undefined ? this.poolOptions : { ...this.poolOptions, tls: { credentials: mesh.credentials, service: cluster.name, refused: mesh.refused } };
+    if (cfg.protocol === 'http2' || cfg.protocol === 'grpc') {
+      // A few sessions carry every call; the cap on calls is the guard's.
+      const h2: H2PoolOptions = { maxConnections: H2_SESSIONS_PER_ENDPOINT, connectTimeoutMs: cfg.connectTimeoutMs, idleTimeoutMs: upstream.idleTimeoutMs, limits: upstream.limits };
+      this.h2Options = h2;
+      this.meshH2Options = this.meshPoolOptions.tls === undefined ? h2 : { ...h2, tls: this.meshPoolOptions.tls };
+    }
   }
 
   pick(hashKey: string | undefined, avoid: readonly Endpoint[] | undefined): Endpoint | undefined {
     return this.cluster.picker.pick(hashKey, avoid);
   }
 
-  pool(endpoint: Endpoint): UpstreamPool {
+  pool(endpoint: Endpoint): UpstreamPoolLike {
+    const h2 = endpoint.mesh ? this.meshH2Options : this.h2Options;
+    if (h2 !== undefined) return this.pools.getH2(endpoint, h2);
     return this.pools.get(endpoint, endpoint.mesh ? this.meshPoolOptions : this.poolOptions);
   }
 }
@@ -145,7 +162,7 @@ export class OutboundProxy {
   }
 
   /** The slow path of a name this sidecar does not know: asks the control plane, then routes or answers 404. */
-  private lookUp(ex: Exchange, name: string, start: number): void {
+  private lookUp(ex: IncomingExchange, name: string, start: number): void {
     const resolver = this.resolver;
     if (resolver === undefined) {
       this.refuse(ex, 404, 'unknown-service', `no service named "${name}" is known to this sidecar`);
@@ -163,7 +180,7 @@ export class OutboundProxy {
     });
   }
 
-  private send(ex: Exchange, cluster: Cluster, start: number): void {
+  private send(ex: IncomingExchange, cluster: Cluster, start: number): void {
     if (cluster.config.protocol === 'tcp') {
       this.refuse(ex, 400, 'bad-request', `service "${cluster.name}" is a TCP service: connect to its own port`);
       return;
@@ -183,7 +200,7 @@ export class OutboundProxy {
     return r;
   }
 
-  private refuse(ex: Exchange, status: number, reason: string, message: string): void {
+  private refuse(ex: IncomingExchange, status: number, reason: string, message: string): void {
     ex.sendError(status, reason, message);
     this.countOwn(status);
   }

@@ -21,11 +21,23 @@ export function isIdempotentMethod(method: string): boolean {
 /** What went wrong with one attempt, as the retry rules see it. */
 export type AttemptFailure =
   | { readonly kind: 'error'; readonly reason: ProxyErrorReason }
-  | { readonly kind: 'status'; readonly status: number };
+  | { readonly kind: 'status'; readonly status: number }
+  /** A gRPC call answered with this non-zero `grpc-status` (trailers-only: nothing was committed yet). */
+  | { readonly kind: 'grpc'; readonly code: number };
+
+/** The `retry.on` names of gRPC status codes (CANCELLED 1, DEADLINE_EXCEEDED 4, INTERNAL 13, RESOURCE_EXHAUSTED 8, UNAVAILABLE 14). */
+const GRPC_RETRY_ON: Readonly<Record<number, RetryConfig['on'][number]>> = {
+  1: 'cancelled',
+  4: 'deadline-exceeded',
+  8: 'resource-exhausted',
+  13: 'internal',
+  14: 'unavailable',
+};
 
 /**
  * Whether `failure` is retriable under `config.on`. `gateway-error` covers 502/503/504 and per-try
- * timeouts (as Envoy's), `5xx` covers every 5xx status and connect failures, resets and timeouts.
+ * timeouts (as Envoy's), `5xx` covers every 5xx status and connect failures, resets and timeouts; both
+ * cover the gRPC status UNAVAILABLE, and each gRPC code name covers its code.
  */
 export function isRetriableFailure(config: RetryConfig, failure: AttemptFailure): boolean {
   const on = config.on;
@@ -40,6 +52,12 @@ export function isRetriableFailure(config: RetryConfig, failure: AttemptFailure)
       default:
         return false;
     }
+  }
+  if (failure.kind === 'grpc') {
+    const cond = GRPC_RETRY_ON[failure.code];
+    if (cond !== undefined && on.includes(cond)) return true;
+    // UNAVAILABLE is gRPC's 503 (as the gRPC HTTP mapping has it): the default conditions retry it too.
+    return failure.code === 14 && (on.includes('gateway-error') || on.includes('5xx'));
   }
   const s = failure.status;
   if (on.includes('5xx') && s >= 500 && s <= 599) return true;

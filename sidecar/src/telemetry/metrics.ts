@@ -66,6 +66,23 @@ export class Metrics {
         }
       },
     });
+    new Counter({
+      name: 'outrigger_grpc_calls_total',
+      help: 'gRPC calls (content-type application/grpc) handled by the sidecar, by direction, service and grpc-status code.',
+      labelNames: ['direction', 'service', 'grpc_code'],
+      registers: [this.registry],
+      collect() {
+        this.reset();
+        for (const s of traffic.values()) {
+          if (s.grpcCalls === 0) continue;
+          const codes = s.grpcCodes;
+          for (let c = 0; c < codes.length; c++) {
+            const n = codes[c]!;
+            if (n > 0) this.inc({ direction: s.direction, service: s.service, grpc_code: GRPC_CODE_NAMES[c]! }, n);
+          }
+        }
+      },
+    });
     new Gauge({
       name: 'outrigger_upgrades_active',
       help: 'Upgraded connections (101 Switching Protocols, e.g. WebSocket) joined to their upstream and open now.',
@@ -353,3 +370,24 @@ function durationHistogram(traffic: ReadonlyMap<string, TrafficStats>) {
     reset() {},
   };
 }
+
+/** gRPC status code names as the `grpc_code` label shows them (as grpc-go's and Envoy's metrics). */
+const GRPC_CODE_NAMES: readonly string[] = [
+  'OK',
+  'CANCELLED',
+  'UNKNOWN',
+  'INVALID_ARGUMENT',
+  'DEADLINE_EXCEEDED',
+  'NOT_FOUND',
+  'ALREADY_EXISTS',
+  'PERMISSION_DENIED',
+  'RESOURCE_EXHAUSTED',
+  'FAILED_PRECONDITION',
+  'ABORTED',
+  'OUT_OF_RANGE',
+  'UNIMPLEMENTED',
+  'INTERNAL',
+  'UNAVAILABLE',
+  'DATA_LOSS',
+  'UNAUTHENTICATED',
+];

@@ -65,6 +65,15 @@ export class TrafficStats {
    */
   readonly latencyBuckets = new Float64Array(LATENCY_BUCKETS);
 
+  /** gRPC calls by grpc-status (index = code 0..16). */
+  readonly grpcCodes = new Float64Array(17);
+  grpcCalls = 0;
+
+  recordGrpc(code: number): void {
+    this.grpcCalls++;
+    if (code >= 0 && code <= 16) this.grpcCodes[code]!++;
+  }
+
   record(code: number, seconds: number): void {
     this.requests++;
     this.durationSum += seconds;

@@ -544,7 +544,7 @@ services:
       'controlPlane.addresses: expected at least one control plane address, got []',
       'services.b.healthCheck.http.path: expected a URL path starting with "/", got "healthz"',
       'services.b.healthCheck.http.expectedStatuses[1]: expected integer 100..599, got 700',
-      'services.b.retry.on[1]: expected one of connect-failure, reset, gateway-error, 5xx, timeout, retriable-status, got "sometimes"',
+      'services.b.retry.on[1]: expected one of connect-failure, reset, gateway-error, 5xx, timeout, retriable-status, cancelled, deadline-exceeded, internal, resource-exhausted, unavailable, got "sometimes"',
       'services.b.retry.budget.ratio: expected number 0..1, got 1.5',
       'services.b.panicThreshold: expected number 0..100, got 101',
       'log.level: expected one of trace, debug, info, warn, error, silent, got "loud"',
@@ -588,8 +588,8 @@ describe('parseSidecarConfig: protocol', () => {
   });
 
   it('refuses an unknown protocol', () => {
-    expect(issuesOf(withInventory('protocol: udp\nlisten: 127.0.0.1:15432'))).toEqual(['services.inventory.protocol: expected one of http | tcp, got "udp"']);
-    expect(issuesOf(withInventory('protocol: TCP\nlisten: 127.0.0.1:15432'))).toEqual(['services.inventory.protocol: expected one of http | tcp, got "TCP"']);
+    expect(issuesOf(withInventory('protocol: udp\nlisten: 127.0.0.1:15432'))).toEqual(['services.inventory.protocol: expected one of http | http2 | grpc | tcp, got "udp"']);
+    expect(issuesOf(withInventory('protocol: TCP\nlisten: 127.0.0.1:15432'))).toEqual(['services.inventory.protocol: expected one of http | http2 | grpc | tcp, got "TCP"']);
   });
 
   it('does not ask a tcp service for hashOn (ring-hash and maglev hash the client address)', () => {
@@ -604,7 +604,7 @@ describe('parseSidecarConfig: protocol', () => {
 
   it('lets a pushed policy say tcp and leave the port to the file', () => {
     expect(parseServiceConfig({ protocol: 'tcp', endpoints: [{ address: '10.0.0.7:5432' }] }, 'update v3 of db')).toMatchObject({ protocol: 'tcp', listen: undefined });
-    expect(() => parseServiceConfig({ protocol: 'udp' }, 'update v3 of db')).toThrow('update v3 of db: protocol: expected one of http | tcp, got "udp"');
+    expect(() => parseServiceConfig({ protocol: 'udp' }, 'update v3 of db')).toThrow('update v3 of db: protocol: expected one of http | http2 | grpc | tcp, got "udp"');
   });
 });
 

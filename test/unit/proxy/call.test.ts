@@ -50,6 +50,28 @@ class FakeLink implements UpstreamLink {
   detach(): DetachedSocket {
     throw new Error('no upgrade in these tests');
   }
+  /** An HTTP/2 gRPC answer: headers (with `grpc-status` for a trailers-only answer), a message, trailers. */
+  grpc(headers: string[], body?: string, trailers?: string[]): void {
+    const h = this.handler!;
+    h.onResponseHead({
+      minor: 1,
+      headers: ['content-type', 'application/grpc', ...headers],
+      contentLength: -1,
+      chunked: false,
+      keepAlive: true,
+      connectionUpgrade: false,
+      upgrade: undefined,
+      headBytes: 0,
+      status: 200,
+      reason: '',
+      closeDelimited: false,
+      streamed: true,
+    });
+    if (body !== undefined) h.onResponseData(Buffer.from(body));
+    if (trailers !== undefined) h.onResponseTrailers?.(trailers);
+    h.onResponseEnd();
+  }
+
   /** The upstream answers `status` with `body`. */
   answer(status: number, body = 'ok'): void {
     const raw = Buffer.from(`HTTP/1.1 ${status} X\r\ncontent-length: ${body.length}\r\n\r\n`);
@@ -271,5 +293,76 @@ describe('Call (fake clock, fake sockets)', () => {
     const second = new FakeDownstream(GET);
     t.call(second);
     expect(second.error).toEqual({ status: 503, reason: 'overloaded', headers: { 'retry-after': '1' } });
+  });
+
+  describe('gRPC calls', () => {
+    const GRPC = 'POST /pkg.Svc/Get HTTP/1.1\r\nHost: svc\r\nContent-Type: application/grpc\r\nTE: trailers\r\ngrpc-timeout: 500m\r\nTransfer-Encoding: chunked\r\n\r\n';
+    const body = ['5\r\nhello\r\n', '0\r\n\r\n'];
+
+    it('takes grpc-timeout as the deadline and sends the time left upstream', () => {
+      const t = setup();
+      const down = new FakeDownstream(GRPC, body);
+      t.call(down);
+      t.clock.advance(30);
+      const link = t.waitingPool().connect();
+      expect(link.written).toContain('x-outrigger-deadline-ms: 470\r\n');
+      expect(link.written).toContain('grpc-timeout: 470m\r\n');
+      expect(link.written.match(/grpc-timeout/g)).toHaveLength(1);
+    });
+
+    it('counts the outcome from the trailers: NOT_FOUND is a success for the endpoint, UNAVAILABLE a gateway failure', () => {
+      const t = setup({ retry: { attempts: 0 } });
+      const a = new FakeDownstream(GRPC, body);
+      t.call(a);
+      t.waitingPool().connect().grpc([], 'msg', ['grpc-status', '5', 'grpc-message', 'no such thing']);
+      expect(a.trailers).toEqual(['grpc-status', '5', 'grpc-message', 'no such thing']);
+      expect(a.framing).toBe('stream');
+      const b = new FakeDownstream(GRPC, body);
+      t.call(b);
+      t.waitingPool().connect().grpc([], 'msg', ['grpc-status', '14']);
+      expect(t.outcomes.map((o) => o.outcome)).toEqual([Outcome.Success, Outcome.GatewayFailure]);
+      expect(t.stats.grpcCodes[5]).toBe(1);
+      expect(t.stats.grpcCodes[14]).toBe(1);
+    });
+
+    it('retries a trailers-only UNAVAILABLE on another endpoint with the body it kept, when retry.on has unavailable', () => {
+      const t = setup({ retry: { attempts: 2, on: ['unavailable'], perTryTimeout: '100ms', backoff: { base: '20ms', max: '20ms' } } });
+      const down = new FakeDownstream(GRPC, body);
+      t.call(down);
+      const first = t.waitingPool();
+      const l1 = first.connect();
+      expect(l1.written.endsWith('5\r\nhello\r\n0\r\n\r\n')).toBe(true);
+      l1.grpc(['grpc-status', '14', 'grpc-message', 'down']);
+      expect(down.status).toBe(0);
+      t.clock.advance(20);
+      const second = t.waitingPool();
+      expect(second).not.toBe(first);
+      const l2 = second.connect();
+      expect(l2.written.endsWith('5\r\nhello\r\n0\r\n\r\n')).toBe(true);
+      l2.grpc([], 'msg', ['grpc-status', '0']);
+      expect(down).toMatchObject({ status: 200, body: 'msg', ended: true });
+      expect(t.guard.retries.status).toBe(1);
+      expect(t.stats.grpcCodes[0]).toBe(1);
+    });
+
+    it('does not retry a trailers-only NOT_FOUND', () => {
+      const t = setup({ retry: { attempts: 2, on: ['unavailable'], perTryTimeout: '100ms', backoff: { base: '20ms', max: '20ms' } } });
+      const down = new FakeDownstream(GRPC, body);
+      t.call(down);
+      t.waitingPool().connect().grpc(['grpc-status', '5']);
+      expect(down.status).toBe(200);
+      expect(t.guard.retries.status).toBe(0);
+    });
+
+    it('retries a gRPC call after a reset before any response byte (gRPC calls are replayable)', () => {
+      const t = setup();
+      const down = new FakeDownstream(GRPC, body);
+      t.call(down);
+      t.waitingPool().connect().handler!.onUpstreamError(reset());
+      t.clock.advance(20);
+      t.waitingPool().connect().grpc([], 'ok', ['grpc-status', '0']);
+      expect(down.body).toBe('ok');
+      expect(t.guard.retries.reset).toBe(1);
+    });
   });
 });

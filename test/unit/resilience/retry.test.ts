@@ -73,6 +73,12 @@ describe('isRetriableFailure / isRetriableStatus', () => {
     '5xx': { reasons: ['connect-failure', 'reset', 'timeout'], statuses: (s) => s >= 500 && s <= 599 },
     timeout: { reasons: ['timeout'], statuses: () => false },
     'retriable-status': { reasons: [], statuses: (s) => CUSTOM.includes(s) },
+    // gRPC status codes (grpc.test.ts): never an HTTP status nor a proxy error reason.
+    cancelled: { reasons: [], statuses: () => false },
+    'deadline-exceeded': { reasons: [], statuses: () => false },
+    internal: { reasons: [], statuses: () => false },
+    'resource-exhausted': { reasons: [], statuses: () => false },
+    unavailable: { reasons: [], statuses: () => false },
   };
   const configFor = (on: readonly RetryOn[]): RetryConfig =>
     retryConfig(on.includes('retriable-status') ? { on, statuses: CUSTOM } : { on });

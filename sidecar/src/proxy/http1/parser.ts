@@ -73,6 +73,8 @@ export interface ResponseHead extends HeadCommon {
    * a response to HEAD is the caller's business). `keepAlive` is false then.
    */
   readonly closeDelimited: boolean;
+  /** An HTTP/2 response without content-length: payload bytes until the stream ends, maybe trailers. */
+  readonly streamed?: boolean;
 }
 
 // ---------------------------------------------------------------------------------------------------------

@@ -3,8 +3,9 @@ import type { Clock } from '../../../../common/src/clock.js';
 import type { TimerHandle, Timers } from '../../../../common/src/timers.js';
 import { ChunkedScanner } from './chunked.js';
 import { HttpParseError, parseRequestHead, type ParseLimits, type RequestHead } from './parser.js';
-import type { BodyConsumer, DetachedSocket, Downstream, ExchangeObserver, ResponseFraming } from '../exchange.js';
+import type { BodyConsumer, DetachedSocket, ExchangeObserver, IncomingExchange, ResponseFraming } from '../exchange.js';
 import { MeshAcceptor, type InboundTls } from '../tls/mesh-tls.js';
+import { H2_PREFACE, Http2Front } from '../http2/server.js';
 
 /**
  * The downstream half of the HTTP/1.1 engine: a listener on `net` sockets that parses request heads
@@ -29,7 +30,7 @@ export interface ListenerOptions {
 
 export interface ExchangeHandler {
   /** A request head has arrived; the handler now owns the exchange until it ends the response. */
-  onRequest(ex: Exchange): void;
+  onRequest(ex: IncomingExchange): void;
   /**
    * A CONNECT request: returns the name of the service the tunnel carries (it is answered 200 and every
    * request inside it goes to that service), or undefined to refuse it.
@@ -84,7 +85,7 @@ export function errorResponse(status: number, reason: string, message: string, e
  * One request on a client connection and the response to it. The request body is delivered to one
  * BodyConsumer; the response is written with `writeHead`, `write` and `end`.
  */
-export class Exchange implements Downstream {
+export class Exchange implements IncomingExchange {
   observer: ExchangeObserver | undefined;
   /** Set once the response head has been written. */
   headSent = false;
@@ -101,6 +102,8 @@ export class Exchange implements Downstream {
   private dechunker: ChunkedScanner | undefined;
   private continueSent = false;
   private pendingHead: string | undefined;
+  /** A `stream`-framed body (from HTTP/2) is chunked here for an HTTP/1.1 client. */
+  private chunkOut = false;
 
   constructor(
     readonly head: RequestHead,
@@ -207,6 +210,13 @@ export class Exchange implements Downstream {
       }
     } else if (framing === 'close') {
       this.closeAfter = true;
+    } else if (framing === 'stream') {
+      if (this.head.minor === 1) {
+        head += 'transfer-encoding: chunked\r\n';
+        this.chunkOut = true;
+      } else {
+        this.closeAfter = true;
+      }
     }
     if (this.conn.draining) this.closeAfter = true;
     if (framing === 'upgrade') head += '\r\n';
@@ -230,6 +240,7 @@ export class Exchange implements Downstream {
 
   /** Writes response body bytes (as framed upstream); false means wait for the observer's onClientDrain. */
   write(chunk: Buffer): boolean {
+    if (this.chunkOut) return this.writeChunk(chunk);
     const h = this.pendingHead;
     if (h !== undefined) {
       this.pendingHead = undefined;
@@ -244,9 +255,26 @@ export class Exchange implements Downstream {
     return this.conn.socket.write(chunk);
   }
 
+  /** One chunk of a `stream`-framed body. */
+  private writeChunk(chunk: Buffer): boolean {
+    if (chunk.length === 0) return true;
+    const h = this.pendingHead ?? '';
+    this.pendingHead = undefined;
+    const socket = this.conn.socket;
+    socket.write(`${h}${chunk.length.toString(16)}\r\n`, 'latin1');
+    socket.write(chunk);
+    return socket.write('\r\n', 'latin1');
+  }
+
   /** The response is complete; the connection takes the next request or closes. */
-  end(): void {
+  end(trailers?: readonly string[]): void {
     if (this.finished) return;
+    if (this.chunkOut) {
+      let last = `${this.pendingHead ?? ''}0\r\n`;
+      this.pendingHead = undefined;
+      if (trailers !== undefined) for (let i = 0; i < trailers.length; i += 2) last += `${trailers[i]}: ${trailers[i + 1]}\r\n`;
+      this.conn.socket.write(`${last}\r\n`, 'latin1');
+    }
     this.flushHead();
     this.finished = true;
     this.conn.exchangeDone(this, this.closeAfter || !this.bodyDone);
@@ -304,6 +332,8 @@ export class ClientConnection {
   draining = false;
   /** The client's verified mesh identity (its service), when it connected over mutual TLS. */
   peer: string | undefined;
+  /** No request has been read yet: the first bytes may be the HTTP/2 connection preface. */
+  private fresh = true;
 
   constructor(
     readonly socket: net.Socket,
@@ -358,6 +388,17 @@ export class ClientConnection {
   /** Parses what is buffered: a head, then as much of its body as is there. */
   private parse(): void {
     const buf = this.buf!;
+    if (this.fresh) {
+      if (buf[0] === 0x50 /* P */) {
+        const n = Math.min(buf.length, H2_PREFACE.length);
+        if (buf.compare(H2_PREFACE, 0, n, 0, n) === 0) {
+          // HTTP/2 with prior knowledge (or after ALPN h2): the connection goes to the HTTP/2 engine.
+          if (n === H2_PREFACE.length) this.toHttp2(buf);
+          return;
+        }
+      }
+      this.fresh = false;
+    }
     let head: RequestHead | null;
     try {
       head = parseRequestHead(buf, 0, buf.length, this.listener.options.limits);
@@ -486,6 +527,21 @@ export class ClientConnection {
       this.since = this.listener.clock.now();
       this.socket.resume();
     }
+  }
+
+  /** Hands the connection to the listener's HTTP/2 engine with the bytes read so far. */
+  private toHttp2(pending: Buffer): void {
+    this.phase = PHASE_DETACHED;
+    this.buf = undefined;
+    const s = this.socket;
+    s.off('data', this.onData);
+    s.off('drain', this.onDrain);
+    s.off('end', this.onEnd);
+    s.off('close', this.onClose);
+    s.off('error', noop);
+    s.pause();
+    this.listener.forget(this);
+    this.listener.http2().adopt(s, pending, this.peer);
   }
 
   detach(): DetachedSocket {
@@ -631,6 +687,17 @@ export class Http1Listener {
 
   /** Mutual TLS from other sidecars, when the listener's settings ask for it. */
   private mesh: MeshAcceptor | undefined;
+  /** The HTTP/2 engine, made when the first client sends the HTTP/2 connection preface. */
+  private h2: Http2Front | undefined;
+
+  http2(): Http2Front {
+    return (this.h2 ??= new Http2Front(this.handler, { limits: this.options.limits, idleTimeoutMs: this.options.idleTimeoutMs }));
+  }
+
+  /** HTTP/2 client connections open now. */
+  get http2Connections(): number {
+    return this.h2?.size ?? 0;
+  }
 
   private readonly handshakeDeadline = (fn: () => void): TimerHandle => this.timers.after(this.options.headerTimeoutMs, fn);
 
@@ -657,6 +724,7 @@ export class Http1Listener {
     if (mesh !== this.mesh) this.mesh?.close();
     this.mesh = mesh;
     this.server.maxConnections = options.maxConnections;
+    if (this.h2 !== undefined) this.h2.options = { limits: options.limits, idleTimeoutMs: options.idleTimeoutMs };
     this.sweeper?.cancel();
     this.startSweeper();
   }
@@ -700,6 +768,11 @@ export class Http1Listener {
       };
       if (this.server.listening) this.server.close();
       for (const s of this.upgraded) s.destroy();
+      const h2 = this.h2;
+      if (h2 !== undefined) {
+        h2.close();
+        this.timers.after(graceMs, () => h2.destroy());
+      }
       if (this.conns.size === 0) {
         done();
         return;

@@ -59,6 +59,10 @@ export class RecordingDownstream implements Downstream, BodyConsumer, ExchangeOb
     return this.ex.hasBody;
   }
 
+  get version(): 2 | undefined {
+    return this.ex.version;
+  }
+
   get peer(): string | undefined {
     return this.ex.peer;
   }
@@ -123,12 +127,12 @@ export class RecordingDownstream implements Downstream, BodyConsumer, ExchangeOb
     return this.clientGone ? true : this.ex.write(chunk);
   }
 
-  end(): void {
+  end(trailers?: readonly string[]): void {
     if (!this.settled) {
       this.settled = true;
       this.sink.complete(this.key, this.ex.head, this.bodyHash, this.response());
     }
-    if (!this.clientGone) this.ex.end();
+    if (!this.clientGone) this.ex.end(trailers);
   }
 
   sendError(status: number, reason: string, message: string, extraHeaders?: Readonly<Record<string, string>>): void {
@@ -136,9 +140,9 @@ export class RecordingDownstream implements Downstream, BodyConsumer, ExchangeOb
     if (!this.clientGone) this.ex.sendError(status, reason, message, extraHeaders);
   }
 
-  destroy(): void {
+  destroy(code?: string): void {
     this.abandon();
-    if (!this.clientGone) this.ex.destroy();
+    if (!this.clientGone) this.ex.destroy(code);
   }
 
   detach(): DetachedSocket {

@@ -86,14 +86,17 @@ export class MeshIdentityError extends Error {
   readonly code = 'ERR_MESH_IDENTITY';
 }
 
-/** Opens a TLS connection to a sidecar's inbound listener that only completes if its peer is `t.service`. */
-export function connectMesh(host: string, port: number, t: UpstreamTls): tls.TLSSocket {
+/**
+ * Opens a TLS connection to a sidecar's inbound listener that only completes if its peer is `t.service`;
+ * `alpn` is what the connection will speak (`h2` for the HTTP/2 engine).
+ */
+export function connectMesh(host: string, port: number, t: UpstreamTls, alpn: readonly string[] = HTTP1_ALPN): tls.TLSSocket {
   const td = t.credentials.trustDomain;
   const socket = tls.connect({
     host,
     port,
     secureContext: t.credentials.secureContext,
-    ALPNProtocols: ['http/1.1'],
+    ALPNProtocols: alpn as string[],
     // The chain is verified against the mesh CA (rejectUnauthorized); the name is the SPIFFE ID, not the host.
     checkServerIdentity: (_host, cert) => {
       const id = identityOf(cert.subjectaltname, td);
@@ -111,6 +114,8 @@ export function connectMesh(host: string, port: number, t: UpstreamTls): tls.TLS
   socket.setNoDelay(true);
   return socket;
 }
+
+const HTTP1_ALPN: readonly string[] = ['http/1.1'];
 
 /** TLS records start with 22 (handshake); an HTTP request starts with a letter. */
 const TLS_HANDSHAKE = 0x16;
@@ -136,7 +141,8 @@ export class MeshAcceptor {
       ...contextOptions(credentials.material),
       requestCert: true,
       rejectUnauthorized: true,
-      ALPNProtocols: ['http/1.1'],
+      // Both engines: an HTTP/2 client sends the connection preface next, which the listener recognizes.
+      ALPNProtocols: ['h2', 'http/1.1'],
       handshakeTimeout: handshakeTimeoutMs,
     });
     this.server.on('secureConnection', this.onSecure);
