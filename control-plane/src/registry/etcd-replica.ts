@@ -8,6 +8,7 @@ import type { LoadReport } from '../../../proto/gen/outrigger/v1/discovery.js';
 import type { EtcdStoreConfig } from '../config/types.js';
 import type { SubscriberView } from '../push/server.js';
 import { changeOf, desiredEntries, isStateKey, LEADER_KEY, LOADS_PREFIX } from './etcd-layout.js';
+import { EtcdMembers, type MemberView } from './etcd-members.js';
 import { connectEtcd, MAX_TXN_OPS } from './etcd-store.js';
 import type { Registry, SharedChange } from './registry.js';
 
@@ -30,6 +31,7 @@ import type { Registry, SharedChange } from './registry.js';
 export class EtcdReplica {
   readonly id: string;
   private readonly client: Etcd3;
+  private readonly members: EtcdMembers;
   private readonly prefix: string;
   private readonly ttlSeconds: number;
   private registry: Registry | undefined;
@@ -48,6 +50,7 @@ export class EtcdReplica {
   private syncRunning = false;
   private syncAgain = false;
   private lastSyncError: unknown;
+  private retryDelay = 100;
   private retryTimer: TimerHandle | undefined;
   private checkTimer: TimerHandle | undefined;
   private campaigning = false;
@@ -68,14 +71,25 @@ export class EtcdReplica {
     private readonly logger: Logger,
   ) {
     this.id = `${hostname()}-${process.pid}-${randomBytes(3).toString('hex')}`;
-    this.client = connectEtcd(config, clock).client;
     this.prefix = `${config.prefix}/`;
+    // Probes of each member (a linearizable read of the leader key) steer this replica's calls and streams
+    // to the members that serve (docs/ha.md, "Member failures").
+    this.members = new EtcdMembers(
+      config.endpoints,
+      this.prefix + LEADER_KEY,
+      (endpoint) => connectEtcd(config, clock, { hosts: [endpoint], once: true }).client,
+      clock,
+      timers,
+      logger,
+    );
+    this.client = connectEtcd(config, clock, { hostPolicy: (endpoint) => this.members.hostPolicy(endpoint) }).client;
     this.ttlSeconds = Math.round(config.leaseTtlMs / 1000);
   }
 
   /** Grants the lease, loads the shared state into `registry` and watches it; then campaigns for leadership. */
   async start(registry: Registry): Promise<void> {
     this.registry = registry;
+    this.members.start();
     try {
       await this.newLease();
       await this.resync(true);
@@ -106,6 +120,11 @@ export class EtcdReplica {
   onContact(listener: (inContact: boolean) => void): () => void {
     this.contactListeners.add(listener);
     return () => this.contactListeners.delete(listener);
+  }
+
+  /** The etcd members and whether each serves, as this replica last probed them. */
+  etcdMembers(): MemberView[] {
+    return this.members.view();
   }
 
   /** The replica id the `leader` key holds, if any. */
@@ -187,6 +206,7 @@ export class EtcdReplica {
       }
     }
     this.lease?.release();
+    this.members.close();
     this.client.close();
   }
 
@@ -459,10 +479,14 @@ export class EtcdReplica {
         await this.writeDiff();
       } while (this.syncAgain && !this.closed);
       this.lastSyncError = undefined;
+      this.retryDelay = 100;
     } catch (err) {
       this.lastSyncError = err;
-      this.logger.warn({ err: message(err) }, 'etcd: could not write the state (retrying in 500 ms)');
-      if (!this.closed) this.retryTimer = this.timers.after(500, () => this.scheduleSync());
+      // Soon at first: the client has already tried other members, and the member probes steer the next try.
+      const delay = this.retryDelay;
+      this.retryDelay = Math.min(delay * 2, 1_000);
+      this.logger.warn({ err: message(err) }, `etcd: could not write the state (retrying in ${delay} ms)`);
+      if (!this.closed) this.retryTimer = this.timers.after(delay, () => this.scheduleSync());
     } finally {
       this.syncRunning = false;
     }
