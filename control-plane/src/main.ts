@@ -75,6 +75,7 @@ export class ControlPlane {
       sidecars: () => this.push.views(),
       autoscale: () => this.autoscaler.views(),
       leader: () => this.replica?.isLeader() ?? true,
+      etcd: replica === undefined ? undefined : () => replica.stats(),
     });
     this.registry = new Registry({
       clock,

@@ -12,6 +12,17 @@ import { EtcdMembers, type MemberView } from './etcd-members.js';
 import { connectEtcd, MAX_TXN_OPS } from './etcd-store.js';
 import type { Registry, SharedChange } from './registry.js';
 
+/** Counts of one replica's etcd traffic (metrics; the scale bench reads them). */
+export interface EtcdStats {
+  txns: number;
+  txnOps: number;
+  watchResponses: number;
+  watchEvents: number;
+  /** Longest time between two successful keepalives of this replica's lease. */
+  keepaliveGapMaxMs: number;
+  contactLost: number;
+}
+
 /**
  * One control-plane replica's link to the shared state in etcd (docs/ha.md):
  *
@@ -60,6 +71,7 @@ export class EtcdReplica {
   private closed = false;
   private lastPublishedLoads = '';
   private readonly leadershipListeners = new Set<(leader: boolean) => void>();
+  private readonly counts: EtcdStats = { txns: 0, txnOps: 0, watchResponses: 0, watchEvents: 0, keepaliveGapMaxMs: 0, contactLost: 0 };
 
   /** What the Registry's `shared` option takes. */
   readonly hooks = { onLocalChange: (): void => this.scheduleSync(), flush: (): Promise<void> => this.flush() };
@@ -120,6 +132,11 @@ export class EtcdReplica {
   onContact(listener: (inContact: boolean) => void): () => void {
     this.contactListeners.add(listener);
     return () => this.contactListeners.delete(listener);
+  }
+
+  /** This replica's etcd traffic so far. */
+  stats(): EtcdStats {
+    return { ...this.counts };
   }
 
   /** The etcd members and whether each serves, as this replica last probed them. */
@@ -224,7 +241,7 @@ export class EtcdReplica {
     });
     lease.on('keepaliveSucceeded', () => {
       if (this.lease !== lease) return;
-      this.lastKeepaliveAt = this.clock.now();
+      this.keptAlive();
       this.check();
     });
     const id = await lease.grant();
@@ -232,6 +249,12 @@ export class EtcdReplica {
     this.leaseId = id;
     this.myLeases.add(id);
     this.lastKeepaliveAt = this.clock.now();
+  }
+
+  private keptAlive(): void {
+    const now = this.clock.now();
+    if (Number.isFinite(this.lastKeepaliveAt)) this.counts.keepaliveGapMaxMs = Math.max(this.counts.keepaliveGapMaxMs, Math.round(now - this.lastKeepaliveAt));
+    this.lastKeepaliveAt = now;
   }
 
   private async renewLease(): Promise<void> {
@@ -272,7 +295,10 @@ export class EtcdReplica {
     if (contact !== this.contact) {
       this.contact = contact;
       if (contact) this.logger.info({}, 'etcd: in contact again');
-      else this.logger.warn({ lastKeepaliveMs: Math.round(age) }, 'etcd: lost (no keepalive within the lease TTL); sidecars are sent to the other replicas');
+      else {
+        this.counts.contactLost++;
+        this.logger.warn({ lastKeepaliveMs: Math.round(age) }, 'etcd: lost (no keepalive within the lease TTL); sidecars are sent to the other replicas');
+      }
       for (const l of [...this.contactListeners]) l(contact);
     }
     const fresh = age < this.config.leaseTtlMs - 1_000;
@@ -297,7 +323,7 @@ export class EtcdReplica {
         .keepaliveOnce({ deadline: new Date(this.clock.wallNow() + 1_000) })
         .then(() => {
           if (this.lease !== lease || this.closed) return;
-          this.lastKeepaliveAt = this.clock.now();
+          this.keptAlive();
           this.check();
         })
         .catch(() => undefined)
@@ -398,6 +424,8 @@ export class EtcdReplica {
 
   private onWatch(res: IWatchResponse): void {
     if (res.events.length === 0) return;
+    this.counts.watchResponses++;
+    this.counts.watchEvents += res.events.length;
     const revision = Number(res.header.revision);
     const changes: SharedChange[] = [];
     let leaderChanged = false;
@@ -538,6 +566,8 @@ export class EtcdReplica {
             .if(this.prefix + LEADER_KEY, 'Version', '>', -1)
             .then(...chunk)
             .commit();
+      this.counts.txns++;
+      this.counts.txnOps += chunk.length;
       if (!res.succeeded) {
         // No longer the leader: write the rest without the computed weights.
         this.setLeader(false);
