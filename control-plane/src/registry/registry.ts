@@ -954,3 +954,13 @@ function checkAddress(address: string): void {
   const r = checkHostPort(address, false);
   if ('problem' in r) throw new RangeError(`${r.problem}, got ${JSON.stringify(address) ?? String(address)}`);
 }
+
+/**
+ * A change made here was not written because the same key was changed through another replica since (the
+ * newer change stands; `keys` are the shared-store keys, e.g. `policies/inventory`).
+ */
+export class ConflictError extends Error {
+  constructor(readonly keys: readonly string[]) {
+    super(`changed through another control-plane replica meanwhile (${keys.join(', ')}); that change stands and this one was not taken`);
+  }
+}
