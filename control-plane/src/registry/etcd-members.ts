@@ -32,6 +32,8 @@ interface Member {
   servedAt: number;
   /** Consecutive failed probes (0: serving, or not probed yet). */
   failures: number;
+  /** The last failure was a refused or reset connection (the member is down), not a timeout. */
+  down: boolean;
   probing: boolean;
   readonly attempts: Set<Attempt>;
   readonly streams: Set<{ cancel(): void }>;
@@ -52,7 +54,8 @@ export interface MemberView {
  *    quorum with a leader) within PROBE_TIMEOUT_MS, or counts as not serving.
  *  - Calls are routed to serving members: a call that the client's shuffle sends to a member that is not
  *    serving is refused at once (MemberAvoidedError, not a gRPC error) and the client tries its next member;
- *    when no member serves, every member is tried as before.
+ *    when no member serves (etcd is electing a leader), members known to be down (connection refused or
+ *    reset, also on a stream) are still avoided, and the others are tried as before.
  *  - A call already on its way is given up (a recoverable error: the client retries it on another member)
  *    on evidence that it will not be answered: a member answered a probe sent after the call while the
  *    call's member did not, or a probe sent after the call saw a higher raft term (a new etcd leader: a
@@ -78,7 +81,7 @@ export class EtcdMembers {
     private readonly logger: Logger,
   ) {
     for (const endpoint of endpoints) {
-      this.members.set(endpoint, { endpoint, servedAt: Number.NEGATIVE_INFINITY, failures: 0, probing: false, attempts: new Set(), streams: new Set(), client: undefined });
+      this.members.set(endpoint, { endpoint, servedAt: Number.NEGATIVE_INFINITY, failures: 0, down: false, probing: false, attempts: new Set(), streams: new Set(), client: undefined });
     }
   }
 
@@ -112,7 +115,7 @@ export class EtcdMembers {
   private execute<T>(endpoint: string, fn: PolicyFn<T>): Promise<T> {
     const m = this.members.get(endpoint);
     if (m === undefined || this.closed) return Promise.resolve().then(() => fn({ signal: new AbortController().signal }));
-    if (m.failures > 0 && this.anyServing()) return Promise.reject(new MemberAvoidedError(endpoint));
+    if (m.failures > 0 && (this.anyServing() || (m.down && this.anyUp()))) return Promise.reject(new MemberAvoidedError(endpoint));
     let result: T | Promise<T>;
     try {
       result = fn({ signal: new AbortController().signal });
@@ -147,14 +150,27 @@ export class EtcdMembers {
     });
   }
 
-  private trackStream(m: Member, stream: { cancel(): void; once(event: string, fn: () => void): unknown }): void {
+  private trackStream(m: Member, stream: { cancel(): void; once(event: string, fn: (arg?: unknown) => void): unknown }): void {
     m.streams.add(stream);
     const done = (): void => {
       m.streams.delete(stream);
     };
     stream.once('status', done);
-    stream.once('error', done);
     stream.once('close', done);
+    stream.once('error', (err: unknown) => {
+      done();
+      // The member refused or reset the connection: the client opens the stream again at once, elsewhere.
+      if (isDown(err) && !this.closed) {
+        m.failures = Math.max(m.failures, 1);
+        m.down = true;
+      }
+    });
+  }
+
+  /** Some member is not known to be down (it may only lack a leader, during an election). */
+  private anyUp(): boolean {
+    for (const m of this.members.values()) if (!m.down) return true;
+    return false;
   }
 
   private anyServing(): boolean {
@@ -180,11 +196,13 @@ export class EtcdMembers {
       const term = Number(res.header.raft_term);
       if (m.failures > 0) this.logger.info({ member: m.endpoint }, 'etcd: member serves again');
       m.failures = 0;
+      m.down = false;
       m.servedAt = Math.max(m.servedAt, startedAt);
       this.onServed(m, startedAt, Number.isFinite(term) ? term : 0);
     } catch (err) {
       if (this.closed) return;
       m.failures++;
+      m.down = isDown(err);
       if (m.failures === 1) this.logger.warn({ member: m.endpoint, err: err instanceof Error ? err.message : String(err) }, 'etcd: member does not answer; using the others');
       this.onFailed(m, startedAt);
     } finally {
@@ -221,11 +239,17 @@ export class EtcdMembers {
   }
 }
 
+/** gRPC UNAVAILABLE: connection refused or reset (a deadline that passed is DEADLINE_EXCEEDED, code 4). */
+function isDown(err: unknown): boolean {
+  const e = err as { code?: unknown; message?: unknown } | null;
+  return e?.code === 14 || (typeof e?.message === 'string' && e.message.startsWith('14 UNAVAILABLE'));
+}
+
 function isPromise<T>(v: T | Promise<T>): v is Promise<T> {
   return typeof (v as { then?: unknown } | null)?.then === 'function';
 }
 
-function isStream(v: unknown): v is { cancel(): void; once(event: string, fn: () => void): unknown } {
+function isStream(v: unknown): v is { cancel(): void; once(event: string, fn: (arg?: unknown) => void): unknown } {
   const s = v as { cancel?: unknown; once?: unknown } | null;
   return typeof s?.cancel === 'function' && typeof s.once === 'function';
 }
