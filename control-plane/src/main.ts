@@ -76,6 +76,7 @@ export class ControlPlane {
       autoscale: () => this.autoscaler.views(),
       leader: () => this.replica?.isLeader() ?? true,
       etcd: replica === undefined ? undefined : () => replica.stats(),
+      etcdMembers: replica === undefined ? undefined : () => replica.etcdMembers(),
     });
     this.registry = new Registry({
       clock,

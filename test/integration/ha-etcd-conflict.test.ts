@@ -39,8 +39,10 @@ describe.skipIf(!HAVE_ETCD)('concurrent changes through two replicas', () => {
   }, 30_000);
 
   it('two changes at once: each is taken (200) or refused (409), and both replicas end on one that was taken', async () => {
+    const answers: string[] = [];
     for (let round = 0; round < 5; round++) {
       const [ra, rb] = await Promise.all([put(a, 'inventory', `${round + 1}1s`), put(b, 'inventory', `${round + 1}2s`)]);
+      answers.push(`${ra.status}/${rb.status}`);
       expect([200, 409]).toContain(ra.status);
       expect([200, 409]).toContain(rb.status);
       const taken = [ra.status === 200 ? `${round + 1}1s` : undefined, rb.status === 200 ? `${round + 1}2s` : undefined].filter((t) => t !== undefined);
@@ -49,6 +51,7 @@ describe.skipIf(!HAVE_ETCD)('concurrent changes through two replicas', () => {
       let seen: unknown[] = [];
       expect(await waitFor(async () => (seen = [await timeoutOf(a, 'inventory'), await timeoutOf(b, 'inventory')])[0] === seen[1] && taken.includes(String(seen[0])), 10_000)).toBe(true);
     }
+    console.log(`answers through a/b, round by round: ${answers.join(', ')}`);
   }, 120_000);
 
   it('a change left pending on a cut-off replica (503) does not overwrite a newer one made through the other', async () => {

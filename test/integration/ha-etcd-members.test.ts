@@ -33,6 +33,12 @@ describe.skipIf(!HAVE_ETCD)('replicated control plane when an etcd member is cut
     const reached = r.status === 200 && (await waitFor(async () => (await applied())?.['timeout'] === timeout, 10_000));
     return { status: r.status, reached };
   };
+  /** outrigger_cp_etcd_member_serving of `member` on `cp` (undefined when not listed). */
+  const serving = async (cp: ControlPlaneProcess, member: string): Promise<number | undefined> => {
+    const text = (await sendApi(cp.http, { path: '/metrics' })).body;
+    const line = text.split('\n').find((l) => l.startsWith(`outrigger_cp_etcd_member_serving{member="${member}"}`));
+    return line === undefined ? undefined : Number(line.slice(line.lastIndexOf(' ') + 1));
+  };
   const leaderIndex = async (): Promise<number> => {
     for (const [i, m] of etcd.members.entries()) {
       const r = await fetch(`${m.endpoint}/v3/maintenance/status`, { method: 'POST', body: '{}' }).catch(() => undefined);
@@ -83,10 +89,12 @@ describe.skipIf(!HAVE_ETCD)('replicated control plane when an etcd member is cut
       relay.cut();
       // Right after the cut (the replicas have not noticed yet) and once they have.
       expect(await change(b)).toEqual({ status: 200, reached: true });
-      await new Promise((resolve) => setTimeout(resolve, 2_000));
+      // Both replicas see that the member does not answer (their metrics), and keep taking changes.
+      for (const cp of [a, b]) expect(await waitFor(async () => (await serving(cp, relay.endpoint)) === 0, 10_000)).toBe(true);
       expect(await change(b)).toEqual({ status: 200, reached: true });
       expect(await change(a)).toEqual({ status: 200, reached: true });
       relay.heal();
+      for (const cp of [a, b]) expect(await waitFor(async () => (await serving(cp, relay.endpoint)) === 1, 10_000)).toBe(true);
     }
     // Both replicas said which member stopped answering.
     expect(a.stdout).toContain('member does not answer');

@@ -2,6 +2,7 @@ import { monitorEventLoopDelay } from 'node:perf_hooks';
 import { Counter, Gauge, Registry, collectDefaultMetrics } from 'prom-client';
 import type { AutoscaleView } from '../autoscale/types.js';
 import type { SubscriberView } from '../push/server.js';
+import type { MemberView } from '../registry/etcd-members.js';
 import type { EtcdStats } from '../registry/etcd-replica.js';
 import type { InstanceView } from '../registry/registry.js';
 
@@ -15,6 +16,8 @@ export interface ControlPlaneMetricsSource {
   readonly leader?: (() => boolean) | undefined;
   /** With `store.etcd`: this replica's etcd traffic and keepalive timing. */
   readonly etcd?: (() => EtcdStats) | undefined;
+  /** With `store.etcd`: each etcd member and whether it answered this replica's last probe. */
+  readonly etcdMembers?: (() => readonly MemberView[]) | undefined;
 }
 
 /**
@@ -137,6 +140,19 @@ export class ControlPlaneMetrics {
         registers: [r],
         collect() {
           this.set(etcd().keepaliveGapMaxMs / 1000);
+        },
+      });
+    }
+    const members = source.etcdMembers;
+    if (members !== undefined) {
+      new Gauge({
+        name: 'outrigger_cp_etcd_member_serving',
+        help: "1 when the etcd member answered this replica's last probe (a linearizable read within 500 ms), else 0.",
+        labelNames: ['member'],
+        registers: [r],
+        collect() {
+          this.reset();
+          for (const m of members()) this.set({ member: m.endpoint }, m.serving ? 1 : 0);
         },
       });
     }
