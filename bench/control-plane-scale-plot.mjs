@@ -98,10 +98,12 @@ fs.writeFileSync(output, svg);
 const fmt = (n) => (n === 'timeout' ? 'timeout' : Number.isFinite(n) ? String(Math.round(n)) : '–');
 const rows = runs.flatMap((r) => r.steps.map((s) => ({ ...s, kind: kind(r) }))).map((s) => {
   const per = (k, src) => (s[src] ? s[src].map((x) => fmt(x[k] / 1024)).join(' / ') : '–');
-  return `| ${s.sidecars.toLocaleString('en-US')} | ${s.kind} | ${s.replicas} | ${s.ok ? fmt(s.p50Ms) : 'failed'} | ${s.ok ? fmt(s.p99Ms) : 'failed'} | ${s.ok ? fmt(s.maxMs) : '–'} | ${per('rssKb', 'memory')} | ${per('anonKb', 'memory')} | ${per('hwmKb', 'memory')} | ${per('rssKb', 'idle')} | ${fmt(s.allAckedMs)} | ${s.ok ? `${s.changes.length}, 0 timeouts, 0 stream errors` : esc(s.error ?? `${s.timeouts} timeouts, ${s.streamErrors} stream errors`)} |`;
+  const e = s.etcdConnect;
+  const etcdCols = e ? `${e.map((x) => fmt(x?.loopMaxMs)).join(' / ')} | ${e.map((x) => fmt(x?.keepaliveGapMaxMs)).join(' / ')} | ${e.map((x) => (x ? `${x.txns} (${x.txnOps})` : '–')).join(' / ')}` : '– | – | –';
+  return `| ${s.sidecars.toLocaleString('en-US')} | ${s.kind} | ${s.replicas} | ${s.ok ? fmt(s.p50Ms) : 'failed'} | ${s.ok ? fmt(s.p99Ms) : 'failed'} | ${s.ok ? fmt(s.maxMs) : '–'} | ${per('rssKb', 'memory')} | ${per('anonKb', 'memory')} | ${per('hwmKb', 'memory')} | ${per('rssKb', 'idle')} | ${fmt(s.allAckedMs)} | ${etcdCols} | ${s.ok ? `${s.changes.length}, 0 timeouts, 0 stream errors` : esc(s.error ?? `${s.timeouts} timeouts, ${s.streamErrors} stream errors`)} |`;
 });
-process.stdout.write(`| sidecars | sidecars do | replicas | p50 ms | p99 ms | max ms | VmRSS MB per replica | RssAnon MB per replica | VmHWM MB per replica | VmRSS MB before sidecars | all connected ms | changes |
-| ---: | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- |
+process.stdout.write(`| sidecars | sidecars do | replicas | p50 ms | p99 ms | max ms | VmRSS MB per replica | RssAnon MB per replica | VmHWM MB per replica | VmRSS MB before sidecars | all connected ms | event-loop delay max ms per replica | longest keepalive gap ms per replica | etcd txns (ops) per replica | changes |
+| ---: | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- |
 ${rows.join('\n')}
 `);
 process.stderr.write(`wrote ${path.relative(process.cwd(), output)}\n`);

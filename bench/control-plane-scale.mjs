@@ -298,6 +298,44 @@ function api(replica, token, method, urlPath, body, timeoutMs = 15_000) {
   });
 }
 
+/** A replica's /metrics (Prometheus text) → { name{labels}: value } for the lines whose name starts with `prefix`. */
+function scrapeMetrics(replica, token, prefix = 'outrigger_cp_e', timeoutMs = 30_000) {
+  return new Promise((resolve, reject) => {
+    const req = https.request({ host: HOST, port: replica.httpPort, method: 'GET', path: '/metrics', agent: replica.agent, timeout: timeoutMs, headers: { authorization: `Bearer ${token}` } }, (res) => {
+      const chunks = [];
+      res.on('data', (c) => chunks.push(c));
+      res.on('end', () => {
+        const out = {};
+        for (const line of Buffer.concat(chunks).toString('utf8').split('\n')) {
+          if (!line.startsWith(prefix)) continue;
+          const at = line.lastIndexOf(' ');
+          out[line.slice(0, at)] = Number(line.slice(at + 1));
+        }
+        resolve(out);
+      });
+      res.on('error', reject);
+    });
+    req.on('timeout', () => req.destroy(new Error(`GET /metrics: no answer within ${timeoutMs} ms`)));
+    req.on('error', reject);
+    req.end();
+  });
+}
+
+/** What a replica's metrics say of its etcd traffic and its event loop since it started. */
+async function etcdMetrics(replica, token) {
+  const m = await scrapeMetrics(replica, token);
+  return {
+    loopMaxMs: (m['outrigger_cp_event_loop_delay_seconds{quantile="max"}'] ?? NaN) * 1000,
+    loopP99Ms: (m['outrigger_cp_event_loop_delay_seconds{quantile="0.99"}'] ?? NaN) * 1000,
+    keepaliveGapMaxMs: (m.outrigger_cp_etcd_keepalive_gap_max_seconds ?? NaN) * 1000,
+    txns: m.outrigger_cp_etcd_txns_total ?? NaN,
+    txnOps: m.outrigger_cp_etcd_txn_ops_total ?? NaN,
+    watchResponses: m.outrigger_cp_etcd_watch_responses_total ?? NaN,
+    watchEvents: m.outrigger_cp_etcd_watch_events_total ?? NaN,
+    contactLost: m.outrigger_cp_etcd_contact_lost_total ?? NaN,
+  };
+}
+
 async function waitHealthy(replica, token, timeoutMs) {
   const deadline = performance.now() + timeoutMs;
   for (;;) {
@@ -397,7 +435,7 @@ async function runStep(opts, sidecars, token) {
   const workers = [];
   for (let k = 0; k < nWorkers; k++) workers.push(startWorker(k, dir));
   const tConnect = absNow();
-  const startReplies = await Promise.all(workers.map((w, k) => {
+  const connecting = Promise.all(workers.map((w, k) => {
     const from = Math.floor((k * sidecars) / nWorkers);
     const to = Math.floor(((k + 1) * sidecars) / nWorkers);
     return ask(w, {
@@ -406,6 +444,15 @@ async function runStep(opts, sidecars, token) {
       subs: Array.from({ length: to - from }, (_, j) => subscriptionsOf(opts, from + j).map(serviceName)),
     }, 'ready', opts.stepTimeoutSec * 1000);
   }));
+  let startReplies;
+  try {
+    startReplies = await connecting;
+  } catch (err) {
+    // What the replicas measured up to the failure (a replica starved of CPU answers late or not at all).
+    err.etcd = await Promise.all(replicas.map((rep) => etcdMetrics(rep, token).catch(() => undefined)));
+    log(`  at the failure, per replica: ${err.etcd.map((e) => (e === undefined ? 'no metrics' : `event-loop delay max ${fmt(e.loopMaxMs, 0)} ms, longest keepalive gap ${fmt(e.keepaliveGapMaxMs, 0)} ms, ${e.txns} txns (${e.txnOps} ops), ${e.watchResponses} watch responses (${e.watchEvents} events), contact lost ${e.contactLost}`)).join('; ')}`);
+    throw err;
+  }
   step.allAckedMs = Math.max(...startReplies.map((m) => m.lastFirstAckAt)) - tConnect;
   log(`  ${sidecars} streams over ${nWorkers} simulator process(es) ACKed their first snapshot after ${Math.round(step.allAckedMs)} ms`);
   // Settle: registrations move versions without pushes; wait until no snapshot for 1 s anywhere.
@@ -418,6 +465,10 @@ async function runStep(opts, sidecars, token) {
   const counts = await Promise.all(replicas.map((rep) => api(rep, token, 'GET', '/api/sidecars', undefined, 30_000).then((r) => r.sidecars.length)));
   step.sidecarsPerReplica = counts;
   log(`  settled; sidecars seen per replica: ${counts.join(' / ')}`);
+  step.etcdConnect = await Promise.all(replicas.map((rep) => etcdMetrics(rep, token)));
+  log(`  while connecting, per replica: event-loop delay max ${step.etcdConnect.map((e) => fmt(e.loopMaxMs, 0)).join(' / ')} ms (p99 ${step.etcdConnect.map((e) => fmt(e.loopP99Ms, 0)).join(' / ')} ms), ` +
+    `longest keepalive gap ${step.etcdConnect.map((e) => fmt(e.keepaliveGapMaxMs, 0)).join(' / ')} ms, etcd txns ${step.etcdConnect.map((e) => e.txns).join(' / ')} ` +
+    `(ops ${step.etcdConnect.map((e) => e.txnOps).join(' / ')}), watch responses ${step.etcdConnect.map((e) => e.watchResponses).join(' / ')} (events ${step.etcdConnect.map((e) => e.watchEvents).join(' / ')}), contact lost ${step.etcdConnect.map((e) => e.contactLost).join(' / ')}`);
 
   // Timed changes through replica 0.
   const changes = [];
@@ -525,7 +576,7 @@ export async function runScale(argv) {
         ]);
       } catch (err) {
         if (interrupted) throw err;
-        step = { sidecars, replicas: opts.replicas, ok: false, error: err.message };
+        step = { sidecars, replicas: opts.replicas, ok: false, error: err.message, ...(err.etcd ? { etcdConnect: err.etcd } : {}) };
         log(`  step failed: ${err.message}`);
         keepLogs(sidecars);
       } finally {

@@ -34,6 +34,8 @@ const REPO = path.dirname(path.dirname(fileURLToPath(import.meta.url)));
 const BIN = path.join(REPO, 'bin', 'outrigger.js');
 const NODE = process.execPath;
 const ETCD = process.env.OUTRIGGER_ETCD ?? '/usr/bin/etcd';
+/** etcd's election timeout in ms (heartbeat a tenth of it); unset: etcd's defaults (1000 ms, 100 ms). */
+const ETCD_ELECTION_MS = process.env.OUTRIGGER_CHAOS_ETCD_ELECTION_MS === undefined ? undefined : Number(process.env.OUTRIGGER_CHAOS_ETCD_ELECTION_MS);
 const REPORT = path.join(REPO, 'bench', 'CHAOS-HOSTS.md');
 
 /** Everything this run creates is named with this prefix (namespaces, the root-side veth, temp dirs). */
@@ -314,7 +316,8 @@ function etcdArgs(h, dir) {
   const cluster = HOSTS.map((x) => `e${x.name}=http://${x.ip}:2380`).join(',');
   return ['--name', `e${h.name}`, '--data-dir', dir, '--listen-client-urls', `http://${h.ip}:2379`, '--advertise-client-urls', `http://${h.ip}:2379`,
     '--listen-peer-urls', `http://${h.ip}:2380`, '--initial-advertise-peer-urls', `http://${h.ip}:2380`, '--initial-cluster', cluster,
-    '--initial-cluster-state', 'new', '--initial-cluster-token', `${PREFIX}-cluster`, '--log-level', 'error'];
+    '--initial-cluster-state', 'new', '--initial-cluster-token', `${PREFIX}-cluster`, '--log-level', 'error',
+    ...(ETCD_ELECTION_MS === undefined ? [] : ['--election-timeout', String(ETCD_ELECTION_MS), '--heartbeat-interval', String(Math.round(ETCD_ELECTION_MS / 10))])];
 }
 const etcdHealthy = async (h) => (await tryHttp('GET', `http://${h.ip}:2379/health`, { timeoutMs: 1_000 })).json?.health === 'true';
 
@@ -681,7 +684,7 @@ async function main() {
 
   const commit = run('git', ['-C', REPO, 'rev-parse', '--short', 'HEAD'], { check: false }).stdout?.trim() ?? '?';
   const etcdVersion = /etcd Version: (\S+)/.exec(run(ETCD, ['--version'], { check: false }).stdout ?? '')?.[1] ?? '?';
-  const machine = `${os.cpus().length} CPUs (${os.cpus()[0]?.model ?? '?'}), load average ${os.loadavg().map((l) => l.toFixed(1)).join(' ')} at the end, Linux ${os.release()}, Node ${process.version}, etcd ${etcdVersion}`;
+  const machine = `${os.cpus().length} CPUs (${os.cpus()[0]?.model ?? '?'}), load average ${os.loadavg().map((l) => l.toFixed(1)).join(' ')} at the end, Linux ${os.release()}, Node ${process.version}, etcd ${etcdVersion}${ETCD_ELECTION_MS === undefined ? "" : ` (--election-timeout ${ETCD_ELECTION_MS})`}`;
   const notes = rows.map((r) => `- **${r.name}**: ${r.note}.`).join('\n');
   fs.writeFileSync(
     REPORT,

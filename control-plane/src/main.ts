@@ -75,6 +75,8 @@ export class ControlPlane {
       sidecars: () => this.push.views(),
       autoscale: () => this.autoscaler.views(),
       leader: () => this.replica?.isLeader() ?? true,
+      etcd: replica === undefined ? undefined : () => replica.stats(),
+      etcdMembers: replica === undefined ? undefined : () => replica.etcdMembers(),
     });
     this.registry = new Registry({
       clock,

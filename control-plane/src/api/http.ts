@@ -6,7 +6,7 @@ import { AutoscaleInputError } from '../autoscale/controller.js';
 import type { AutoscaleView } from '../autoscale/types.js';
 import type { PushServer } from '../push/server.js';
 import type { ControlPlaneMetrics } from './metrics.js';
-import type { Registry } from '../registry/registry.js';
+import { ConflictError, type Registry } from '../registry/registry.js';
 import { createDashboardRoutes, readVersion, type DashboardOptions } from './dashboard/routes.js';
 import { createGuard, type GuardOptions } from './guard.js';
 import { createAccessCheck } from './access.js';
@@ -192,7 +192,7 @@ export function createAdminApi(
       if (typeof address !== 'string') throw new HttpError(400, 'expected { "address": "host:port" }');
       if (kind === 'undrain') {
         if (!registry.undrain(address)) return json(res, 404, { error: `${address} is not drained` });
-        await durable();
+        await durable([`drained/${address}`]);
         return json(res, 200, { undrained: address, version: registry.version });
       }
       let changed: boolean;
@@ -203,7 +203,7 @@ export function createAdminApi(
         throw err;
       }
       if (!changed && !registry.services().some((s) => s.endpoints.some((e) => e.address === address))) return json(res, 404, { error: `no endpoint ${address}` });
-      await durable();
+      await durable([`drained/${address}`]);
       return json(res, 200, { drained: address, version: registry.version });
     }
     if (kind === 'services') {
@@ -217,7 +217,7 @@ export function createAdminApi(
       if (sub === 'weights' && arg !== undefined) {
         if (method === 'DELETE') {
           registry.clearWeight(name, arg);
-          await durable();
+          await durable([`weights/${name}`]);
           return json(res, 200, { service: name, endpoint: arg, version: registry.version });
         }
         if (method === 'PUT') {
@@ -228,7 +228,7 @@ export function createAdminApi(
             if (err instanceof RangeError) throw new HttpError(400, err.message);
             throw err;
           }
-          await durable();
+          await durable([`weights/${name}`]);
           return json(res, 200, { service: name, endpoint: arg, weight, version: registry.version });
         }
       }
@@ -238,12 +238,19 @@ export function createAdminApi(
 
   /**
    * Resolves once every change made so far is saved (a burst of requests shares one save).
-   * @throws HttpError 503 when the save failed: the change is in force but may not survive a restart.
+   * @throws HttpError 503 when the save failed: the change is in force but may not survive a restart;
+   *   409 when one of `keys` (shared-store keys this request changed) was changed through another replica
+   *   meanwhile (store.etcd): that change stands, this one was not taken.
    */
-  async function durable(): Promise<void> {
+  async function durable(keys: readonly string[] = []): Promise<void> {
     try {
       await registry.flush();
     } catch (err) {
+      if (err instanceof ConflictError) {
+        const lost = err.keys.filter((k) => keys.includes(k));
+        if (lost.length === 0) return; // another request's key: this change was taken
+        throw new HttpError(409, new ConflictError(lost).message);
+      }
       throw new HttpError(503, `the change is in force but could not be saved, so a restart may lose it: ${err instanceof Error ? err.message : String(err)}`);
     }
   }
@@ -287,7 +294,7 @@ export function createAdminApi(
       if (err instanceof ConfigError) return json(res, 400, { error: err.issues.join('\n'), issues: err.issues });
       throw err;
     }
-    await durable();
+    await durable([`policies/${name}`]);
     return json(res, 200, { service: name, changed, version: registry.version, policySource: registry.policySource(name), policy: registry.policyOf(name) ?? null });
   }
 }

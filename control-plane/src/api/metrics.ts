@@ -1,6 +1,9 @@
+import { monitorEventLoopDelay } from 'node:perf_hooks';
 import { Counter, Gauge, Registry, collectDefaultMetrics } from 'prom-client';
 import type { AutoscaleView } from '../autoscale/types.js';
 import type { SubscriberView } from '../push/server.js';
+import type { MemberView } from '../registry/etcd-members.js';
+import type { EtcdStats } from '../registry/etcd-replica.js';
 import type { InstanceView } from '../registry/registry.js';
 
 /** What the control plane's metrics read at scrape time. */
@@ -11,6 +14,10 @@ export interface ControlPlaneMetricsSource {
   readonly autoscale: () => readonly AutoscaleView[];
   /** Whether this replica leads (runs computed weights and the autoscaler); always true with the file store. */
   readonly leader?: (() => boolean) | undefined;
+  /** With `store.etcd`: this replica's etcd traffic and keepalive timing. */
+  readonly etcd?: (() => EtcdStats) | undefined;
+  /** With `store.etcd`: each etcd member and whether it answered this replica's last probe. */
+  readonly etcdMembers?: (() => readonly MemberView[]) | undefined;
 }
 
 /**
@@ -93,6 +100,62 @@ export class ControlPlaneMetrics {
         for (const v of source.autoscale()) if (v.utilization !== null) this.set({ service: v.service }, v.utilization);
       },
     });
+    // Since the start, unlike prom-client's nodejs_eventloop_lag_* (reset at every scrape): the worst stall
+    // of a replica under load, which is what delays its etcd keepalives.
+    const loop = monitorEventLoopDelay({ resolution: 10 });
+    loop.enable();
+    new Gauge({
+      name: 'outrigger_cp_event_loop_delay_seconds',
+      help: 'Event-loop delay since the start: max and p99.',
+      labelNames: ['quantile'],
+      registers: [r],
+      collect() {
+        this.set({ quantile: 'max' }, loop.max / 1e9);
+        this.set({ quantile: '0.99' }, loop.percentile(99) / 1e9);
+      },
+    });
+    const etcd = source.etcd;
+    if (etcd !== undefined) {
+      const counters: [string, string, (s: EtcdStats) => number][] = [
+        ['outrigger_cp_etcd_txns_total', 'Write transactions this replica sent to etcd.', (s) => s.txns],
+        ['outrigger_cp_etcd_txn_ops_total', 'Operations (puts, deletes) in those transactions.', (s) => s.txnOps],
+        ['outrigger_cp_etcd_watch_responses_total', 'Watch responses applied.', (s) => s.watchResponses],
+        ['outrigger_cp_etcd_watch_events_total', 'Key events in those responses.', (s) => s.watchEvents],
+        ['outrigger_cp_etcd_contact_lost_total', 'Times this replica counted itself cut off from etcd (no keepalive within the lease TTL).', (s) => s.contactLost],
+      ];
+      for (const [name, help, pick] of counters) {
+        new Counter({
+          name,
+          help,
+          registers: [r],
+          collect() {
+            this.reset();
+            this.inc(pick(etcd()));
+          },
+        });
+      }
+      new Gauge({
+        name: 'outrigger_cp_etcd_keepalive_gap_max_seconds',
+        help: 'Longest time between two successful lease keepalives since the start (contact is lost at the lease TTL).',
+        registers: [r],
+        collect() {
+          this.set(etcd().keepaliveGapMaxMs / 1000);
+        },
+      });
+    }
+    const members = source.etcdMembers;
+    if (members !== undefined) {
+      new Gauge({
+        name: 'outrigger_cp_etcd_member_serving',
+        help: "1 when the etcd member answered this replica's last probe (a linearizable read within 500 ms), else 0.",
+        labelNames: ['member'],
+        registers: [r],
+        collect() {
+          this.reset();
+          for (const m of members()) this.set({ member: m.endpoint }, m.serving ? 1 : 0);
+        },
+      });
+    }
     this.acks = new Counter({ name: 'outrigger_cp_config_responses_total', help: 'ACKs and NACKs received from sidecars.', labelNames: ['result'], registers: [r] });
     this.stateChanges = new Counter({ name: 'outrigger_cp_state_changes_total', help: 'State changes (each bumps the version), by reason.', labelNames: ['reason'], registers: [r] });
   }

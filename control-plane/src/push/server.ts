@@ -60,6 +60,14 @@ class Subscriber {
   wants(service: string): boolean {
     return this.hello !== undefined && (this.subscriptions.has(service) || this.hello.instance?.service === service);
   }
+  /** Whether this sidecar receives any of `services`. */
+  wantsAny(services: ReadonlySet<string>): boolean {
+    if (this.hello === undefined) return false;
+    const own = this.hello.instance?.service;
+    if (own !== undefined && services.has(own)) return true;
+    for (const name of this.subscriptions) if (services.has(name)) return true;
+    return false;
+  }
   /** A change arrived that this subscriber has not been sent yet. */
   dirty = false;
   /** Waiting for 'drain': the stream's buffer is full, nothing more is queued. */
@@ -130,6 +138,8 @@ export class PushServer {
    * same service and address (the same sidecar reconnecting) may take it over.
    */
   private readonly owners = new Map<string, Subscriber>();
+  /** The same streams by the service and address they registered (one instance per address and service). */
+  private readonly addressOwners = new Map<string, Subscriber>();
   private nonce = 0;
   private flushScheduled = false;
   private readonly unsubscribe: () => void;
@@ -302,11 +312,10 @@ export class PushServer {
           inst.id,
         );
       }
-      for (const other of this.owners.values()) {
-        const o = other.hello?.instance;
-        if (other !== sub && o !== undefined && o.service === inst.service && o.address === inst.address) {
-          return this.refuse(sub, GrpcStatus.ALREADY_EXISTS, `${inst.address} is registered for ${inst.service} by another connected sidecar (instance ${o.id})`, inst.id);
-        }
+      const other = this.addressOwners.get(addressKey(inst.service, inst.address));
+      const o = other?.hello?.instance;
+      if (other !== undefined && other !== sub && o !== undefined) {
+        return this.refuse(sub, GrpcStatus.ALREADY_EXISTS, `${inst.address} is registered for ${inst.service} by another connected sidecar (instance ${o.id})`, inst.id);
       }
       // Callers reach a mesh instance over mutual TLS: it is published once its sidecar has a certificate
       // (the first one this stream is issued), not before, when its listener could only refuse them.
@@ -320,6 +329,7 @@ export class PushServer {
       sub.owns = true;
       sub.awaitingCertificate = awaitCertificate;
       this.owners.set(inst.id, sub);
+      this.addressOwners.set(addressKey(inst.service, inst.address), sub);
     }
     if (hello.lastVersion !== '') this.source.advanceVersion(Number(hello.lastVersion));
     sub.hello = hello;
@@ -348,14 +358,20 @@ export class PushServer {
   private drop(sub: Subscriber): void {
     const id = sub.hello?.instance?.id;
     if (sub.owns && id !== undefined && this.owners.get(id) === sub) this.owners.delete(id);
+    const inst = sub.hello?.instance;
+    if (sub.owns && inst !== undefined && this.addressOwners.get(addressKey(inst.service, inst.address)) === sub) this.addressOwners.delete(addressKey(inst.service, inst.address));
     if (!this.subscribers.delete(sub)) return;
     this.o.onEvent?.({ type: 'disconnected', instance: sub.hello?.instance?.id ?? '' });
   }
 
   /** Marks the sidecars that receive any of `services` (all of them when the list is empty) for a push. */
   private changed(services: readonly string[]): void {
+    // Each sidecar's few services are looked up in the changed ones (not the other way round: a change
+    // naming thousands of services, a fresh listing of a large fleet, made this quadratic).
+    const changedSet = new Set(services);
     for (const sub of this.subscribers) {
-      if (services.length === 0 || services.some((name) => sub.wants(name))) sub.dirty = true;
+      if (sub.dirty) continue;
+      if (services.length === 0 || sub.wantsAny(changedSet)) sub.dirty = true;
     }
     if (this.flushScheduled) return;
     this.flushScheduled = true;
@@ -415,5 +431,10 @@ export class PushServer {
     for (const s of this.subscribers) s.call.end();
     this.subscribers.clear();
     this.owners.clear();
+    this.addressOwners.clear();
   }
+}
+
+function addressKey(service: string, address: string): string {
+  return `${service}\u0000${address}`;
 }

@@ -8,8 +8,33 @@ import type { LoadReport } from '../../../proto/gen/outrigger/v1/discovery.js';
 import type { EtcdStoreConfig } from '../config/types.js';
 import type { SubscriberView } from '../push/server.js';
 import { changeOf, desiredEntries, isStateKey, LEADER_KEY, LOADS_PREFIX } from './etcd-layout.js';
+import { EtcdMembers, type MemberView } from './etcd-members.js';
 import { connectEtcd, MAX_TXN_OPS } from './etcd-store.js';
-import type { Registry, SharedChange } from './registry.js';
+import { ConflictError, type Registry, type SharedChange } from './registry.js';
+
+/** A key as this replica last saw it in etcd (or wrote it). */
+interface MirrorEntry {
+  readonly value: string;
+  readonly lease: string;
+  /** etcd's mod revision of the key (0: not known). */
+  readonly mod: number;
+}
+
+/** Keys an operator changes through the API: written only over the revision the change was made on. */
+function guarded(key: string): boolean {
+  return key.startsWith('policies/') || key.startsWith('weights/') || key.startsWith('drained/');
+}
+
+/** Counts of one replica's etcd traffic (metrics; the scale bench reads them). */
+export interface EtcdStats {
+  txns: number;
+  txnOps: number;
+  watchResponses: number;
+  watchEvents: number;
+  /** Longest time between two successful keepalives of this replica's lease. */
+  keepaliveGapMaxMs: number;
+  contactLost: number;
+}
 
 /**
  * One control-plane replica's link to the shared state in etcd (docs/ha.md):
@@ -30,6 +55,7 @@ import type { Registry, SharedChange } from './registry.js';
 export class EtcdReplica {
   readonly id: string;
   private readonly client: Etcd3;
+  private readonly members: EtcdMembers;
   private readonly prefix: string;
   private readonly ttlSeconds: number;
   private registry: Registry | undefined;
@@ -38,7 +64,17 @@ export class EtcdReplica {
   private leaseId = '';
   private readonly myLeases = new Set<string>();
   private lastKeepaliveAt = Number.NEGATIVE_INFINITY;
-  private readonly mirror = new Map<string, { value: string; lease: string }>();
+  private readonly mirror = new Map<string, MirrorEntry>();
+  /**
+   * Keys changed by hand (policies, weights, drains) with a change here not written yet: the mod revision
+   * of the key the change was made over. The write succeeds only if the key is still at that revision.
+   */
+  private readonly base = new Map<string, number>();
+  /** Changes here that lost to a change through another replica (flush reports those made during it). */
+  private conflictCount = 0;
+  private readonly recentConflicts: { n: number; key: string }[] = [];
+  /** Keys whose write lost, until the watch reaches the revision that showed it (the winner's value). */
+  private readonly lostUntil = new Map<string, number>();
   private readonly loads = new Map<string, { views: SubscriberView[]; receivedAt: number }>();
   private watcher: Watcher | undefined;
   private generation = 0;
@@ -48,6 +84,7 @@ export class EtcdReplica {
   private syncRunning = false;
   private syncAgain = false;
   private lastSyncError: unknown;
+  private retryDelay = 100;
   private retryTimer: TimerHandle | undefined;
   private checkTimer: TimerHandle | undefined;
   private campaigning = false;
@@ -57,6 +94,7 @@ export class EtcdReplica {
   private closed = false;
   private lastPublishedLoads = '';
   private readonly leadershipListeners = new Set<(leader: boolean) => void>();
+  private readonly counts: EtcdStats = { txns: 0, txnOps: 0, watchResponses: 0, watchEvents: 0, keepaliveGapMaxMs: 0, contactLost: 0 };
 
   /** What the Registry's `shared` option takes. */
   readonly hooks = { onLocalChange: (): void => this.scheduleSync(), flush: (): Promise<void> => this.flush() };
@@ -68,14 +106,25 @@ export class EtcdReplica {
     private readonly logger: Logger,
   ) {
     this.id = `${hostname()}-${process.pid}-${randomBytes(3).toString('hex')}`;
-    this.client = connectEtcd(config, clock).client;
     this.prefix = `${config.prefix}/`;
+    // Probes of each member (a linearizable read of the leader key) steer this replica's calls and streams
+    // to the members that serve (docs/ha.md, "Member failures").
+    this.members = new EtcdMembers(
+      config.endpoints,
+      this.prefix + LEADER_KEY,
+      (endpoint) => connectEtcd(config, clock, { hosts: [endpoint], once: true }).client,
+      clock,
+      timers,
+      logger,
+    );
+    this.client = connectEtcd(config, clock, { hostPolicy: (endpoint) => this.members.hostPolicy(endpoint) }).client;
     this.ttlSeconds = Math.round(config.leaseTtlMs / 1000);
   }
 
   /** Grants the lease, loads the shared state into `registry` and watches it; then campaigns for leadership. */
   async start(registry: Registry): Promise<void> {
     this.registry = registry;
+    this.members.start();
     try {
       await this.newLease();
       await this.resync(true);
@@ -106,6 +155,16 @@ export class EtcdReplica {
   onContact(listener: (inContact: boolean) => void): () => void {
     this.contactListeners.add(listener);
     return () => this.contactListeners.delete(listener);
+  }
+
+  /** This replica's etcd traffic so far. */
+  stats(): EtcdStats {
+    return { ...this.counts };
+  }
+
+  /** The etcd members and whether each serves, as this replica last probed them. */
+  etcdMembers(): MemberView[] {
+    return this.members.view();
   }
 
   /** The replica id the `leader` key holds, if any. */
@@ -187,6 +246,7 @@ export class EtcdReplica {
       }
     }
     this.lease?.release();
+    this.members.close();
     this.client.close();
   }
 
@@ -204,7 +264,7 @@ export class EtcdReplica {
     });
     lease.on('keepaliveSucceeded', () => {
       if (this.lease !== lease) return;
-      this.lastKeepaliveAt = this.clock.now();
+      this.keptAlive();
       this.check();
     });
     const id = await lease.grant();
@@ -212,6 +272,12 @@ export class EtcdReplica {
     this.leaseId = id;
     this.myLeases.add(id);
     this.lastKeepaliveAt = this.clock.now();
+  }
+
+  private keptAlive(): void {
+    const now = this.clock.now();
+    if (Number.isFinite(this.lastKeepaliveAt)) this.counts.keepaliveGapMaxMs = Math.max(this.counts.keepaliveGapMaxMs, Math.round(now - this.lastKeepaliveAt));
+    this.lastKeepaliveAt = now;
   }
 
   private async renewLease(): Promise<void> {
@@ -252,7 +318,10 @@ export class EtcdReplica {
     if (contact !== this.contact) {
       this.contact = contact;
       if (contact) this.logger.info({}, 'etcd: in contact again');
-      else this.logger.warn({ lastKeepaliveMs: Math.round(age) }, 'etcd: lost (no keepalive within the lease TTL); sidecars are sent to the other replicas');
+      else {
+        this.counts.contactLost++;
+        this.logger.warn({ lastKeepaliveMs: Math.round(age) }, 'etcd: lost (no keepalive within the lease TTL); sidecars are sent to the other replicas');
+      }
       for (const l of [...this.contactListeners]) l(contact);
     }
     const fresh = age < this.config.leaseTtlMs - 1_000;
@@ -277,7 +346,7 @@ export class EtcdReplica {
         .keepaliveOnce({ deadline: new Date(this.clock.wallNow() + 1_000) })
         .then(() => {
           if (this.lease !== lease || this.closed) return;
-          this.lastKeepaliveAt = this.clock.now();
+          this.keptAlive();
           this.check();
         })
         .catch(() => undefined)
@@ -321,6 +390,14 @@ export class EtcdReplica {
           if (c !== undefined) changes.push(c);
         }
         for (const [key, value] of pending) {
+          // A change made here over a revision the key has left (changed through another replica while this
+          // one could not write) is dropped: the listed value stands.
+          const b = this.base.get(key);
+          if (b !== undefined && (this.mirror.get(key)?.mod ?? 0) !== b) {
+            this.base.delete(key);
+            this.conflicted(key);
+            continue;
+          }
           const c = changeOf(key, value, true, () => undefined);
           if (c !== undefined) changes.push(c);
         }
@@ -378,6 +455,8 @@ export class EtcdReplica {
 
   private onWatch(res: IWatchResponse): void {
     if (res.events.length === 0) return;
+    this.counts.watchResponses++;
+    this.counts.watchEvents += res.events.length;
     const revision = Number(res.header.revision);
     const changes: SharedChange[] = [];
     let leaderChanged = false;
@@ -398,7 +477,7 @@ export class EtcdReplica {
     const key = kv.key.toString().slice(this.prefix.length);
     const value = deleted ? undefined : kv.value.toString();
     if (value === undefined) this.mirror.delete(key);
-    else this.mirror.set(key, { value, lease: String(kv.lease) });
+    else this.mirror.set(key, { value, lease: String(kv.lease), mod: Number(kv.mod_revision) });
     if (key.startsWith(LOADS_PREFIX)) {
       this.takeLoads(key.slice(LOADS_PREFIX.length), value);
       return undefined;
@@ -459,10 +538,14 @@ export class EtcdReplica {
         await this.writeDiff();
       } while (this.syncAgain && !this.closed);
       this.lastSyncError = undefined;
+      this.retryDelay = 100;
     } catch (err) {
       this.lastSyncError = err;
-      this.logger.warn({ err: message(err) }, 'etcd: could not write the state (retrying in 500 ms)');
-      if (!this.closed) this.retryTimer = this.timers.after(500, () => this.scheduleSync());
+      // Soon at first: the client has already tried other members, and the member probes steer the next try.
+      const delay = this.retryDelay;
+      this.retryDelay = Math.min(delay * 2, 1_000);
+      this.logger.warn({ err: message(err) }, `etcd: could not write the state (retrying in ${delay} ms)`);
+      if (!this.closed) this.retryTimer = this.timers.after(delay, () => this.scheduleSync());
     } finally {
       this.syncRunning = false;
     }
@@ -478,10 +561,16 @@ export class EtcdReplica {
     const leader = this.leader;
     const ops = [];
     const written: [string, { value: string; lease: string } | undefined][] = [];
+    // Changes made by hand, each written in a transaction of its own over the revision it was made on.
+    const byHand: { key: string; op: ReturnType<Etcd3['put']> | ReturnType<Etcd3['delete']>; value: { value: string; lease: string } | undefined }[] = [];
     let fenced = false;
     for (const [key, e] of desiredEntries(state)) {
       const cur = this.mirror.get(key);
       if (cur?.value === e.value && (!e.leased || cur.lease === leaseId)) continue;
+      if (guarded(key)) {
+        byHand.push({ key, op: this.client.put(this.prefix + key).value(e.value), value: { value: e.value, lease: '0' } });
+        continue;
+      }
       if (key.startsWith('computed/')) {
         if (!leader) continue;
         fenced = true;
@@ -494,6 +583,10 @@ export class EtcdReplica {
       if (!isStateKey(key) || all.has(key)) continue;
       // A registration on another replica's lease is that replica's to remove.
       if (key.startsWith('instances/') && cur.lease !== '0' && !this.myLeases.has(cur.lease)) continue;
+      if (guarded(key)) {
+        byHand.push({ key, op: this.client.delete().key(this.prefix + key), value: undefined });
+        continue;
+      }
       if (key.startsWith('computed/')) {
         if (!leader) continue;
         fenced = true;
@@ -501,6 +594,7 @@ export class EtcdReplica {
       ops.push(this.client.delete().key(this.prefix + key));
       written.push([key, undefined]);
     }
+    await this.writeByHand(byHand);
     // etcd refuses a transaction of more than --max-txn-ops operations (128 by default): a burst of
     // registrations (a replica's sidecars moving to it at once) is written in several transactions.
     for (let from = 0; from < ops.length; from += MAX_TXN_OPS) {
@@ -514,6 +608,8 @@ export class EtcdReplica {
             .if(this.prefix + LEADER_KEY, 'Version', '>', -1)
             .then(...chunk)
             .commit();
+      this.counts.txns++;
+      this.counts.txnOps += chunk.length;
       if (!res.succeeded) {
         // No longer the leader: write the rest without the computed weights.
         this.setLeader(false);
@@ -526,10 +622,58 @@ export class EtcdReplica {
         // Not diffed again before the watch hands it back.
         for (const [key, v] of written.slice(from, from + MAX_TXN_OPS)) {
           if (v === undefined) this.mirror.delete(key);
-          else this.mirror.set(key, v);
+          else this.mirror.set(key, { ...v, mod: revision });
         }
       }
     }
+  }
+
+  /**
+   * Writes policies, weights and drains changed here, each only if its key is still at the mod revision the
+   * change was made over (`base`, taken when the change is first seen here). A key changed through another
+   * replica meanwhile (a concurrent change, or one made while this replica could not write) keeps that
+   * change: this one is dropped and reported (flush throws ConflictError; the API answers 409), and the
+   * registry takes the other value from the watch.
+   */
+  private async writeByHand(byHand: readonly { key: string; op: ReturnType<Etcd3['put']> | ReturnType<Etcd3['delete']>; value: { value: string; lease: string } | undefined }[]): Promise<void> {
+    const pending = new Set(byHand.map((b) => b.key));
+    for (const [key, rev] of [...this.base]) {
+      if (pending.has(key)) continue;
+      this.base.delete(key);
+      // The change left the diff without being written: the watch brought another replica's newer value.
+      if ((this.mirror.get(key)?.mod ?? 0) > rev) this.conflicted(key);
+    }
+    for (const [key, until] of [...this.lostUntil]) if (this.appliedRevision >= until || !pending.has(key)) this.lostUntil.delete(key);
+    for (const b of byHand) {
+      if (this.lostUntil.has(b.key)) continue; // lost; the watch has not brought the winner yet
+      if (!this.base.has(b.key)) this.base.set(b.key, this.mirror.get(b.key)?.mod ?? 0);
+      const rev = this.base.get(b.key) ?? 0;
+      const res = await this.client
+        .if(this.prefix + b.key, 'Mod', '==', rev)
+        .then(b.op)
+        .commit();
+      this.counts.txns++;
+      this.counts.txnOps++;
+      const revision = Number(res.header.revision);
+      this.base.delete(b.key);
+      if (!res.succeeded) {
+        this.conflicted(b.key);
+        this.lostUntil.set(b.key, revision);
+        continue;
+      }
+      this.lastWriteRevision = Math.max(this.lastWriteRevision, revision);
+      if (this.appliedRevision < revision) {
+        if (b.value === undefined) this.mirror.delete(b.key);
+        else this.mirror.set(b.key, { ...b.value, mod: revision });
+      }
+    }
+  }
+
+  private conflicted(key: string): void {
+    this.conflictCount++;
+    this.recentConflicts.push({ n: this.conflictCount, key });
+    if (this.recentConflicts.length > 64) this.recentConflicts.shift();
+    this.logger.warn({ key }, 'etcd: a change made here was not written: the key was changed through another replica meanwhile, and that change stands');
   }
 
   /**
@@ -539,9 +683,14 @@ export class EtcdReplica {
    */
   private async flush(): Promise<void> {
     const deadline = this.clock.now() + 10_000;
+    const conflictsBefore = this.conflictCount;
     for (;;) {
       const busy = this.syncQueued || this.syncRunning || this.retryTimer !== undefined;
-      if (!busy && this.appliedRevision >= this.lastWriteRevision) return;
+      if (!busy && this.appliedRevision >= this.lastWriteRevision) {
+        const lost = this.recentConflicts.filter((c) => c.n > conflictsBefore).map((c) => c.key);
+        if (lost.length > 0) throw new ConflictError([...new Set(lost)]);
+        return;
+      }
       if (this.clock.now() > deadline) {
         const last = this.lastSyncError;
         const why =

@@ -10,7 +10,8 @@ export const MAX_TXN_OPS = 128;
 /** Written by `EtcdStore.save` so that an empty saved state loads as saved (not as "nothing saved"). */
 const META_KEY = 'meta';
 
-type HostPolicy = ReturnType<NonNullable<NonNullable<IOptions['faultHandling']>['host']>>;
+export type HostPolicy = ReturnType<NonNullable<NonNullable<IOptions['faultHandling']>['host']>>;
+type GlobalPolicy = NonNullable<NonNullable<IOptions['faultHandling']>['global']>;
 
 /**
  * Per etcd member, calls go straight through: the client's default circuit breaker keeps a member that was
@@ -19,17 +20,29 @@ type HostPolicy = ReturnType<NonNullable<NonNullable<IOptions['faultHandling']>[
  */
 const passThrough = { execute: <T>(fn: (context: { signal: AbortSignal }) => T | Promise<T>) => Promise.resolve().then(() => fn({ signal: new AbortController().signal })) } as unknown as HostPolicy;
 
+/** How a client built by `connectEtcd` treats its members. */
+export interface ConnectOptions {
+  /** Only these endpoints (default: every endpoint of the configuration). */
+  readonly hosts?: readonly string[];
+  /** The fault policy of each member (default: calls go straight through). */
+  readonly hostPolicy?: (endpoint: string) => HostPolicy;
+  /** No retry on another member (a probe of one member). */
+  readonly once?: boolean;
+}
+
 /**
  * A client of `config`, namespaced to `PREFIX/`. The caller closes `client`. Every unary call has a 3 s
  * deadline (then the client tries another member) and connections are probed by gRPC keepalives, so a
  * member cut off without a reset (a network partition), or a proposal lost with etcd's leader, fails the
- * call instead of hanging it.
+ * call instead of hanging it. The replicated control plane gives calls up much sooner on evidence from its
+ * member probes (EtcdMembers, as `hostPolicy`).
  */
-export function connectEtcd(config: EtcdStoreConfig, clock: Clock = systemClock): { client: Etcd3; ns: Namespace } {
+export function connectEtcd(config: EtcdStoreConfig, clock: Clock = systemClock, options: ConnectOptions = {}): { client: Etcd3; ns: Namespace } {
+  const hostPolicy = options.hostPolicy ?? (() => passThrough);
   const client = new Etcd3({
-    hosts: [...config.endpoints],
+    hosts: [...(options.hosts ?? config.endpoints)],
     dialTimeout: 3_000,
-    faultHandling: { host: () => passThrough },
+    faultHandling: { host: (h) => hostPolicy(h), ...(options.once === true ? { global: passThrough as unknown as GlobalPolicy } : {}) },
     // etcd refuses pings more often than every 5 s (--grpc-keepalive-min-time). Reconnection backoff is
     // capped at 2 s (gRPC's default grows to 2 minutes): a member back from a partition is used again soon.
     grpcOptions: {

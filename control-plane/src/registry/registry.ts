@@ -562,7 +562,12 @@ export class Registry {
       this.currentVersion = Math.max(this.currentVersion, version);
       return;
     }
-    const before = new Map(this.knownServices().map((s) => [s, this.policyJson(s)]));
+    // A fresh listing may change any service: each one's JSON is compared before and after. Otherwise only
+    // the services the changes name are touched (an instance's old and new service, the services of a
+    // drained address): with thousands of services (each sidecar registering its own), comparing them all
+    // on every watch response was quadratic in the fleet and starved the replica's etcd keepalives.
+    const named = reset ? [] : this.servicesNamed(changes);
+    const before = reset ? new Map(this.knownServices().map((s) => [s, this.policyJson(s)])) : undefined;
     if (reset) {
       this.runtimePolicies.clear();
       this.pinned.clear();
@@ -602,20 +607,36 @@ export class Registry {
       }
     }
     this.currentVersion = Math.max(this.currentVersion, version);
-    this.jsonCache.clear();
-    const changed = this.knownServices().filter((s) => before.get(s) !== this.policyJson(s));
+    let changed: string[];
+    if (before !== undefined) {
+      this.jsonCache.clear();
+      changed = this.knownServices().filter((s) => before.get(s) !== this.policyJson(s));
+    } else {
+      changed = [];
+    }
     // Every service named by a change is pushed at the new version, also when this replica held it already
     // (its own change coming back, also inside a fresh listing: it was applied here but not pushed yet).
-    for (const c of changes) {
-      if (c.kind === 'policy' || c.kind === 'weights' || c.kind === 'computed') changed.push(c.service);
-      else if (c.kind === 'instance') {
-        const service = c.instance?.service ?? this.byId.get(c.id)?.data.service;
-        if (service !== undefined) changed.push(service);
-      } else changed.push(...this.servicesWithAddress(c.address));
+    for (const s of [...named, ...this.servicesNamed(changes)]) {
+      this.jsonCache.delete(s);
+      changed.push(s);
     }
-    const services = changed.filter((s) => this.isKnown(s));
+    const services = [...new Set(changed)].filter((s) => this.isKnown(s));
     // A revision that changed no service (another key of the store) only moves the version.
     if (reset || services.length > 0) this.notify(reset ? 'restore' : 'sync', services);
+  }
+
+  /** The services `changes` touch as the registry stands now (an instance: its service here and in the change). */
+  private servicesNamed(changes: readonly SharedChange[]): string[] {
+    const out: string[] = [];
+    for (const c of changes) {
+      if (c.kind === 'policy' || c.kind === 'weights' || c.kind === 'computed') out.push(c.service);
+      else if (c.kind === 'instance') {
+        const here = this.byId.get(c.id)?.data.service;
+        if (here !== undefined) out.push(here);
+        if (c.instance !== undefined) out.push(c.instance.service);
+      } else out.push(...this.servicesWithAddress(c.address));
+    }
+    return out;
   }
 
   private applySharedInstance(id: string, data: RegisteredInstance | undefined, mine: boolean): void {
@@ -932,4 +953,14 @@ function serviceNameProblem(service: string): string | undefined {
 function checkAddress(address: string): void {
   const r = checkHostPort(address, false);
   if ('problem' in r) throw new RangeError(`${r.problem}, got ${JSON.stringify(address) ?? String(address)}`);
+}
+
+/**
+ * A change made here was not written because the same key was changed through another replica since (the
+ * newer change stands; `keys` are the shared-store keys, e.g. `policies/inventory`).
+ */
+export class ConflictError extends Error {
+  constructor(readonly keys: readonly string[]) {
+    super(`changed through another control-plane replica meanwhile (${keys.join(', ')}); that change stands and this one was not taken`);
+  }
 }
