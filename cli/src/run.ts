@@ -1,5 +1,4 @@
 import { resolve } from 'node:path';
-import { parseYaml, readConfigFile } from '../../common/src/config/load.js';
 import { ConfigError } from '../../common/src/errors.js';
 import type { ControlPlaneConfig } from '../../control-plane/src/config/types.js';
 import { UsageError, type Args } from './args.js';
@@ -31,7 +30,8 @@ export async function runSidecar(args: Args): Promise<void> {
 
 /** --grpc / --http, checked as cp.yaml's listen.* are. */
 async function listenOverrides(args: Args): Promise<{ grpc?: string; http?: string }> {
-  // The control plane's schema is loaded here, not at the top: a sidecar process never needs it.
+  // The control plane's schema and the config loader are loaded here, not at the top: a sidecar process keeps
+  // neither (it validates its own file in a child process, common/src/config/load-apart.ts).
   const { hostPortSchema } = await import('../../control-plane/src/config/schema.js');
   const out: { grpc?: string; http?: string } = {};
   for (const key of ['grpc', 'http'] as const) {
@@ -49,6 +49,7 @@ async function listenOverrides(args: Args): Promise<{ grpc?: string; http?: stri
  * listeners and the state under ./outrigger-data/.
  */
 async function controlPlaneConfig(args: Args, listen: { grpc?: string; http?: string }): Promise<{ config: ControlPlaneConfig; file: string | undefined }> {
+  const { parseYaml, readConfigFile } = await import('../../common/src/config/load.js');
   const { validateControlPlaneConfig } = await import('../../control-plane/src/config/load.js');
   const { NO_CONFIG_STORE_FILE } = await import('../../control-plane/src/config/schema.js');
   const file = args.string('config');
