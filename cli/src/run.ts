@@ -1,8 +1,5 @@
 import { resolve } from 'node:path';
-import { parseYaml, readConfigFile } from '../../common/src/config/load.js';
 import { ConfigError } from '../../common/src/errors.js';
-import { validateControlPlaneConfig } from '../../control-plane/src/config/load.js';
-import { hostPortSchema, NO_CONFIG_STORE_FILE } from '../../control-plane/src/config/schema.js';
 import type { ControlPlaneConfig } from '../../control-plane/src/config/types.js';
 import { UsageError, type Args } from './args.js';
 import { CommandError } from './errors.js';
@@ -32,7 +29,10 @@ export async function runSidecar(args: Args): Promise<void> {
 }
 
 /** --grpc / --http, checked as cp.yaml's listen.* are. */
-function listenOverrides(args: Args): { grpc?: string; http?: string } {
+async function listenOverrides(args: Args): Promise<{ grpc?: string; http?: string }> {
+  // The control plane's schema and the config loader are loaded here, not at the top: a sidecar process keeps
+  // neither (it validates its own file in a child process, common/src/config/load-apart.ts).
+  const { hostPortSchema } = await import('../../control-plane/src/config/schema.js');
   const out: { grpc?: string; http?: string } = {};
   for (const key of ['grpc', 'http'] as const) {
     const value = args.string(key);
@@ -49,6 +49,9 @@ function listenOverrides(args: Args): { grpc?: string; http?: string } {
  * listeners and the state under ./outrigger-data/.
  */
 async function controlPlaneConfig(args: Args, listen: { grpc?: string; http?: string }): Promise<{ config: ControlPlaneConfig; file: string | undefined }> {
+  const { parseYaml, readConfigFile } = await import('../../common/src/config/load.js');
+  const { validateControlPlaneConfig } = await import('../../control-plane/src/config/load.js');
+  const { NO_CONFIG_STORE_FILE } = await import('../../control-plane/src/config/schema.js');
   const file = args.string('config');
   if (file === undefined) {
     return { config: validateControlPlaneConfig({ listen, store: { file: NO_CONFIG_STORE_FILE } }, 'the defaults', process.cwd()), file };
@@ -64,7 +67,7 @@ async function controlPlaneConfig(args: Args, listen: { grpc?: string; http?: st
 }
 
 export async function runControlPlane(args: Args): Promise<void> {
-  const listen = listenOverrides(args);
+  const listen = await listenOverrides(args);
   let loaded: Awaited<ReturnType<typeof controlPlaneConfig>>;
   try {
     loaded = await controlPlaneConfig(args, listen);

@@ -1,7 +1,7 @@
 import type { Server } from 'node:http';
 import { ClusterManager } from './cluster/cluster.js';
 import type { AuthorizationConfig, ServiceConfig, SidecarConfig } from '../../common/src/config/types.js';
-import { loadSidecarConfig, parseServiceConfig } from '../../common/src/config/load.js';
+import { loadSidecarConfigApart } from '../../common/src/config/load-apart.js';
 import { systemClock, type Clock } from '../../common/src/clock.js';
 import { systemRandom, type Random } from '../../common/src/random.js';
 import { systemTimers, type Timers } from '../../common/src/timers.js';
@@ -168,7 +168,7 @@ export class Sidecar {
     let config = options.config;
     if (config === undefined) {
       if (options.configFile === undefined) throw new Error('a sidecar needs a configuration file');
-      config = await loadSidecarConfig(options.configFile);
+      config = await loadSidecarConfigApart(options.configFile);
     }
     const sidecar = new Sidecar(config, options);
     try {
@@ -507,6 +507,9 @@ export class Sidecar {
    * to NACK with, in which case the previous configuration stays in force.
    */
   async applyPushed(version: string, services: readonly PushedService[], source: 'control-plane' | 'cache'): Promise<string | undefined> {
+    // The validator (yaml, zod and the schema) is loaded on the first push, not at start: a sidecar without a
+    // control plane validates its file in a child process and never keeps it (common/src/config/load-apart.ts).
+    const { parseServiceConfig } = await import('../../common/src/config/load.js');
     const parsed: Record<string, ServiceConfig> = {};
     for (const svc of services) {
       try {
@@ -556,7 +559,7 @@ export class Sidecar {
     if (file === undefined) return false;
     let next: SidecarConfig;
     try {
-      next = await loadSidecarConfig(file);
+      next = await loadSidecarConfigApart(file);
     } catch (err) {
       this.lastReloadError = err instanceof Error ? err.message : String(err);
       this.logger.error({ err: this.lastReloadError, file }, 'config reload rejected; keeping the previous configuration');

@@ -131,7 +131,14 @@ log: { level: silent }
       await waitFor(async () => {
         const r = await sendApi(cp.http, { path: '/metrics' });
         text = r.body;
-        return r.status === 200 && /outrigger_cp_config_responses_total\{result="ack"\} [1-9]/.test(text);
+        // The instance is published once the control plane issued its certificate, which may come after the first
+        // ACK; the snapshot that publishes it is then ACKed in turn.
+        return (
+          r.status === 200 &&
+          /outrigger_cp_config_responses_total\{result="ack"\} [1-9]/.test(text) &&
+          /^outrigger_cp_instances\{service="inventory",state="serving"\} 1$/m.test(text) &&
+          /^outrigger_cp_sidecars_behind 0$/m.test(text)
+        );
       }, 10_000);
       expect(text).toMatch(/^outrigger_cp_sidecars_connected 1$/m);
       expect(text).toMatch(/^outrigger_cp_instances\{service="inventory",state="serving"\} 1$/m);

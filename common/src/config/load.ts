@@ -2,24 +2,18 @@ import { readFile } from 'node:fs/promises';
 import { LineCounter, parseDocument } from 'yaml';
 import type { z } from 'zod';
 import { ConfigError } from '../errors.js';
+import { deepFreeze } from './freeze.js';
 import { fallbackMessage, formatIssues } from './issues.js';
 import { serviceSchema, sidecarSchema } from './schema.js';
 import type { ServiceConfig, SidecarConfig } from './types.js';
+
+export { deepFreeze };
 
 /**
  * Loading sidecar.yaml: YAML 1.2 (so `on:` is a string key, not a boolean) → zod schema → deep-frozen
  * SidecarConfig. Every failure is a ConfigError whose issues name the key path, what was expected and what
  * was got: `sidecar.yaml: services.orders.retry.attempts: expected integer 0..10, got "three"`.
  */
-
-/** Object.freeze, recursively; returns its argument. */
-export function deepFreeze<T>(value: T): T {
-  if (value !== null && typeof value === 'object' && !Object.isFrozen(value)) {
-    Object.freeze(value);
-    for (const v of Object.values(value)) deepFreeze(v);
-  }
-  return value;
-}
 
 /**
  * Parses YAML text into plain data.

@@ -5,13 +5,13 @@ import { DURATION_EXPECTED, durationProblem, formatDuration, parseDuration } fro
 import { formatPath, type IssueParams, UNKNOWN_KEY_PREFIX } from './issues.js';
 import { formatSize, parseSize } from './size.js';
 import {
+  HASH_POLICIES,
   LB_POLICIES,
   type CircuitBreakerConfig,
   type EndpointConfig,
   type HashOnConfig,
   type HealthCheckConfig,
   type IdempotencyConfig,
-  type LbPolicy,
   type LimitsConfig,
   type OutlierDetectionConfig,
   type RetryConfig,
@@ -28,9 +28,7 @@ import {
  * key is an error, because a typo silently ignored is worse than a refusal.
  */
 
-export { LB_POLICIES };
-
-export const HASH_POLICIES: readonly LbPolicy[] = ['ring-hash', 'maglev'];
+export { HASH_POLICIES, LB_POLICIES };
 
 export const RETRY_ON = [
   'connect-failure',

@@ -16,6 +16,9 @@ export const LB_POLICIES = [
 
 export type LbPolicy = (typeof LB_POLICIES)[number];
 
+/** The policies that pick by a hash of the request (`hashOn`); a TCP service hashes the client's address. */
+export const HASH_POLICIES: readonly LbPolicy[] = ['ring-hash', 'maglev'];
+
 /**
  * The validated, defaulted, frozen configuration. Durations are milliseconds here; in YAML they are strings
  * with a unit ("250ms", "2s", "1m"). The same policy shapes are used in static config, in the control

@@ -3,7 +3,6 @@ import type { IncomingMessage, Server, ServerResponse } from 'node:http';
 // Not `import ... from 'node:http'`: an ESM import of node:http evaluates all its lazy exports, which loads
 // Node's bundled undici (about 6 MB of resident memory) that the sidecar never uses.
 const { createServer } = process.getBuiltinModule('node:http');
-import { stringify } from 'yaml';
 import type { SidecarConfig } from '../../../common/src/config/types.js';
 import { healthFlagList } from '../core/endpoint.js';
 import { configAsFile } from './config-view.js';
@@ -72,7 +71,7 @@ function send(res: ServerResponse, status: number, type: string, text: string): 
  * `GET /config`: the effective configuration as a sidecar.yaml (YAML, or JSON with ?format=json or
  * Accept: application/json), with a comment saying where it came from.
  */
-function sendConfig(req: IncomingMessage, res: ServerResponse, source: AdminSource, query: string): void {
+async function sendConfig(req: IncomingMessage, res: ServerResponse, source: AdminSource, query: string): Promise<void> {
   const format = new URLSearchParams(query).get('format');
   if (format !== null && format !== 'json' && format !== 'yaml') {
     json(res, 400, { error: `format: expected json or yaml, got ${JSON.stringify(format)}` });
@@ -86,6 +85,8 @@ function sendConfig(req: IncomingMessage, res: ServerResponse, source: AdminSour
   }
   const s = source.configStatus();
   const origin = s.source === 'static' ? `${s.file ?? 'the given configuration'} (file version ${s.fileVersion})` : `${s.file ?? 'the given configuration'} with services from the ${s.source === 'cache' ? "control plane's cached" : 'control plane'} version ${s.version}`;
+  // yaml is loaded on the first YAML answer, not at start: a sidecar that is never asked keeps it out of memory.
+  const { stringify } = await import('yaml');
   send(res, 200, 'application/yaml; charset=utf-8', `# effective configuration of ${source.config().instance}: ${origin}; see /config/status\n${stringify(config)}`);
 }
 
@@ -107,7 +108,7 @@ export function createAdminServer(source: AdminSource): Server {
         json(res, 200, { circuits: source.circuits() });
         return;
       case '/config':
-        sendConfig(req, res, source, q < 0 ? '' : url.slice(q + 1));
+        sendConfig(req, res, source, q < 0 ? '' : url.slice(q + 1)).catch((err: unknown) => json(res, 500, { error: String(err) }));
         return;
       case '/config/status':
         json(res, 200, source.configStatus());

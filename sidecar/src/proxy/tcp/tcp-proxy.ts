@@ -1,7 +1,7 @@
 import { connect, createServer, type AddressInfo, type Server, type Socket } from 'node:net';
 import type { Cluster } from '../../cluster/cluster.js';
 import { parseHostPort } from '../../../../common/src/config/address.js';
-import { HASH_POLICIES } from '../../../../common/src/config/schema.js';
+import { HASH_POLICIES } from '../../../../common/src/config/types.js';
 import type { Endpoint } from '../../core/endpoint.js';
 import type { TimerHandle, Timers } from '../../../../common/src/timers.js';
 import { Outcome } from '../../health/outlier/detector.js';
