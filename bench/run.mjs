@@ -29,7 +29,7 @@ const SIDECAR_HOST_HEADER = 'bench';
 const HTTP1_TARGETS = ['direct', 'nginx', 'haproxy', 'http-proxy', 'undici', 'raw', 'sidecar', 'sidecar-ft', 'nginx-pair', 'nginx-pair-tls', 'pair', 'pair-mtls'];
 // HTTP/2 (h2c, prior knowledge) GETs and gRPC unary calls, measured with h2load against three more nginx
 // backend ports that speak HTTP/2; and open long-lived HTTP/2 streams (memory per stream).
-const H2_TARGETS = ['h2-direct', 'h2-nginx', 'h2-sidecar', 'grpc-direct', 'grpc-nginx', 'grpc-sidecar'];
+const H2_TARGETS = ['h2-direct', 'h2-nginx', 'h2-floor', 'h2-sidecar', 'grpc-direct', 'grpc-nginx', 'grpc-floor', 'grpc-sidecar'];
 const STREAMS_TARGETS = ['streams-nginx', 'streams-sidecar'];
 const ALL_TARGETS = [...HTTP1_TARGETS, ...H2_TARGETS, ...STREAMS_TARGETS];
 const PAIR_TARGETS = ['pair', 'pair-mtls']; // need the control plane
@@ -67,9 +67,11 @@ const LABELS = {
   'pair-mtls': 'sidecar → sidecar, mutual TLS',
   'h2-direct': 'HTTP/2 direct (no proxy)',
   'h2-nginx': 'HTTP/2 nginx (grpc_pass)',
+  'h2-floor': 'HTTP/2 node:http2 floor',
   'h2-sidecar': 'HTTP/2 sidecar (protocol: http2)',
   'grpc-direct': 'gRPC unary direct (no proxy)',
   'grpc-nginx': 'gRPC unary nginx (grpc_pass)',
+  'grpc-floor': 'gRPC unary node:http2 floor',
   'grpc-sidecar': 'gRPC unary sidecar (protocol: grpc)',
   'streams-nginx': 'open HTTP/2 streams, nginx (grpc_pass)',
   'streams-sidecar': 'open HTTP/2 streams, sidecar (protocol: http2)',
@@ -1095,9 +1097,11 @@ function defineTargets(tools, ports, shared, opts) {
     'pair-mtls': { start: () => startSidecarPair('pair-mtls', 'strict') },
     'h2-direct': { start: async () => ({ child: null, port: ports.h2Backends[0], host: H2_SERVICE }) },
     'h2-nginx': { start: () => startH2Nginx('h2-nginx', ports.h2Nginx, H2_SERVICE) },
+    'h2-floor': { start: () => startH2Floor('h2-floor', H2_SERVICE) },
     'h2-sidecar': { start: () => startH2Sidecar('h2-sidecar', [{ name: H2_SERVICE, protocol: 'http2', ports: ports.h2Backends }], H2_SERVICE) },
     'grpc-direct': { start: async () => ({ child: null, port: ports.h2Backends[0], host: GRPC_SERVICE }) },
     'grpc-nginx': { start: () => startH2Nginx('grpc-nginx', ports.grpcNginx, GRPC_SERVICE) },
+    'grpc-floor': { start: () => startH2Floor('grpc-floor', GRPC_SERVICE) },
     'grpc-sidecar': { start: () => startH2Sidecar('grpc-sidecar', [{ name: GRPC_SERVICE, protocol: 'grpc', ports: ports.h2Backends }], GRPC_SERVICE) },
     'streams-nginx': {
       start: async () => {
@@ -1131,6 +1135,14 @@ function defineTargets(tools, ports, shared, opts) {
     const child = await startNginx(tools, name, (dir) => h2ProxyNginxConf(dir, port, ports.h2Backends, keepalive));
     await waitForH2(child, port, '/', 10_000, host);
     return { child, port, host };
+  }
+
+  /** bench/h2-floor-forwarder.mjs in front of the three HTTP/2 backends: where node:http2 itself stops. */
+  async function startH2Floor(name, host) {
+    const child = startChild(name, process.execPath, [path.join(BENCH_DIR, 'h2-floor-forwarder.mjs'),
+      '--listen', `${HOST}:${ports.h2Floor}`, '--backends', ports.h2Backends.map((p) => `${HOST}:${p}`).join(',')], { env: nodeEnv(), cwd: REPO_DIR });
+    await waitForH2(child, ports.h2Floor, '/', 10_000, host);
+    return { child, port: ports.h2Floor, host };
   }
 
   /**
@@ -1623,8 +1635,10 @@ function comparisons(results) {
   for (const kind of ['h2', 'grpc']) {
     const what = kind === 'h2' ? 'HTTP/2' : 'gRPC unary';
     pairRatio(`${kind}-sidecar`, `${kind}-nginx`, what);
+    pairRatio(`${kind}-sidecar`, `${kind}-floor`, `${what}: the sidecar against the node:http2 floor`);
+    pairRatio(`${kind}-floor`, `${kind}-nginx`, `${what}: where node:http2 itself stops`);
     const d = get(`${kind}-direct`);
-    const viaProxies = [`${kind}-nginx`, `${kind}-sidecar`].map(get).filter(Boolean);
+    const viaProxies = [`${kind}-nginx`, `${kind}-floor`, `${kind}-sidecar`].map(get).filter(Boolean);
     if (d && viaProxies.length) {
       ratios.push(`${what} through a proxy / direct: ${viaProxies.map((r) => `${SHORT[r.name]} ${x(ratio(r, d))}`).join(', ')}; ` +
         `added p50 over ${SHORT[d.name]}: ${viaProxies.map((r) => `${SHORT[r.name]} ${signed(r.lat.p50Ms - d.lat.p50Ms, 3)} ms`).join(', ')}`);
@@ -1795,8 +1809,8 @@ async function main() {
   const free = await freePorts(35, HOST);
   const [b1, b2, b3, nginxPort, haproxyPort, httpProxyPort, undiciPort, rawPort, sidecarOut, sidecarAdmin, cpGrpc, cpHttp] = free.splice(0, 12);
   const ports = { backends: [b1, b2, b3], nginx: nginxPort, haproxy: haproxyPort, httpProxy: httpProxyPort, undici: undiciPort, raw: rawPort, sidecarOut, sidecarAdmin };
-  const [h2b1, h2b2, h2b3, h2Nginx, grpcNginx, streamsNginx, h2SidecarOut, h2SidecarAdmin, hold] = free.splice(0, 9);
-  Object.assign(ports, { h2Backends: [h2b1, h2b2, h2b3], h2Nginx, grpcNginx, streamsNginx, h2SidecarOut, h2SidecarAdmin, hold });
+  const [h2b1, h2b2, h2b3, h2Nginx, grpcNginx, streamsNginx, h2SidecarOut, h2SidecarAdmin, hold, h2Floor] = free.splice(0, 10);
+  Object.assign(ports, { h2Backends: [h2b1, h2b2, h2b3], h2Nginx, grpcNginx, streamsNginx, h2SidecarOut, h2SidecarAdmin, hold, h2Floor });
   for (const name of ['nginx-pair', 'nginx-pair-tls']) ports[name] = { front: free.shift(), terminator: free.shift() };
   for (const name of PAIR_TARGETS) {
     const [callerOut, callerAdmin, calleeIn, calleeOut, calleeAdmin] = free.splice(0, 5);
