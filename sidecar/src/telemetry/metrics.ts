@@ -2,6 +2,8 @@ import type { Metric } from 'prom-client';
 import { Counter, Gauge, Registry, collectProcessMetrics } from './prom.js';
 import type { Endpoint } from '../core/endpoint.js';
 import { DURATION_BOUNDS, TcpStats, TrafficStats, type Direction } from './stats.js';
+// gRPC status code names as the `grpc_code` label shows them (as grpc-go's and Envoy's metrics).
+import { grpcStatusName } from '../health/active/grpc-health.js';
 
 /** Read-only view of a service's resilience state (retries by reason, breakers) read at scrape time. */
 export interface GuardView {
@@ -78,7 +80,7 @@ export class Metrics {
           const codes = s.grpcCodes;
           for (let c = 0; c < codes.length; c++) {
             const n = codes[c]!;
-            if (n > 0) this.inc({ direction: s.direction, service: s.service, grpc_code: GRPC_CODE_NAMES[c]! }, n);
+            if (n > 0) this.inc({ direction: s.direction, service: s.service, grpc_code: grpcStatusName(c) }, n);
           }
         }
       },
@@ -371,23 +373,3 @@ function durationHistogram(traffic: ReadonlyMap<string, TrafficStats>) {
   };
 }
 
-/** gRPC status code names as the `grpc_code` label shows them (as grpc-go's and Envoy's metrics). */
-const GRPC_CODE_NAMES: readonly string[] = [
-  'OK',
-  'CANCELLED',
-  'UNKNOWN',
-  'INVALID_ARGUMENT',
-  'DEADLINE_EXCEEDED',
-  'NOT_FOUND',
-  'ALREADY_EXISTS',
-  'PERMISSION_DENIED',
-  'RESOURCE_EXHAUSTED',
-  'FAILED_PRECONDITION',
-  'ABORTED',
-  'OUT_OF_RANGE',
-  'UNIMPLEMENTED',
-  'INTERNAL',
-  'UNAVAILABLE',
-  'DATA_LOSS',
-  'UNAUTHENTICATED',
-];
