@@ -25,7 +25,10 @@ import https from 'node:https';
 import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
-import { cpuModel, endpointAddress, fmt, freePorts, gitState, percentile, serviceName, sidecarAddress, skip, varint } from './lib.mjs';
+import { cpuModel, decodeSnapshotHead, endpointAddress, fmt, freePorts, gitState, percentile, procStatusKb as statusKb, serviceName, sidecarAddress, signalGroup as killGroup, skip, tail as tailLines, varint } from './lib.mjs';
+
+const tail = (file, lines = 15) => tailLines(file, lines);
+const procStatusKb = (pid, key) => statusKb(pid, key, NaN);
 
 const SELF = fileURLToPath(import.meta.url);
 const BENCH_DIR = path.dirname(SELF);
@@ -162,18 +165,6 @@ function startDetached(name, cmd, args, logFile, cwd) {
   return track(name, proc, logFile);
 }
 
-function killGroup(c, signal = 'SIGKILL') {
-  if (c.exited || !c.pid) return;
-  try {
-    process.kill(-c.pid, signal);
-  } catch {
-    try {
-      process.kill(c.pid, signal);
-    } catch {
-      // gone
-    }
-  }
-}
 
 /** SIGTERM everything, SIGKILL after `graceMs`, remove the temporary directories. */
 async function cleanup(graceMs = 3_000) {
@@ -206,22 +197,7 @@ function cleanupSync() {
   for (const d of tempDirs) fs.rmSync(d, { recursive: true, force: true });
 }
 
-function tail(file, lines = 15) {
-  try {
-    return fs.readFileSync(file, 'utf8').trimEnd().split('\n').slice(-lines).join('\n');
-  } catch {
-    return '';
-  }
-}
 
-function procStatusKb(pid, key) {
-  try {
-    const m = new RegExp(`^${key}:\\s+(\\d+)\\s+kB`, 'm').exec(fs.readFileSync(`/proc/${pid}/status`, 'utf8'));
-    return m ? Number(m[1]) : NaN;
-  } catch {
-    return NaN;
-  }
-}
 
 // ---------------------------------------------------------------------------------------------
 // etcd and the replicas
@@ -613,24 +589,7 @@ function lightDecode(buf) {
     const [tag, p] = varint(buf, pos);
     if (tag >>> 3 === 1 && (tag & 7) === 2) {
       const [len, q] = varint(buf, p);
-      const sb = buf.subarray(q, q + len);
-      const out = { version: '', nonce: '', ttlMs: 0 };
-      let sp = 0;
-      while (sp < sb.length) {
-        const [t2, p2] = varint(sb, sp);
-        const f = t2 >>> 3;
-        const w = t2 & 7;
-        if ((f === 1 || f === 2) && w === 2) {
-          const [l2, q2] = varint(sb, p2);
-          const s = sb.toString('utf8', q2, q2 + l2);
-          if (f === 1) out.version = s;
-          else out.nonce = s;
-          sp = q2 + l2;
-        } else if (f === 4 && w === 0) {
-          [out.ttlMs, sp] = varint(sb, p2);
-        } else sp = skip(sb, p2, w);
-      }
-      return out;
+      return decodeSnapshotHead(buf.subarray(q, q + len));
     }
     pos = skip(buf, p, tag & 7);
   }
@@ -687,7 +646,7 @@ async function worker() {
         st.log.push(v, t);
         if (st.first) {
           st.first = false;
-          st.every = (snap.ttlMs > 0 ? snap.ttlMs : m.ttlSec * 1000) / 3;
+          st.every = (snap.instanceTtlMs > 0 ? snap.instanceTtlMs : m.ttlSec * 1000) / 3;
           st.next = performance.now() + ((i * 7919) % 1000) / 1000 * st.every;
           lastFirstAckAt = t;
           if (++firstAcked === n) send({ t: 'ready', id: m.id, lastFirstAckAt });

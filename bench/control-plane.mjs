@@ -23,7 +23,10 @@ import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 import { credentials, Metadata } from '@grpc/grpc-js';
-import { cpuModel, endpointAddress, fmt, freePorts, gitState, percentile, serviceName, sidecarAddress, skip, varint } from './lib.mjs';
+import { cpuModel, decodeSnapshotHead, endpointAddress, fmt, freePorts, gitState, percentile, procStatusKb as statusKb, serviceName, sidecarAddress, signalGroup, skip, tail as tailLines, varint } from './lib.mjs';
+
+const tail = (file, lines = 20) => tailLines(file, lines);
+const procStatusKb = (pid, key) => statusKb(pid, key, 0);
 import { runScale, scaleUsage, wantsScale } from './control-plane-scale.mjs';
 
 const BENCH_DIR = path.dirname(fileURLToPath(import.meta.url));
@@ -187,18 +190,6 @@ function startControlPlane(args) {
   return c;
 }
 
-function signalGroup(c, signal) {
-  if (!c || c.exited || !c.pid) return;
-  try {
-    process.kill(-c.pid, signal);
-  } catch {
-    try {
-      process.kill(c.pid, signal);
-    } catch {
-      // already gone
-    }
-  }
-}
 
 /** SIGTERM (the control plane stops cleanly and writes its CPU profile), SIGKILL after `graceMs`. */
 async function stopControlPlane(graceMs = 10_000) {
@@ -227,22 +218,7 @@ for (const sig of ['SIGINT', 'SIGTERM', 'SIGHUP']) {
   });
 }
 
-function tail(file, lines = 20) {
-  try {
-    return fs.readFileSync(file, 'utf8').trimEnd().split('\n').slice(-lines).join('\n');
-  } catch {
-    return '';
-  }
-}
 
-function procStatusKb(pid, key) {
-  try {
-    const m = new RegExp(`^${key}:\\s+(\\d+)\\s+kB`, 'm').exec(fs.readFileSync(`/proc/${pid}/status`, 'utf8'));
-    return m ? Number(m[1]) : 0;
-  } catch {
-    return 0;
-  }
-}
 
 const CLK_TCK = Number(run('getconf', ['CLK_TCK']).stdout?.trim()) || 100;
 
@@ -342,28 +318,6 @@ function lightDecode(buf) {
   return { msg: snapshot === undefined ? undefined : { $case: 'snapshot', snapshot }, bytes: buf.length };
 }
 
-function decodeSnapshotHead(buf) {
-  const out = { version: '', nonce: '', services: [], serviceCount: 0, instanceTtlMs: 0 };
-  let pos = 0;
-  while (pos < buf.length) {
-    const [tag, p] = varint(buf, pos);
-    const field = tag >>> 3;
-    const wt = tag & 7;
-    if ((field === 1 || field === 2) && wt === 2) {
-      const [len, q] = varint(buf, p);
-      const s = buf.toString('utf8', q, q + len);
-      if (field === 1) out.version = s;
-      else out.nonce = s;
-      pos = q + len;
-    } else if (field === 4 && wt === 0) {
-      [out.instanceTtlMs, pos] = varint(buf, p);
-    } else {
-      if (field === 3) out.serviceCount++;
-      pos = skip(buf, p, wt);
-    }
-  }
-  return out;
-}
 
 // ---------------------------------------------------------------------------------------------
 // The simulated sidecars

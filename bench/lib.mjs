@@ -83,3 +83,60 @@ export function percentile(sorted, p) {
   if (sorted.length === 0) return NaN;
   return sorted[Math.min(sorted.length - 1, Math.max(0, Math.ceil(p * sorted.length) - 1))];
 }
+
+/** Sends `signal` to a detached child's process group (or the child alone); nothing if it has exited. */
+export function signalGroup(c, signal = 'SIGKILL') {
+  if (!c || c.exited || !c.pid) return;
+  try {
+    process.kill(-c.pid, signal);
+  } catch {
+    try {
+      process.kill(c.pid, signal);
+    } catch {
+      // already gone
+    }
+  }
+}
+
+/** The last `lines` lines of a log file ('' when it cannot be read). */
+export function tail(file, lines) {
+  try {
+    return fs.readFileSync(file, 'utf8').trimEnd().split('\n').slice(-lines).join('\n');
+  } catch {
+    return '';
+  }
+}
+
+/** A `/proc/PID/status` figure in kB (VmRSS, RssAnon, VmHWM), or `missing` when it cannot be read. */
+export function procStatusKb(pid, key, missing) {
+  try {
+    const m = new RegExp(`^${key}:\\s+(\\d+)\\s+kB`, 'm').exec(fs.readFileSync(`/proc/${pid}/status`, 'utf8'));
+    return m ? Number(m[1]) : missing;
+  } catch {
+    return missing;
+  }
+}
+
+/** The head of an encoded Snapshot: version, nonce, instance TTL and how many services it carries. */
+export function decodeSnapshotHead(buf) {
+  const out = { version: '', nonce: '', services: [], serviceCount: 0, instanceTtlMs: 0 };
+  let pos = 0;
+  while (pos < buf.length) {
+    const [tag, p] = varint(buf, pos);
+    const field = tag >>> 3;
+    const wt = tag & 7;
+    if ((field === 1 || field === 2) && wt === 2) {
+      const [len, q] = varint(buf, p);
+      const s = buf.toString('utf8', q, q + len);
+      if (field === 1) out.version = s;
+      else out.nonce = s;
+      pos = q + len;
+    } else if (field === 4 && wt === 0) {
+      [out.instanceTtlMs, pos] = varint(buf, p);
+    } else {
+      if (field === 3) out.serviceCount++;
+      pos = skip(buf, p, wt);
+    }
+  }
+  return out;
+}
